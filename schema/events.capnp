@@ -1,0 +1,31 @@
+# Events that leave a shard through its sink (bid, win, bill, loss,
+# impression, click). Framed with the standard capnp stream framing in the
+# spool file. Event ids make storage and replay idempotent.
+@0xe2c0e87839cca6c7;
+
+enum EventKind {
+  bid @0;
+  win @1;
+  bill @2;
+  loss @3;
+  impression @4;
+  click @5;
+}
+
+struct Event {
+  # 128-bit unique id: high and low halves.
+  idHi @0 :UInt64;
+  idLo @1 :UInt64;
+  kind @2 :EventKind;
+  # Microseconds since the Unix epoch.
+  tsMicros @3 :Int64;
+  shard @4 :UInt16;
+  auctionId @5 :Text;
+  impId @6 :Text;
+  campaignId @7 :UInt64;
+  creativeId @8 :Text;
+  # Price in millionths of a currency unit (CPM for bids, per-event spend
+  # for win and bill).
+  priceMicros @9 :Int64;
+  currency @10 :Text;
+}

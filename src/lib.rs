@@ -1,0 +1,12 @@
+//! adshard: a thread-per-core ad server and OpenRTB bidder on Glommio.
+//!
+//! Shape (see DESIGN.md): one Glommio executor per core ([`shard`]), each
+//! with its own listener, parsing HTTP/1.1 with [`http`] and answering through
+//! [`api`]; typed start-up [`config`]; per-shard [`metrics`] summed on scrape.
+
+pub mod api;
+pub mod config;
+pub mod events;
+pub mod http;
+pub mod metrics;
+pub mod shard;

@@ -1,0 +1,138 @@
+//! The `adshard` binary: command line, start-up order, signal handling and
+//! shutdown order. No request logic lives here.
+
+use adshard::config::{parse_core_spec, Config, Cores, CoreSpec};
+use adshard::shard::Server;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(name = "adshard", version, about = "Thread-per-core ad server and OpenRTB bidder")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the server (on the embedded default config unless --config is given).
+    Serve {
+        /// Config file (TOML). Without it the embedded default is used.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Cores to run shards on, overriding server.cores: "all", "0-3", "0,2".
+        #[arg(long)]
+        cores: Option<String>,
+        /// Listen address, overriding server.listen.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate a config file and print the shards it would start.
+    CheckConfig {
+        /// Config file (TOML).
+        file: PathBuf,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> Result<Config, adshard::config::ConfigError> {
+    match config {
+        Some(p) => Config::load(p),
+        None => Config::embedded(),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ADSHARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::CheckConfig { file } => {
+            match Config::load(&file).and_then(|c| c.shards(&adshard::config::allowed_cores()).map(|s| (c, s))) {
+                Ok((c, shards)) => {
+                    println!("{}: ok; listen {}; {} shard(s)", file.display(), c.server.listen, shards.len());
+                    for s in shards {
+                        println!(
+                            "  shard {} on core {}: spin_before_park {:?}, max_connections {}",
+                            s.id, s.core, s.spin_before_park, s.max_connections
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Serve { config, cores, listen } => {
+            let mut cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(spec) = cores {
+                match parse_core_spec(&spec) {
+                    Ok(list) => cfg.server.cores = Cores::Spec(CoreSpec(list)),
+                    Err(e) => {
+                        eprintln!("error: --cores: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            if let Some(l) = listen {
+                cfg.server.listen = l;
+            }
+            if let Err(e) = cfg.validate() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            serve(cfg)
+        }
+    }
+}
+
+fn serve(cfg: Config) -> ExitCode {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    // Register signals before starting shards so an early SIGTERM is not lost.
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::start(cfg, adshard::api::Api::new) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shared = server.shared().clone();
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        for sig in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                tracing::info!(signal = sig, "shutting down: draining in-flight requests");
+                shared.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+            } else {
+                tracing::warn!(signal = sig, "second signal: exiting without waiting");
+                std::process::exit(1);
+            }
+        }
+    });
+    server.join();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,279 @@
+//! Per-shard counters and latency histograms, summed when scraped.
+//!
+//! Counters are atomics with a single writer (the owning shard), bumped with a
+//! relaxed load and store: no locked instruction and no shared lock on the
+//! request path; a scrape from any core reads them exactly. Latency histograms
+//! (hdrhistogram) are shard-local and copied into a per-shard slot every
+//! `metrics.publish_interval_ms` by a timer task, so a scrape sees quantiles at
+//! most one interval old; the scraping shard publishes its own fresh.
+
+use crate::http::HttpError;
+use hdrhistogram::Histogram;
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// Status codes counted individually; anything else counts as "other".
+pub const STATUS_CODES: [u16; 16] = [200, 204, 302, 400, 401, 404, 405, 408, 413, 415, 431, 500, 501, 503, 505, 0];
+
+fn status_index(code: u16) -> usize {
+    STATUS_CODES.iter().position(|&c| c == code).unwrap_or(STATUS_CODES.len() - 1)
+}
+
+/// Bumps a single-writer counter. Only the owning shard calls this.
+#[inline]
+pub fn bump(c: &AtomicU64, by: u64) {
+    c.store(c.load(Relaxed).wrapping_add(by), Relaxed);
+}
+
+/// One shard's counters, shared read-only with scrapers. Lives as long as the
+/// server; written only by its shard.
+#[derive(Debug)]
+pub struct ShardCounters {
+    /// Requests answered, `[route][status]`.
+    requests: Vec<[AtomicU64; STATUS_CODES.len()]>,
+    /// Requests refused at the HTTP layer, by cause.
+    pub http_errors: [AtomicU64; HttpError::ALL.len()],
+    /// Connections accepted.
+    pub conns_accepted: AtomicU64,
+    /// Connections closed.
+    pub conns_closed: AtomicU64,
+    /// Connections refused with 503 because `max_connections` was reached.
+    pub conns_refused: AtomicU64,
+    /// Bytes read from sockets.
+    pub bytes_in: AtomicU64,
+    /// Bytes written to sockets.
+    pub bytes_out: AtomicU64,
+    /// Latency histograms as last published, `[route]`.
+    published: Mutex<Vec<Histogram<u64>>>,
+}
+
+/// The routes' metric labels, fixed at start-up.
+pub type RouteLabels = &'static [&'static str];
+
+fn new_hist() -> Histogram<u64> {
+    // 1 ns .. 60 s at 3 significant figures; these bounds are constants that
+    // hdrhistogram accepts, so construction cannot fail.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+impl ShardCounters {
+    fn new(routes: usize) -> Self {
+        ShardCounters {
+            requests: (0..routes).map(|_| Default::default()).collect(),
+            http_errors: Default::default(),
+            conns_accepted: AtomicU64::new(0),
+            conns_closed: AtomicU64::new(0),
+            conns_refused: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            published: Mutex::new((0..routes).map(|_| new_hist()).collect()),
+        }
+    }
+
+    /// Requests answered on `route` with `status` so far.
+    pub fn requests(&self, route: usize, status: u16) -> u64 {
+        self.requests[route][status_index(status)].load(Relaxed)
+    }
+}
+
+/// All shards' metrics; one per server, shared by every shard.
+#[derive(Debug)]
+pub struct Registry {
+    routes: RouteLabels,
+    shards: Vec<Arc<ShardCounters>>,
+}
+
+impl Registry {
+    /// A registry for `shards` shards serving `routes`.
+    pub fn new(routes: RouteLabels, shards: usize) -> Arc<Self> {
+        Arc::new(Registry { routes, shards: (0..shards).map(|_| Arc::new(ShardCounters::new(routes.len()))).collect() })
+    }
+
+    /// The counters of shard `id`.
+    pub fn shard(&self, id: usize) -> &Arc<ShardCounters> {
+        &self.shards[id]
+    }
+
+    /// Total requests answered on `route` with `status`, over all shards.
+    pub fn requests_total(&self, route: usize, status: u16) -> u64 {
+        self.shards.iter().map(|s| s.requests(route, status)).sum()
+    }
+
+    /// Renders Prometheus text exposition (version 0.0.4) into `out`.
+    pub fn render(&self, out: &mut String) {
+        let shards = &self.shards;
+        family(out, "adshard_http_requests_total", "counter", "HTTP requests answered, by shard, route and status.");
+        for (i, s) in shards.iter().enumerate() {
+            for (r, label) in self.routes.iter().enumerate() {
+                for (k, code) in STATUS_CODES.iter().enumerate() {
+                    let v = s.requests[r][k].load(Relaxed);
+                    if v > 0 {
+                        let code = if *code == 0 { "other".to_string() } else { code.to_string() };
+                        let _ = writeln!(out, "adshard_http_requests_total{{shard=\"{i}\",route=\"{label}\",status=\"{code}\"}} {v}");
+                    }
+                }
+            }
+        }
+        family(out, "adshard_http_errors_total", "counter", "Requests refused at the HTTP layer, by cause.");
+        for (i, s) in shards.iter().enumerate() {
+            for e in HttpError::ALL {
+                let v = s.http_errors[e.index()].load(Relaxed);
+                if v > 0 {
+                    let _ = writeln!(out, "adshard_http_errors_total{{shard=\"{i}\",reason=\"{}\"}} {v}", e.label());
+                }
+            }
+        }
+        let gauges: [(&str, &str, &str, fn(&ShardCounters) -> u64); 5] = [
+            ("adshard_connections_accepted_total", "counter", "Connections accepted.", |s| s.conns_accepted.load(Relaxed)),
+            ("adshard_connections_closed_total", "counter", "Connections closed.", |s| s.conns_closed.load(Relaxed)),
+            ("adshard_connections_refused_total", "counter", "Connections refused with 503 at max_connections.", |s| s.conns_refused.load(Relaxed)),
+            ("adshard_bytes_read_total", "counter", "Bytes read from client sockets.", |s| s.bytes_in.load(Relaxed)),
+            ("adshard_bytes_written_total", "counter", "Bytes written to client sockets.", |s| s.bytes_out.load(Relaxed)),
+        ];
+        for (name, kind, help, get) in gauges {
+            family(out, name, kind, help);
+            for (i, s) in shards.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", get(s));
+            }
+        }
+        family(out, "adshard_connections_open", "gauge", "Connections open now.");
+        for (i, s) in shards.iter().enumerate() {
+            let n = s.conns_accepted.load(Relaxed).saturating_sub(s.conns_closed.load(Relaxed));
+            let _ = writeln!(out, "adshard_connections_open{{shard=\"{i}\"}} {n}");
+        }
+        family(
+            out,
+            "adshard_http_request_duration_seconds",
+            "summary",
+            "Time from the read that completed a request to its response being queued; shard=\"all\" merges shards.",
+        );
+        let hists: Vec<Vec<Histogram<u64>>> = shards
+            .iter()
+            .map(|s| match s.published.lock() {
+                Ok(g) => g.clone(),
+                // A poisoned slot only means a publisher panicked mid-copy; the
+                // data is still a valid histogram.
+                Err(p) => p.into_inner().clone(),
+            })
+            .collect();
+        for (r, label) in self.routes.iter().enumerate() {
+            let mut all = new_hist();
+            for (i, h) in hists.iter().enumerate() {
+                summary(out, &i.to_string(), label, &h[r]);
+                // Same bounds on both sides, so add cannot fail.
+                let _ = all.add(&h[r]);
+            }
+            if shards.len() > 1 {
+                summary(out, "all", label, &all);
+            }
+        }
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn summary(out: &mut String, shard: &str, route: &str, h: &Histogram<u64>) {
+    if h.is_empty() {
+        return;
+    }
+    let name = "adshard_http_request_duration_seconds";
+    for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+        let v = h.value_at_quantile(q) as f64 / 1e9;
+        let _ = writeln!(out, "{name}{{shard=\"{shard}\",route=\"{route}\",quantile=\"{q}\"}} {v:.9}");
+    }
+    let sum: f64 = h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum::<f64>() / 1e9;
+    let _ = writeln!(out, "{name}_sum{{shard=\"{shard}\",route=\"{route}\"}} {sum:.9}");
+    let _ = writeln!(out, "{name}_count{{shard=\"{shard}\",route=\"{route}\"}} {}", h.len());
+}
+
+/// A shard's own view: its counters plus its live (unpublished) histograms.
+/// Owned by one shard, never shared across threads.
+#[derive(Debug)]
+pub struct LocalMetrics {
+    /// This shard's counters (also readable by scrapers).
+    pub counters: Arc<ShardCounters>,
+    hist: RefCell<Vec<Histogram<u64>>>,
+}
+
+impl LocalMetrics {
+    /// The local side for shard `id` of `registry`.
+    pub fn new(registry: &Registry, id: usize) -> Self {
+        let counters = registry.shard(id).clone();
+        let routes = registry.routes.len();
+        LocalMetrics { counters, hist: RefCell::new((0..routes).map(|_| new_hist()).collect()) }
+    }
+
+    /// Counts one answered request and its latency in nanoseconds.
+    #[inline]
+    pub fn record(&self, route: usize, status: u16, nanos: u64) {
+        bump(&self.counters.requests[route][status_index(status)], 1);
+        // saturating_record clamps out-of-range values instead of failing.
+        self.hist.borrow_mut()[route].saturating_record(nanos.max(1));
+    }
+
+    /// Counts an HTTP-layer refusal.
+    #[inline]
+    pub fn http_error(&self, e: HttpError) {
+        bump(&self.counters.http_errors[e.index()], 1);
+    }
+
+    /// Copies the live histograms into the scrape slot.
+    pub fn publish(&self) {
+        let live = self.hist.borrow();
+        let mut slot = match self.counters.published.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for (dst, src) in slot.iter_mut().zip(live.iter()) {
+            dst.clone_from(src);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_sum_across_shards_and_render() {
+        let reg = Registry::new(&["a", "b"], 2);
+        let m0 = LocalMetrics::new(&reg, 0);
+        let m1 = LocalMetrics::new(&reg, 1);
+        m0.record(0, 200, 1000);
+        m1.record(0, 200, 3000);
+        m1.record(1, 404, 10);
+        m1.record(1, 418, 10);
+        m0.http_error(HttpError::BadChunk);
+        assert_eq!(reg.requests_total(0, 200), 2);
+        assert_eq!(reg.requests_total(1, 404), 1);
+        assert_eq!(reg.requests_total(1, 418), 1, "unlisted codes land in `other`");
+        m0.publish();
+        m1.publish();
+        let mut s = String::new();
+        bump(&reg.shard(0).conns_accepted, 1);
+        reg.render(&mut s);
+        assert!(s.contains("adshard_http_requests_total{shard=\"1\",route=\"b\",status=\"other\"} 1"), "{s}");
+        assert!(s.contains("adshard_http_errors_total{shard=\"0\",reason=\"bad_chunk\"} 1"));
+        assert!(s.contains("adshard_http_request_duration_seconds_count{shard=\"all\",route=\"a\"} 2"));
+        assert!(s.contains("adshard_connections_open{shard=\"0\"} 1"));
+        assert!(!s.contains("route=\"b\",status=\"200\""), "zero series are left out");
+    }
+
+    #[test]
+    fn unpublished_latency_is_not_visible() {
+        let reg = Registry::new(&["a"], 1);
+        let m = LocalMetrics::new(&reg, 0);
+        m.record(0, 200, 5);
+        let mut s = String::new();
+        reg.render(&mut s);
+        assert!(!s.contains("_count"));
+        m.publish();
+        s.clear();
+        reg.render(&mut s);
+        assert!(s.contains("adshard_http_request_duration_seconds_count{shard=\"0\",route=\"a\"} 1"));
+    }
+}
