@@ -1,4 +1,5 @@
 //! Parser benchmark: adshard's head parser against httparse on the same inputs.
+#![allow(clippy::unwrap_used)]
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 const INPUTS: &[(&str, &[u8])] = &[

@@ -42,14 +42,21 @@ pub struct Api {
 impl Api {
     /// Builds the shard's handler.
     pub fn new(ctx: &ShardCtx) -> Self {
-        Api { shared: ctx.shared.clone(), metrics: ctx.metrics.clone() }
+        Api {
+            shared: ctx.shared.clone(),
+            metrics: ctx.metrics.clone(),
+        }
     }
 
     fn method_allowed(req: &Request<'_, '_>, resp: &mut Response, allowed: &'static str) -> bool {
         if allowed.split(", ").any(|m| m == req.method) {
             return true;
         }
-        resp.set(405, "application/json", b"{\"error\":\"method not allowed\"}");
+        resp.set(
+            405,
+            "application/json",
+            b"{\"error\":\"method not allowed\"}",
+        );
         resp.header("Allow", allowed.as_bytes());
         false
     }
@@ -87,7 +94,11 @@ impl Service for Api {
                     self.metrics.publish();
                     let mut text = String::with_capacity(16 * 1024);
                     self.shared.registry.render(&mut text);
-                    resp.set(200, "text/plain; version=0.0.4; charset=utf-8", text.as_bytes());
+                    resp.set(
+                        200,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        text.as_bytes(),
+                    );
                 }
             }
             Route::NotFound => {

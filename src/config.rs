@@ -56,7 +56,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.to_string(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
 }
 
 /// The whole file.
@@ -131,7 +134,9 @@ pub struct CoreSpec(pub Option<Vec<usize>>);
 
 fn de_core_spec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<CoreSpec, D::Error> {
     let s = String::deserialize(d)?;
-    parse_core_spec(&s).map(CoreSpec).map_err(serde::de::Error::custom)
+    parse_core_spec(&s)
+        .map(CoreSpec)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Parses `"all"` (None) or `"0-3,6"` (Some list).
@@ -143,7 +148,11 @@ pub fn parse_core_spec(s: &str) -> Result<Option<Vec<usize>>, String> {
     let mut out = Vec::new();
     for part in s.split(',') {
         let part = part.trim();
-        let num = |t: &str| t.trim().parse::<usize>().map_err(|_| format!("`{t}` is not a core number"));
+        let num = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{t}` is not a core number"))
+        };
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
@@ -175,7 +184,10 @@ impl Cores {
             return Err(invalid("server.cores", "a core is listed twice"));
         }
         if let Some(c) = list.iter().find(|c| !allowed.contains(c)) {
-            return Err(invalid("server.cores", format!("core {c} is not available to this process (allowed: {allowed:?})")));
+            return Err(invalid(
+                "server.cores",
+                format!("core {c} is not available to this process (allowed: {allowed:?})"),
+            ));
         }
         Ok(list)
     }
@@ -198,7 +210,11 @@ pub const MAX_HEADERS_CEILING: usize = 128;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_header_bytes: 8 * 1024, max_headers: 64, max_body_bytes: 1024 * 1024 }
+        Limits {
+            max_header_bytes: 8 * 1024,
+            max_headers: 64,
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -263,7 +279,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { publish_interval_ms: 1000 }
+        MetricsConfig {
+            publish_interval_ms: 1000,
+        }
     }
 }
 
@@ -295,8 +313,10 @@ pub struct ShardSettings {
 impl Config {
     /// Loads a file, applies env overrides, validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_toml(&text, &path.display().to_string(), std::env::vars())
     }
 
@@ -311,16 +331,23 @@ impl Config {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Syntax { origin: origin.into(), message: e.to_string() })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    origin: origin.into(),
+                    message: e.to_string(),
+                })?;
         let mut origin = origin.to_string();
-        let mut overrides: Vec<(String, String)> =
-            env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
         overrides.sort();
         for (var, raw) in &overrides {
-            let path: Vec<String> =
-                var[ENV_PREFIX.len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
+            let path: Vec<String> = var[ENV_PREFIX.len()..]
+                .split("__")
+                .map(|s| s.to_ascii_lowercase())
+                .collect();
             let key = path.join(".");
             if path.iter().any(|p| p.is_empty()) {
                 return Err(invalid(&key, format!("malformed override variable {var}")));
@@ -333,7 +360,9 @@ impl Config {
                 .unwrap_or_else(|| toml::Value::String(raw.clone()));
             let mut t = &mut table;
             for seg in &path[..path.len() - 1] {
-                let entry = t.entry(seg.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
+                let entry = t
+                    .entry(seg.clone())
+                    .or_insert_with(|| toml::Value::Table(Default::default()));
                 t = entry
                     .as_table_mut()
                     .ok_or_else(|| invalid(&key, format!("{var}: `{seg}` is not a table")))?;
@@ -341,9 +370,14 @@ impl Config {
             t.insert(path[path.len() - 1].clone(), value);
             origin = format!("{origin} + {var}");
         }
-        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            ConfigError::Key { origin: origin.clone(), key: e.path().to_string(), message: e.inner().to_string() }
-        })?;
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                ConfigError::Key {
+                    origin: origin.clone(),
+                    key: e.path().to_string(),
+                    message: e.inner().to_string(),
+                }
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -353,10 +387,16 @@ impl Config {
         self.listen_addr()?;
         let l = &self.limits;
         if l.max_header_bytes < 64 || l.max_header_bytes > 1024 * 1024 {
-            return Err(invalid("limits.max_header_bytes", "must be between 64 and 1048576"));
+            return Err(invalid(
+                "limits.max_header_bytes",
+                "must be between 64 and 1048576",
+            ));
         }
         if l.max_headers == 0 || l.max_headers > MAX_HEADERS_CEILING {
-            return Err(invalid("limits.max_headers", format!("must be between 1 and {MAX_HEADERS_CEILING}")));
+            return Err(invalid(
+                "limits.max_headers",
+                format!("must be between 1 and {MAX_HEADERS_CEILING}"),
+            ));
         }
         if l.max_body_bytes > 1024 * 1024 * 1024 {
             return Err(invalid("limits.max_body_bytes", "must be at most 1 GiB"));
@@ -367,7 +407,10 @@ impl Config {
             ("timeouts.body_read_ms", t.body_read_ms),
             ("timeouts.idle_keepalive_ms", t.idle_keepalive_ms),
             ("timeouts.write_ms", t.write_ms),
-            ("metrics.publish_interval_ms", self.metrics.publish_interval_ms),
+            (
+                "metrics.publish_interval_ms",
+                self.metrics.publish_interval_ms,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(k, "must be greater than 0"));
@@ -381,10 +424,16 @@ impl Config {
         }
         for (i, s) in self.shard.iter().enumerate() {
             if s.max_connections == Some(0) {
-                return Err(invalid(&format!("shard[{i}].max_connections"), "must be greater than 0"));
+                return Err(invalid(
+                    &format!("shard[{i}].max_connections"),
+                    "must be greater than 0",
+                ));
             }
             if self.shard[..i].iter().any(|o| o.core == s.core) {
-                return Err(invalid(&format!("shard[{i}].core"), format!("core {} has two [[shard]] entries", s.core)));
+                return Err(invalid(
+                    &format!("shard[{i}].core"),
+                    format!("core {} has two [[shard]] entries", s.core),
+                ));
             }
         }
         Ok(())
@@ -392,10 +441,12 @@ impl Config {
 
     /// `server.listen` as an address.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.server
-            .listen
-            .parse()
-            .map_err(|_| invalid("server.listen", format!("`{}` is not an IP:port address", self.server.listen)))
+        self.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("`{}` is not an IP:port address", self.server.listen),
+            )
+        })
     }
 
     /// One [`ShardSettings`] per configured core, after `[[shard]]` overrides.
@@ -404,7 +455,10 @@ impl Config {
         let cores = self.server.cores.resolve(allowed)?;
         for (i, o) in self.shard.iter().enumerate() {
             if !cores.contains(&o.core) {
-                return Err(invalid(&format!("shard[{i}].core"), format!("core {} is not in server.cores {cores:?}", o.core)));
+                return Err(invalid(
+                    &format!("shard[{i}].core"),
+                    format!("core {} is not in server.cores {cores:?}", o.core),
+                ));
             }
         }
         Ok(cores
@@ -416,9 +470,12 @@ impl Config {
                     id,
                     core,
                     spin_before_park: Duration::from_micros(
-                        o.and_then(|o| o.spin_before_park_us).unwrap_or(self.server.spin_before_park_us),
+                        o.and_then(|o| o.spin_before_park_us)
+                            .unwrap_or(self.server.spin_before_park_us),
                     ),
-                    max_connections: o.and_then(|o| o.max_connections).unwrap_or(self.server.max_connections),
+                    max_connections: o
+                        .and_then(|o| o.max_connections)
+                        .unwrap_or(self.server.max_connections),
                 }
             })
             .collect())
@@ -431,13 +488,18 @@ pub fn allowed_cores() -> Vec<usize> {
     // sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: pid 0 is this thread; the pointer and size describe `set`.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         return (0..n).collect();
     }
     // SAFETY: CPU_ISSET reads within the set for any index below CPU_SETSIZE.
-    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
 }
 
 #[cfg(test)]
@@ -451,14 +513,21 @@ mod tests {
     #[test]
     fn embedded_default_is_valid() {
         let c = Config::from_toml(EMBEDDED_DEFAULT, "embedded default", Vec::new()).unwrap();
-        assert!(c.server.spin_before_park_us > 0, "spinning is on by default for serving");
+        assert!(
+            c.server.spin_before_park_us > 0,
+            "spinning is on by default for serving"
+        );
     }
 
     #[test]
     fn unknown_key_is_named() {
-        let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisn = 3\n").unwrap_err().to_string();
+        let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisn = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("server.lisn") || e.contains("lisn"), "{e}");
-        let e = parse("[limits]\nmax_body_bytes = \"big\"\n").unwrap_err().to_string();
+        let e = parse("[limits]\nmax_body_bytes = \"big\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("limits.max_body_bytes"), "{e}");
         let e = parse("[bogus]\n").unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
@@ -478,7 +547,10 @@ mod tests {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
         }
-        assert!(parse("[server\n").unwrap_err().to_string().contains("invalid TOML"));
+        assert!(parse("[server\n")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid TOML"));
     }
 
     #[test]
@@ -502,15 +574,24 @@ mod tests {
     #[test]
     fn env_overrides_apply_and_are_named() {
         let env = vec![
-            ("ADSHARD__SERVER__LISTEN".to_string(), "127.0.0.1:9999".to_string()),
+            (
+                "ADSHARD__SERVER__LISTEN".to_string(),
+                "127.0.0.1:9999".to_string(),
+            ),
             ("ADSHARD__LIMITS__MAX_HEADERS".to_string(), "12".to_string()),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let c = Config::from_toml("", "t", env).unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:9999");
         assert_eq!(c.limits.max_headers, 12);
-        let env = vec![("ADSHARD__LIMITS__MAX_HEADERS".to_string(), "many".to_string())];
+        let env = vec![(
+            "ADSHARD__LIMITS__MAX_HEADERS".to_string(),
+            "many".to_string(),
+        )];
         let e = Config::from_toml("", "t", env).unwrap_err().to_string();
-        assert!(e.contains("ADSHARD__LIMITS__MAX_HEADERS") && e.contains("limits.max_headers"), "{e}");
+        assert!(
+            e.contains("ADSHARD__LIMITS__MAX_HEADERS") && e.contains("limits.max_headers"),
+            "{e}"
+        );
     }
 }

@@ -5,7 +5,13 @@
 //! nesting, a frame larger than [`MAX_FRAME_BYTES`] is refused, and a frame
 //! cut short is [`Decoded::Partial`] (read more), not an error.
 
-#[allow(clippy::all, missing_debug_implementations, missing_docs, unused)]
+#[allow(
+    clippy::all,
+    clippy::unwrap_used,
+    missing_debug_implementations,
+    missing_docs,
+    unused
+)]
 pub mod events_capnp {
     include!(concat!(env!("OUT_DIR"), "/events_capnp.rs"));
 }
@@ -123,7 +129,9 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
 
 /// Decodes one framed event from the front of `buf`.
 pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
-    let opts = *capnp::message::ReaderOptions::new().traversal_limit_in_words(Some(MAX_FRAME_BYTES / 8)).nesting_limit(8);
+    let opts = *capnp::message::ReaderOptions::new()
+        .traversal_limit_in_words(Some(MAX_FRAME_BYTES / 8))
+        .nesting_limit(8);
     let used = match frame_len(buf)? {
         Some(n) => n,
         None => return Ok(Decoded::Partial),
@@ -131,9 +139,13 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
     let mut slice = &buf[..used];
     let msg = capnp::serialize::read_message(&mut slice, opts)?;
     let r = msg.get_root::<event::Reader>()?;
-    let kind = r.get_kind().map_err(|capnp::NotInSchema(n)| EventError::UnknownKind(n))?;
+    let kind = r
+        .get_kind()
+        .map_err(|capnp::NotInSchema(n)| EventError::UnknownKind(n))?;
     let text = |t: capnp::Result<capnp::text::Reader<'_>>| -> Result<String, EventError> {
-        Ok(t?.to_string().map_err(|e| capnp::Error::failed(e.to_string()))?)
+        Ok(t?
+            .to_string()
+            .map_err(|e| capnp::Error::failed(e.to_string()))?)
     };
     Ok(Decoded::Event(
         Event {
@@ -156,7 +168,8 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
 /// stream framing), `None` while the table or body is incomplete.
 fn frame_len(buf: &[u8]) -> Result<Option<usize>, EventError> {
     let word = |i: usize| -> Option<u32> {
-        buf.get(i * 4..i * 4 + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        buf.get(i * 4..i * 4 + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
     let Some(n) = word(0) else { return Ok(None) };
     let segments = n as usize + 1;
@@ -167,13 +180,19 @@ fn frame_len(buf: &[u8]) -> Result<Option<usize>, EventError> {
     }
     let mut total = table;
     for i in 0..segments {
-        let Some(words) = word(1 + i) else { return Ok(None) };
+        let Some(words) = word(1 + i) else {
+            return Ok(None);
+        };
         total = total.saturating_add(words as usize * 8);
         if total > MAX_FRAME_BYTES {
             return Err(EventError::TooLarge(total));
         }
     }
-    Ok(if buf.len() >= total { Some(total) } else { None })
+    Ok(if buf.len() >= total {
+        Some(total)
+    } else {
+        None
+    })
 }
 
 #[cfg(test)]
@@ -219,7 +238,10 @@ mod tests {
         let mut buf = Vec::new();
         encode(&sample(1), &mut buf);
         for cut in 0..buf.len() {
-            assert!(matches!(decode(&buf[..cut]), Ok(Decoded::Partial)), "cut at {cut}");
+            assert!(
+                matches!(decode(&buf[..cut]), Ok(Decoded::Partial)),
+                "cut at {cut}"
+            );
         }
     }
 
@@ -229,7 +251,9 @@ mod tests {
         let huge = [0u8, 0, 0, 0, 0, 0, 0, 16];
         assert!(matches!(decode(&huge), Err(EventError::TooLarge(_))));
         // A frame whose root pointer is garbage.
-        let garbage = [0u8, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        let garbage = [
+            0u8, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
         assert!(decode(&garbage).is_err());
     }
 }

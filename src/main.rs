@@ -1,7 +1,7 @@
 //! The `adshard` binary: command line, start-up order, signal handling and
 //! shutdown order. No request logic lives here.
 
-use adshard::config::{parse_core_spec, Config, Cores, CoreSpec};
+use adshard::config::{parse_core_spec, Config, CoreSpec, Cores};
 use adshard::shard::Server;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -11,7 +11,11 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "adshard", version, about = "Thread-per-core ad server and OpenRTB bidder")]
+#[command(
+    name = "adshard",
+    version,
+    about = "Thread-per-core ad server and OpenRTB bidder"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -52,13 +56,21 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::CheckConfig { file } => {
-            match Config::load(&file).and_then(|c| c.shards(&adshard::config::allowed_cores()).map(|s| (c, s))) {
+            match Config::load(&file)
+                .and_then(|c| c.shards(&adshard::config::allowed_cores()).map(|s| (c, s)))
+            {
                 Ok((c, shards)) => {
-                    println!("{}: ok; listen {}; {} shard(s)", file.display(), c.server.listen, shards.len());
+                    println!(
+                        "{}: ok; listen {}; {} shard(s)",
+                        file.display(),
+                        c.server.listen,
+                        shards.len()
+                    );
                     for s in shards {
                         println!(
                             "  shard {} on core {}: spin_before_park {:?}, max_connections {}",
@@ -73,7 +85,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Serve { config, cores, listen } => {
+        Cmd::Serve {
+            config,
+            cores,
+            listen,
+        } => {
             let mut cfg = match load(config.as_ref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -126,7 +142,9 @@ fn serve(cfg: Config) -> ExitCode {
             seen += 1;
             if seen == 1 {
                 tracing::info!(signal = sig, "shutting down: draining in-flight requests");
-                shared.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+                shared
+                    .draining
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
             } else {
                 tracing::warn!(signal = sig, "second signal: exiting without waiting");
                 std::process::exit(1);

@@ -15,10 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// Status codes counted individually; anything else counts as "other".
-pub const STATUS_CODES: [u16; 16] = [200, 204, 302, 400, 401, 404, 405, 408, 413, 415, 431, 500, 501, 503, 505, 0];
+pub const STATUS_CODES: [u16; 16] = [
+    200, 204, 302, 400, 401, 404, 405, 408, 413, 415, 431, 500, 501, 503, 505, 0,
+];
 
 fn status_index(code: u16) -> usize {
-    STATUS_CODES.iter().position(|&c| c == code).unwrap_or(STATUS_CODES.len() - 1)
+    STATUS_CODES
+        .iter()
+        .position(|&c| c == code)
+        .unwrap_or(STATUS_CODES.len() - 1)
 }
 
 /// Bumps a single-writer counter. Only the owning shard calls this.
@@ -88,7 +93,12 @@ pub struct Registry {
 impl Registry {
     /// A registry for `shards` shards serving `routes`.
     pub fn new(routes: RouteLabels, shards: usize) -> Arc<Self> {
-        Arc::new(Registry { routes, shards: (0..shards).map(|_| Arc::new(ShardCounters::new(routes.len()))).collect() })
+        Arc::new(Registry {
+            routes,
+            shards: (0..shards)
+                .map(|_| Arc::new(ShardCounters::new(routes.len())))
+                .collect(),
+        })
     }
 
     /// The counters of shard `id`.
@@ -104,33 +114,82 @@ impl Registry {
     /// Renders Prometheus text exposition (version 0.0.4) into `out`.
     pub fn render(&self, out: &mut String) {
         let shards = &self.shards;
-        family(out, "adshard_http_requests_total", "counter", "HTTP requests answered, by shard, route and status.");
+        family(
+            out,
+            "adshard_http_requests_total",
+            "counter",
+            "HTTP requests answered, by shard, route and status.",
+        );
         for (i, s) in shards.iter().enumerate() {
             for (r, label) in self.routes.iter().enumerate() {
                 for (k, code) in STATUS_CODES.iter().enumerate() {
                     let v = s.requests[r][k].load(Relaxed);
                     if v > 0 {
-                        let code = if *code == 0 { "other".to_string() } else { code.to_string() };
+                        let code = if *code == 0 {
+                            "other".to_string()
+                        } else {
+                            code.to_string()
+                        };
                         let _ = writeln!(out, "adshard_http_requests_total{{shard=\"{i}\",route=\"{label}\",status=\"{code}\"}} {v}");
                     }
                 }
             }
         }
-        family(out, "adshard_http_errors_total", "counter", "Requests refused at the HTTP layer, by cause.");
+        family(
+            out,
+            "adshard_http_errors_total",
+            "counter",
+            "Requests refused at the HTTP layer, by cause.",
+        );
         for (i, s) in shards.iter().enumerate() {
             for e in HttpError::ALL {
                 let v = s.http_errors[e.index()].load(Relaxed);
                 if v > 0 {
-                    let _ = writeln!(out, "adshard_http_errors_total{{shard=\"{i}\",reason=\"{}\"}} {v}", e.label());
+                    let _ = writeln!(
+                        out,
+                        "adshard_http_errors_total{{shard=\"{i}\",reason=\"{}\"}} {v}",
+                        e.label()
+                    );
                 }
             }
         }
-        let gauges: [(&str, &str, &str, fn(&ShardCounters) -> u64); 5] = [
-            ("adshard_connections_accepted_total", "counter", "Connections accepted.", |s| s.conns_accepted.load(Relaxed)),
-            ("adshard_connections_closed_total", "counter", "Connections closed.", |s| s.conns_closed.load(Relaxed)),
-            ("adshard_connections_refused_total", "counter", "Connections refused with 503 at max_connections.", |s| s.conns_refused.load(Relaxed)),
-            ("adshard_bytes_read_total", "counter", "Bytes read from client sockets.", |s| s.bytes_in.load(Relaxed)),
-            ("adshard_bytes_written_total", "counter", "Bytes written to client sockets.", |s| s.bytes_out.load(Relaxed)),
+        type Family = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&ShardCounters) -> u64,
+        );
+        let gauges: [Family; 5] = [
+            (
+                "adshard_connections_accepted_total",
+                "counter",
+                "Connections accepted.",
+                |s| s.conns_accepted.load(Relaxed),
+            ),
+            (
+                "adshard_connections_closed_total",
+                "counter",
+                "Connections closed.",
+                |s| s.conns_closed.load(Relaxed),
+            ),
+            (
+                "adshard_connections_refused_total",
+                "counter",
+                "Connections refused with 503 at max_connections.",
+                |s| s.conns_refused.load(Relaxed),
+            ),
+            (
+                "adshard_bytes_read_total",
+                "counter",
+                "Bytes read from client sockets.",
+                |s| s.bytes_in.load(Relaxed),
+            ),
+            (
+                "adshard_bytes_written_total",
+                "counter",
+                "Bytes written to client sockets.",
+                |s| s.bytes_out.load(Relaxed),
+            ),
         ];
         for (name, kind, help, get) in gauges {
             family(out, name, kind, help);
@@ -138,9 +197,17 @@ impl Registry {
                 let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", get(s));
             }
         }
-        family(out, "adshard_connections_open", "gauge", "Connections open now.");
+        family(
+            out,
+            "adshard_connections_open",
+            "gauge",
+            "Connections open now.",
+        );
         for (i, s) in shards.iter().enumerate() {
-            let n = s.conns_accepted.load(Relaxed).saturating_sub(s.conns_closed.load(Relaxed));
+            let n = s
+                .conns_accepted
+                .load(Relaxed)
+                .saturating_sub(s.conns_closed.load(Relaxed));
             let _ = writeln!(out, "adshard_connections_open{{shard=\"{i}\"}} {n}");
         }
         family(
@@ -183,11 +250,25 @@ fn summary(out: &mut String, shard: &str, route: &str, h: &Histogram<u64>) {
     let name = "adshard_http_request_duration_seconds";
     for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
         let v = h.value_at_quantile(q) as f64 / 1e9;
-        let _ = writeln!(out, "{name}{{shard=\"{shard}\",route=\"{route}\",quantile=\"{q}\"}} {v:.9}");
+        let _ = writeln!(
+            out,
+            "{name}{{shard=\"{shard}\",route=\"{route}\",quantile=\"{q}\"}} {v:.9}"
+        );
     }
-    let sum: f64 = h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum::<f64>() / 1e9;
-    let _ = writeln!(out, "{name}_sum{{shard=\"{shard}\",route=\"{route}\"}} {sum:.9}");
-    let _ = writeln!(out, "{name}_count{{shard=\"{shard}\",route=\"{route}\"}} {}", h.len());
+    let sum: f64 = h
+        .iter_recorded()
+        .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+        .sum::<f64>()
+        / 1e9;
+    let _ = writeln!(
+        out,
+        "{name}_sum{{shard=\"{shard}\",route=\"{route}\"}} {sum:.9}"
+    );
+    let _ = writeln!(
+        out,
+        "{name}_count{{shard=\"{shard}\",route=\"{route}\"}} {}",
+        h.len()
+    );
 }
 
 /// A shard's own view: its counters plus its live (unpublished) histograms.
@@ -204,7 +285,10 @@ impl LocalMetrics {
     pub fn new(registry: &Registry, id: usize) -> Self {
         let counters = registry.shard(id).clone();
         let routes = registry.routes.len();
-        LocalMetrics { counters, hist: RefCell::new((0..routes).map(|_| new_hist()).collect()) }
+        LocalMetrics {
+            counters,
+            hist: RefCell::new((0..routes).map(|_| new_hist()).collect()),
+        }
     }
 
     /// Counts one answered request and its latency in nanoseconds.
@@ -250,17 +334,29 @@ mod tests {
         m0.http_error(HttpError::BadChunk);
         assert_eq!(reg.requests_total(0, 200), 2);
         assert_eq!(reg.requests_total(1, 404), 1);
-        assert_eq!(reg.requests_total(1, 418), 1, "unlisted codes land in `other`");
+        assert_eq!(
+            reg.requests_total(1, 418),
+            1,
+            "unlisted codes land in `other`"
+        );
         m0.publish();
         m1.publish();
         let mut s = String::new();
         bump(&reg.shard(0).conns_accepted, 1);
         reg.render(&mut s);
-        assert!(s.contains("adshard_http_requests_total{shard=\"1\",route=\"b\",status=\"other\"} 1"), "{s}");
+        assert!(
+            s.contains("adshard_http_requests_total{shard=\"1\",route=\"b\",status=\"other\"} 1"),
+            "{s}"
+        );
         assert!(s.contains("adshard_http_errors_total{shard=\"0\",reason=\"bad_chunk\"} 1"));
-        assert!(s.contains("adshard_http_request_duration_seconds_count{shard=\"all\",route=\"a\"} 2"));
+        assert!(
+            s.contains("adshard_http_request_duration_seconds_count{shard=\"all\",route=\"a\"} 2")
+        );
         assert!(s.contains("adshard_connections_open{shard=\"0\"} 1"));
-        assert!(!s.contains("route=\"b\",status=\"200\""), "zero series are left out");
+        assert!(
+            !s.contains("route=\"b\",status=\"200\""),
+            "zero series are left out"
+        );
     }
 
     #[test]
@@ -274,6 +370,8 @@ mod tests {
         m.publish();
         s.clear();
         reg.render(&mut s);
-        assert!(s.contains("adshard_http_request_duration_seconds_count{shard=\"0\",route=\"a\"} 1"));
+        assert!(
+            s.contains("adshard_http_request_duration_seconds_count{shard=\"0\",route=\"a\"} 1")
+        );
     }
 }

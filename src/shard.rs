@@ -11,7 +11,9 @@
 //! enforces limits; parsing is `http`'s job and answering is the [`Service`]'s.
 
 use crate::config::{Config, ConfigError, ShardSettings, MAX_HEADERS_CEILING};
-use crate::http::{self, BodyKind, ChunkedDecoder, Framing, HttpError, Request, Response, Status, EMPTY_HEADER};
+use crate::http::{
+    self, BodyKind, ChunkedDecoder, Framing, HttpError, Request, Response, Status, EMPTY_HEADER,
+};
 use crate::metrics::{bump, LocalMetrics, Registry};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -58,7 +60,8 @@ pub struct Shared {
 impl Shared {
     /// Whether every shard is serving and no drain has begun.
     pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed) && self.ready_shards.load(Ordering::Relaxed) == self.shards
+        !self.draining.load(Ordering::Relaxed)
+            && self.ready_shards.load(Ordering::Relaxed) == self.shards
     }
 }
 
@@ -123,7 +126,8 @@ impl Server {
         // error; with port 0 the first bind picks the port the others share.
         let mut fds = Vec::with_capacity(settings.len());
         for _ in &settings {
-            let fd = bind_listener(addr, config.server.backlog).map_err(|source| StartError::Bind { addr, source })?;
+            let fd = bind_listener(addr, config.server.backlog)
+                .map_err(|source| StartError::Bind { addr, source })?;
             if addr.port() == 0 {
                 let sock = socket2::SockRef::from(&fd);
                 if let Some(a) = sock.local_addr().ok().and_then(|a| a.as_socket()) {
@@ -147,7 +151,11 @@ impl Server {
         let (tx, rx) = mpsc::channel::<(usize, Result<(), String>)>();
         let mut threads = Vec::new();
         for (s, fd) in settings.iter().cloned().zip(fds) {
-            let placement = if shared.config.server.pin { Placement::Fixed(s.core) } else { Placement::Unbound };
+            let placement = if shared.config.server.pin {
+                Placement::Fixed(s.core)
+            } else {
+                Placement::Unbound
+            };
             let mut b = LocalExecutorBuilder::new(placement).name(&format!("shard-{}", s.id));
             if !s.spin_before_park.is_zero() {
                 b = b.spin_before_park(s.spin_before_park);
@@ -157,7 +165,11 @@ impl Server {
             let core = s.core;
             let handle = b
                 .spawn(move || async move { run_shard(s, fd, shared, make, tx).await })
-                .map_err(|e| StartError::Shard { shard: id, core, message: e.to_string() })?;
+                .map_err(|e| StartError::Shard {
+                    shard: id,
+                    core,
+                    message: e.to_string(),
+                })?;
             threads.push(handle);
         }
         drop(tx);
@@ -166,7 +178,11 @@ impl Server {
                 Ok((_, Ok(()))) => {}
                 Ok((id, Err(message))) => {
                     shared.draining.store(true, Ordering::SeqCst);
-                    return Err(StartError::Shard { shard: id, core: settings[id].core, message });
+                    return Err(StartError::Shard {
+                        shard: id,
+                        core: settings[id].core,
+                        message,
+                    });
                 }
                 Err(_) => {
                     shared.draining.store(true, Ordering::SeqCst);
@@ -180,7 +196,11 @@ impl Server {
             }
         }
         tracing::info!(%addr, shards = settings.len(), "serving");
-        Ok(Server { shared, addr, threads })
+        Ok(Server {
+            shared,
+            addr,
+            threads,
+        })
     }
 
     /// The bound address (the real port when `server.listen` used port 0).
@@ -228,6 +248,10 @@ fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<OwnedFd> {
     Ok(OwnedFd::from(sock))
 }
 
+/// A registered connection: its socket and whether it sits idle between
+/// requests (set by its task, read by the drain).
+type ConnEntry = (RawFd, Rc<Cell<bool>>);
+
 /// One shard's runtime: its settings, service, metrics, date cache and the
 /// registry of its open connections (for draining). Lives on its thread for
 /// the life of the shard.
@@ -239,7 +263,7 @@ struct ShardRt<S> {
     metrics: Rc<LocalMetrics>,
     date: RefCell<http::write::HttpDate>,
     /// Open connections: fd and whether it is idle between requests.
-    conns: RefCell<HashMap<u64, (RawFd, Rc<Cell<bool>>)>>,
+    conns: RefCell<HashMap<u64, ConnEntry>>,
     next_conn: Cell<u64>,
 }
 
@@ -258,7 +282,12 @@ async fn run_shard<S, F>(
     // ownership moves into the glommio listener, which closes it on drop.
     let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
     let metrics = Rc::new(LocalMetrics::new(&shared.registry, id));
-    let ctx = ShardCtx { id, core: settings.core, shared: shared.clone(), metrics: metrics.clone() };
+    let ctx = ShardCtx {
+        id,
+        core: settings.core,
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+    };
     let svc = make(&ctx);
     let rt = Rc::new(ShardRt {
         settings,
@@ -309,7 +338,11 @@ async fn run_shard<S, F>(
     }
     let left = rt.conns.borrow().len();
     if left > 0 {
-        tracing::warn!(shard = id, connections = left, "grace period over; closing connections");
+        tracing::warn!(
+            shard = id,
+            connections = left,
+            "grace period over; closing connections"
+        );
         for (fd, _) in rt.conns.borrow().values() {
             // SAFETY: as above.
             unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
@@ -347,7 +380,11 @@ async fn accept_loop<S: Service>(listener: TcpListener, rt: Rc<ShardRt<S>>) {
 
 async fn refuse<S: Service>(mut stream: TcpStream, rt: Rc<ShardRt<S>>) {
     let mut resp = Response::default();
-    resp.set(503, "application/json", b"{\"error\":\"server at connection limit\"}");
+    resp.set(
+        503,
+        "application/json",
+        b"{\"error\":\"server at connection limit\"}",
+    );
     resp.close = true;
     let mut out = Vec::new();
     resp.write_to(&mut out, &rt.date.borrow(), false, false);
@@ -420,8 +457,13 @@ async fn serve_conn<S: Service>(mut stream: TcpStream, rt: Rc<ShardRt<S>>) {
     let idle = Rc::new(Cell::new(true));
     let key = rt.next_conn.get();
     rt.next_conn.set(key + 1);
-    rt.conns.borrow_mut().insert(key, (stream.as_raw_fd(), idle.clone()));
-    let _guard = ConnGuard { rt: rt.clone(), key };
+    rt.conns
+        .borrow_mut()
+        .insert(key, (stream.as_raw_fd(), idle.clone()));
+    let _guard = ConnGuard {
+        rt: rt.clone(),
+        key,
+    };
     let lim = &rt.cfg.limits;
     let max_buf = lim.max_header_bytes + lim.max_body_bytes + 64;
     let mut c = Conn {
@@ -463,8 +505,14 @@ async fn serve_conn<S: Service>(mut stream: TcpStream, rt: Rc<ShardRt<S>>) {
         let t = &rt.cfg.timeouts;
         let timeout = match phase {
             Phase::Idle => t.idle_keepalive(),
-            Phase::Head => (c.head_since.unwrap_or(now) + t.header_read()).saturating_duration_since(now),
-            Phase::Body => c.pending.as_ref().map_or(now, |p| p.since + t.body_read()).saturating_duration_since(now),
+            Phase::Head => {
+                (c.head_since.unwrap_or(now) + t.header_read()).saturating_duration_since(now)
+            }
+            Phase::Body => c
+                .pending
+                .as_ref()
+                .map_or(now, |p| p.since + t.body_read())
+                .saturating_duration_since(now),
         };
         idle.set(phase == Phase::Idle);
         let res = if timeout.is_zero() {
@@ -487,7 +535,11 @@ async fn serve_conn<S: Service>(mut stream: TcpStream, rt: Rc<ShardRt<S>>) {
                 bump(&rt.metrics.counters.bytes_in, n as u64);
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut && phase != Phase::Idle => {
-                let err = if phase == Phase::Head { HttpError::HeaderTimeout } else { HttpError::BodyTimeout };
+                let err = if phase == Phase::Head {
+                    HttpError::HeaderTimeout
+                } else {
+                    HttpError::BodyTimeout
+                };
                 c.fail(&rt, err, t0);
                 let _ = stream.write_all(&c.out).await;
                 let _ = stream.close().await;
@@ -528,15 +580,31 @@ impl Conn {
         r.close = true;
         r.write_to(&mut self.out, &rt.date.borrow(), false, false);
         rt.metrics.http_error(e);
-        rt.metrics.record(0, r.status, t0.elapsed().as_nanos() as u64);
+        rt.metrics
+            .record(0, r.status, t0.elapsed().as_nanos() as u64);
         self.close = true;
     }
 
     /// Handles at most one request. `Ok(None)`: one was answered;
     /// `Ok(Some(phase))`: more bytes are needed.
-    fn step<S: Service>(&mut self, rt: &ShardRt<S>, t0: Instant) -> Result<Option<Phase>, HttpError> {
+    fn step<S: Service>(
+        &mut self,
+        rt: &ShardRt<S>,
+        t0: Instant,
+    ) -> Result<Option<Phase>, HttpError> {
         let lim = &rt.cfg.limits;
-        let Conn { buf, start, end, out, resp, body, inflated, pending, head_since, close } = self;
+        let Conn {
+            buf,
+            start,
+            end,
+            out,
+            resp,
+            body,
+            inflated,
+            pending,
+            head_since,
+            close,
+        } = self;
         if *start == *end && pending.is_none() {
             *start = 0;
             *end = 0;
@@ -549,9 +617,13 @@ impl Conn {
         if pending.is_none() {
             let mut req = Request::new(&mut storage[..lim.max_headers]);
             let head_len = match req.parse(data)? {
-                Status::Partial if data.len() > lim.max_header_bytes => return Err(HttpError::HeadTooLarge),
+                Status::Partial if data.len() > lim.max_header_bytes => {
+                    return Err(HttpError::HeadTooLarge)
+                }
                 Status::Partial => return Ok(Some(Phase::Head)),
-                Status::Complete(n) if n > lim.max_header_bytes => return Err(HttpError::HeadTooLarge),
+                Status::Complete(n) if n > lim.max_header_bytes => {
+                    return Err(HttpError::HeadTooLarge)
+                }
                 Status::Complete(n) => n,
             };
             let framing = Framing::of(&req, lim.max_body_bytes)?;
@@ -577,13 +649,17 @@ impl Conn {
                 since: t0,
             });
         }
-        let Some(p) = pending.as_mut() else { unreachable!("pending was set above") };
+        let Some(p) = pending.as_mut() else {
+            unreachable!("pending was set above")
+        };
         let after_head = &data[p.head_len..];
         let (complete, wire) = match p.framing.body {
             BodyKind::None => (true, 0),
             BodyKind::Length(n) => (after_head.len() >= n, n),
             BodyKind::Chunked => {
-                let used = p.chunk.decode(&after_head[p.chunk_wire..], body, lim.max_body_bytes)?;
+                let used = p
+                    .chunk
+                    .decode(&after_head[p.chunk_wire..], body, lim.max_body_bytes)?;
                 p.chunk_wire += used;
                 (p.chunk.is_done(), p.chunk_wire)
             }
@@ -617,7 +693,8 @@ impl Conn {
             if p.chunk_wire > 0 {
                 // Chunk bytes already decoded are dead: drop them, keep the head.
                 let from = self.start + p.head_len + p.chunk_wire;
-                self.buf.copy_within(from..self.end, self.start + p.head_len);
+                self.buf
+                    .copy_within(from..self.end, self.start + p.head_len);
                 self.end -= p.chunk_wire;
                 p.chunk_wire = 0;
             }
@@ -661,6 +738,7 @@ fn dispatch<S: Service>(
     let route = rt.svc.handle(req, body, resp) + 1;
     let keep_alive = framing.keep_alive && !rt.shared.draining.load(Ordering::Relaxed);
     resp.write_to(out, &rt.date.borrow(), keep_alive, req.method == "HEAD");
-    rt.metrics.record(route, resp.status, t0.elapsed().as_nanos() as u64);
+    rt.metrics
+        .record(route, resp.status, t0.elapsed().as_nanos() as u64);
     Ok(!keep_alive || resp.close)
 }

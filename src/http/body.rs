@@ -73,7 +73,9 @@ impl Framing {
                 expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
             } else if name.eq_ignore_ascii_case("content-encoding") {
                 for coding in list(h.value) {
-                    if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
+                    if coding.eq_ignore_ascii_case(b"gzip")
+                        || coding.eq_ignore_ascii_case(b"x-gzip")
+                    {
                         if gzip {
                             return Err(HttpError::UnsupportedContentEncoding);
                         }
@@ -99,13 +101,20 @@ impl Framing {
             (Some(n), false) => BodyKind::Length(n),
             (None, true) => BodyKind::Chunked,
         };
-        Ok(Framing { body, keep_alive, expect_continue, gzip })
+        Ok(Framing {
+            body,
+            keep_alive,
+            expect_continue,
+            gzip,
+        })
     }
 }
 
 /// Comma-separated list elements, trimmed (RFC 9110 5.6.1), empties skipped.
 fn list(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',').map(|e| e.trim_ascii()).filter(|e| !e.is_empty())
+    v.split(|&b| b == b',')
+        .map(|e| e.trim_ascii())
+        .filter(|e| !e.is_empty())
 }
 
 /// `1*DIGIT` into usize, refusing overflow, signs and empties.
@@ -177,7 +186,13 @@ impl Default for ChunkedDecoder {
 impl ChunkedDecoder {
     /// A decoder at the start of a chunked body.
     pub fn new() -> Self {
-        ChunkedDecoder { state: ChunkState::Size, size: 0, digits: 0, remaining: 0, trailer_bytes: 0 }
+        ChunkedDecoder {
+            state: ChunkState::Size,
+            size: 0,
+            digits: 0,
+            remaining: 0,
+            trailer_bytes: 0,
+        }
     }
 
     /// Whether the last chunk and trailers have been consumed.
@@ -188,7 +203,12 @@ impl ChunkedDecoder {
     /// Decodes from `input`, appending chunk data to `out` (never past
     /// `max_body` bytes in total). Returns how many input bytes were consumed;
     /// check [`is_done`](Self::is_done) for completion.
-    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>, max_body: usize) -> Result<usize, HttpError> {
+    pub fn decode(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        max_body: usize,
+    ) -> Result<usize, HttpError> {
         use ChunkState::*;
         let mut i = 0;
         while i < input.len() {
@@ -364,7 +384,12 @@ mod tests {
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Encoding: br\r\n\r\n", UnsupportedContentEncoding),
         ];
         for (head, want) in cases {
-            assert_eq!(framing(head), Err(*want), "{}", String::from_utf8_lossy(head));
+            assert_eq!(
+                framing(head),
+                Err(*want),
+                "{}",
+                String::from_utf8_lossy(head)
+            );
         }
     }
 
@@ -392,21 +417,39 @@ mod tests {
 
     #[test]
     fn chunked_all_splits() {
-        let wire = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nGET";
+        let wire =
+            b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nGET";
         let (out, used) = dechunk_split(wire, 100).unwrap();
         assert_eq!(out, b"Wikipedia in\r\n\r\nchunks.");
-        assert_eq!(used, wire.len() - 3, "stops before the next pipelined request");
+        assert_eq!(
+            used,
+            wire.len() - 3,
+            "stops before the next pipelined request"
+        );
     }
 
     #[test]
     fn chunked_errors() {
         let mut out = Vec::new();
-        for bad in [&b"x\r\n"[..], b"\r\n", b"4\r\nWikiXX", b"4\nWiki", b"1000000000000000\r\n"] {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"4\r\nWikiXX",
+            b"4\nWiki",
+            b"1000000000000000\r\n",
+        ] {
             let mut d = ChunkedDecoder::new();
-            assert_eq!(d.decode(bad, &mut out, 100), Err(HttpError::BadChunk), "{bad:?}");
+            assert_eq!(
+                d.decode(bad, &mut out, 100),
+                Err(HttpError::BadChunk),
+                "{bad:?}"
+            );
         }
         let mut d = ChunkedDecoder::new();
-        assert_eq!(d.decode(b"65\r\n", &mut out, 100), Err(HttpError::BodyTooLarge));
+        assert_eq!(
+            d.decode(b"65\r\n", &mut out, 100),
+            Err(HttpError::BodyTooLarge)
+        );
     }
 
     #[test]
@@ -419,6 +462,9 @@ mod tests {
         assert_eq!(out.len(), 5000);
         assert_eq!(gunzip(&gz, &mut out, 4999), Err(HttpError::BodyTooLarge));
         assert_eq!(gunzip(b"not gzip", &mut out, 100), Err(HttpError::BadGzip));
-        assert_eq!(gunzip(&gz[..gz.len() - 4], &mut out, 5000), Err(HttpError::BadGzip));
+        assert_eq!(
+            gunzip(&gz[..gz.len() - 4], &mut out, 5000),
+            Err(HttpError::BadGzip)
+        );
     }
 }

@@ -28,7 +28,10 @@ pub struct Header<'b> {
 }
 
 /// Storage filler for a caller-provided header array.
-pub const EMPTY_HEADER: Header<'static> = Header { name: "", value: b"" };
+pub const EMPTY_HEADER: Header<'static> = Header {
+    name: "",
+    value: b"",
+};
 
 /// A parsed request head. `'h` is the caller's header storage, `'b` the bytes.
 #[derive(Debug)]
@@ -69,8 +72,20 @@ static TCHAR: [bool; 256] = byte_table!(|b| {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-                | b'`' | b'|' | b'~'
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
         )
 });
 
@@ -87,7 +102,14 @@ static FIELD_VALUE: [bool; 256] = byte_table!(|b| b == b'\t' || (b >= 0x20 && b 
 impl<'h, 'b> Request<'h, 'b> {
     /// Wraps caller-provided header storage.
     pub fn new(headers: &'h mut [Header<'b>]) -> Self {
-        Request { method: "", target: "", path: "", query: None, minor_version: 1, headers }
+        Request {
+            method: "",
+            target: "",
+            path: "",
+            query: None,
+            minor_version: 1,
+            headers,
+        }
     }
 
     /// Parses a request head from `buf`.
@@ -207,7 +229,10 @@ impl<'h, 'b> Request<'h, 'b> {
             if count == self.headers.len() {
                 return Err(HttpError::TooManyHeaders);
             }
-            self.headers[count] = Header { name, value: &buf[vstart..vend] };
+            self.headers[count] = Header {
+                name,
+                value: &buf[vstart..vend],
+            };
             count += 1;
             pos = next;
         }
@@ -232,7 +257,10 @@ impl<'h, 'b> Request<'h, 'b> {
 
     /// First header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'b [u8]> {
-        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
     }
 }
 
@@ -305,17 +333,29 @@ mod tests {
         assert_eq!(r.minor_version, 0);
         assert_eq!(r.headers.len(), 0);
     });
-    req!(value_ows_trimmed, b"GET / HTTP/1.1\r\nX-A: \t v v \t\r\nX-B:\r\n\r\n", |r| {
-        assert_eq!(r.header("x-a"), Some(&b"v v"[..]));
-        assert_eq!(r.header("X-B"), Some(&b""[..]));
-        assert_eq!(r.header("x-c"), None);
-    });
-    req!(leading_crlf_skipped, b"\r\n\r\nPOST /x HTTP/1.1\r\n\r\n", |r| {
-        assert_eq!(r.method, "POST");
-    });
-    req!(obs_text_value, b"GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n", |r| {
-        assert_eq!(r.header("x"), Some(&b"caf\xc3\xa9"[..]));
-    });
+    req!(
+        value_ows_trimmed,
+        b"GET / HTTP/1.1\r\nX-A: \t v v \t\r\nX-B:\r\n\r\n",
+        |r| {
+            assert_eq!(r.header("x-a"), Some(&b"v v"[..]));
+            assert_eq!(r.header("X-B"), Some(&b""[..]));
+            assert_eq!(r.header("x-c"), None);
+        }
+    );
+    req!(
+        leading_crlf_skipped,
+        b"\r\n\r\nPOST /x HTTP/1.1\r\n\r\n",
+        |r| {
+            assert_eq!(r.method, "POST");
+        }
+    );
+    req!(
+        obs_text_value,
+        b"GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n",
+        |r| {
+            assert_eq!(r.header("x"), Some(&b"caf\xc3\xa9"[..]));
+        }
+    );
     req!(partial_empty, b"", Partial);
     req!(partial_method, b"GE", Partial);
     req!(partial_version, b"GET / HTTP/1", Partial);
@@ -323,18 +363,66 @@ mod tests {
     req!(partial_header, b"GET / HTTP/1.1\r\nHost: a", Partial);
     req!(partial_no_blank, b"GET / HTTP/1.1\r\nHost: a\r\n", Partial);
     req!(partial_last_cr, b"GET / HTTP/1.1\r\nHost: a\r\n\r", Partial);
-    req!(bad_method_space, b" GET / HTTP/1.1\r\n\r\n", Err(HttpError::BadMethod));
-    req!(bad_method_char, b"G(T / HTTP/1.1\r\n\r\n", Err(HttpError::BadMethod));
-    req!(bad_target_empty, b"GET  HTTP/1.1\r\n\r\n", Err(HttpError::BadTarget));
-    req!(bad_target_ctl, b"GET /\x01 HTTP/1.1\r\n\r\n", Err(HttpError::BadTarget));
-    req!(bad_version, b"GET / HTTP/2.0\r\n\r\n", Err(HttpError::BadVersion));
-    req!(bad_version_minor, b"GET / HTTP/1.x\r\n\r\n", Err(HttpError::BadVersion));
-    req!(version_too_new, b"GET / HTTP/1.2\r\n\r\n", Err(HttpError::VersionNotSupported));
-    req!(bare_lf, b"GET / HTTP/1.1\nHost: a\n\n", Err(HttpError::BareLf));
-    req!(space_before_colon, b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", Err(HttpError::BadHeader));
-    req!(obs_fold, b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", Err(HttpError::ObsFold));
-    req!(ctl_in_value, b"GET / HTTP/1.1\r\nA: b\x00c\r\n\r\n", Err(HttpError::BadHeader));
-    req!(no_colon, b"GET / HTTP/1.1\r\nAbc\r\n\r\n", Err(HttpError::BadHeader));
+    req!(
+        bad_method_space,
+        b" GET / HTTP/1.1\r\n\r\n",
+        Err(HttpError::BadMethod)
+    );
+    req!(
+        bad_method_char,
+        b"G(T / HTTP/1.1\r\n\r\n",
+        Err(HttpError::BadMethod)
+    );
+    req!(
+        bad_target_empty,
+        b"GET  HTTP/1.1\r\n\r\n",
+        Err(HttpError::BadTarget)
+    );
+    req!(
+        bad_target_ctl,
+        b"GET /\x01 HTTP/1.1\r\n\r\n",
+        Err(HttpError::BadTarget)
+    );
+    req!(
+        bad_version,
+        b"GET / HTTP/2.0\r\n\r\n",
+        Err(HttpError::BadVersion)
+    );
+    req!(
+        bad_version_minor,
+        b"GET / HTTP/1.x\r\n\r\n",
+        Err(HttpError::BadVersion)
+    );
+    req!(
+        version_too_new,
+        b"GET / HTTP/1.2\r\n\r\n",
+        Err(HttpError::VersionNotSupported)
+    );
+    req!(
+        bare_lf,
+        b"GET / HTTP/1.1\nHost: a\n\n",
+        Err(HttpError::BareLf)
+    );
+    req!(
+        space_before_colon,
+        b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        Err(HttpError::BadHeader)
+    );
+    req!(
+        obs_fold,
+        b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n",
+        Err(HttpError::ObsFold)
+    );
+    req!(
+        ctl_in_value,
+        b"GET / HTTP/1.1\r\nA: b\x00c\r\n\r\n",
+        Err(HttpError::BadHeader)
+    );
+    req!(
+        no_colon,
+        b"GET / HTTP/1.1\r\nAbc\r\n\r\n",
+        Err(HttpError::BadHeader)
+    );
 
     #[test]
     fn too_many_headers() {
@@ -348,7 +436,8 @@ mod tests {
 
     #[test]
     fn every_prefix_is_partial() {
-        let full: &[u8] = b"POST /openrtb2/bid?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n";
+        let full: &[u8] =
+            b"POST /openrtb2/bid?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n";
         for i in 0..full.len() {
             let mut h = [EMPTY_HEADER; 8];
             let mut r = Request::new(&mut h);

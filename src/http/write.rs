@@ -23,7 +23,13 @@ pub struct Response {
 
 impl Default for Response {
     fn default() -> Self {
-        Response { status: 200, content_type: "", headers: Vec::new(), body: Vec::new(), close: false }
+        Response {
+            status: 200,
+            content_type: "",
+            headers: Vec::new(),
+            body: Vec::new(),
+            close: false,
+        }
     }
 }
 
@@ -50,7 +56,8 @@ impl Response {
     pub fn header(&mut self, name: &str, value: &[u8]) {
         self.headers.extend_from_slice(name.as_bytes());
         self.headers.extend_from_slice(b": ");
-        self.headers.extend(value.iter().copied().filter(|&b| b != b'\r' && b != b'\n'));
+        self.headers
+            .extend(value.iter().copied().filter(|&b| b != b'\r' && b != b'\n'));
         self.headers.extend_from_slice(b"\r\n");
     }
 
@@ -110,7 +117,10 @@ pub struct HttpDate {
 
 impl Default for HttpDate {
     fn default() -> Self {
-        let mut d = HttpDate { secs: u64::MAX, text: [b' '; 29] };
+        let mut d = HttpDate {
+            secs: u64::MAX,
+            text: [b' '; 29],
+        };
         d.refresh();
         d
     }
@@ -119,7 +129,10 @@ impl Default for HttpDate {
 impl HttpDate {
     /// Re-renders if the wall-clock second has changed.
     pub fn refresh(&mut self) {
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         if secs != self.secs {
             self.secs = secs;
             self.text = imf_fixdate(secs);
@@ -135,8 +148,10 @@ impl HttpDate {
 /// Renders seconds since the epoch as an IMF-fixdate (RFC 9110 5.6.7).
 pub fn imf_fixdate(secs: u64) -> [u8; 29] {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] =
-        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
     let days = secs / 86400;
     let sod = secs % 86400;
     // Civil-from-days (Howard Hinnant), valid for all dates after 1970.
@@ -182,7 +197,10 @@ mod tests {
         assert_eq!(&imf_fixdate(784111777), b"Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(&imf_fixdate(951782400), b"Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(&imf_fixdate(1_795_392_000), b"Mon, 23 Nov 2026 00:00:00 GMT");
+        assert_eq!(
+            &imf_fixdate(1_795_392_000),
+            b"Mon, 23 Nov 2026 00:00:00 GMT"
+        );
     }
 
     #[test]
@@ -190,7 +208,10 @@ mod tests {
         let mut r = Response::default();
         r.set(200, "text/plain", b"ok\n");
         r.header("X-A", b"1\r\nInjected: yes");
-        let date = HttpDate { secs: 0, text: imf_fixdate(0) };
+        let date = HttpDate {
+            secs: 0,
+            text: imf_fixdate(0),
+        };
         let mut out = Vec::new();
         r.write_to(&mut out, &date, false, false);
         assert_eq!(
@@ -204,7 +225,10 @@ mod tests {
         out.clear();
         r.set(200, "text/plain", b"body");
         r.write_to(&mut out, &date, true, true);
-        assert!(out.ends_with(b"Content-Length: 4\r\n\r\n"), "HEAD keeps length, drops body");
+        assert!(
+            out.ends_with(b"Content-Length: 4\r\n\r\n"),
+            "HEAD keeps length, drops body"
+        );
     }
 
     #[test]

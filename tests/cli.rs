@@ -1,0 +1,114 @@
+//! The real binary: start-up errors name the key, SIGTERM drains and exits 0.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_adshard");
+
+fn write_config(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("adshard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn check_config_accepts_shipped_configs() {
+    for f in ["configs/default.toml", "configs/dev.toml"] {
+        let out = Command::new(BIN)
+            .args(["check-config", f])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    }
+}
+
+#[test]
+fn bad_config_fails_naming_the_key() {
+    let cases = [
+        (
+            "[server]\nspin_before_parkk_us = 1\n",
+            "spin_before_parkk_us",
+        ),
+        ("[limits]\nmax_body_bytes = -5\n", "limits.max_body_bytes"),
+        ("[server]\ncores = [999]\n", "server.cores"),
+        (
+            "[timeouts]\nidle_keepalive_ms = 0\n",
+            "timeouts.idle_keepalive_ms",
+        ),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let p = write_config(&format!("bad{i}.toml"), text);
+        for args in [
+            vec!["check-config", p.to_str().unwrap()],
+            vec!["serve", "--config", p.to_str().unwrap()],
+        ] {
+            let out = Command::new(BIN).args(&args).output().unwrap();
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(key), "{args:?}: {err}");
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["serve", "--cores", "x-y"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cores"));
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--cores", "0"])
+        .env("ADSHARD__SERVER__SPIN_BEFORE_PARK_US", "0")
+        .env("ADSHARD__SERVER__PIN", "false")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(i) = line.find("addr=") {
+            addr = line[i + 5..].split_whitespace().next().map(str::to_string);
+            break;
+        }
+        line.clear();
+    }
+    let addr = addr.expect("server logs its address");
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    // The idle keep-alive connection was closed by the drain.
+    assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    let mut rest = String::new();
+    let _ = err.read_to_string(&mut rest);
+    assert!(rest.contains("all shards stopped"), "{rest}");
+}
