@@ -4,9 +4,12 @@
 //! with its own listener, parsing HTTP/1.1 with [`http`] and answering through
 //! [`api`]; typed start-up [`config`]; per-shard [`metrics`] summed on scrape.
 
+pub mod adserve;
 pub mod api;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod index;
 pub mod metrics;
+pub mod openrtb;
 pub mod shard;

@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod parse;
+pub mod query;
 pub mod write;
 
 pub use body::{BodyKind, ChunkedDecoder, Framing};

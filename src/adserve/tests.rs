@@ -1,0 +1,570 @@
+use super::*;
+use crate::openrtb::decode_json;
+
+const CAMPAIGNS: &str = r#"
+[currencies]
+EUR = 1.10
+
+[[campaign]]
+id = 1
+name = "open banner"
+seat = "seat-a"
+adomain = ["alpha.com"]
+cat = ["IAB2-1"]
+bid = { model = "cpm", amount = 2.0 }
+budget = { daily = 100.0, lifetime = 1000.0 }
+pacing = "asap"
+[[campaign.creatives]]
+id = "c1"
+format = "banner"
+w = 300
+h = 250
+image_url = "https://cdn.alpha.com/a.png"
+landing_url = "https://alpha.com/"
+
+[[campaign]]
+id = 2
+name = "cheaper banner"
+seat = "seat-b"
+adomain = ["beta.com"]
+cat = ["IAB3"]
+bid = { model = "cpc", amount = 0.5, expected_ctr = 0.002 }
+budget = { daily = 100.0, lifetime = 1000.0 }
+pacing = "asap"
+[[campaign.creatives]]
+id = "c2"
+format = "banner"
+w = 300
+h = 250
+image_url = "https://cdn.beta.com/b.png"
+landing_url = "https://beta.com/"
+
+[[campaign]]
+id = 3
+name = "deal video"
+seat = "seat-a"
+adomain = ["gamma.com"]
+bid = { model = "cpm", amount = 9.0 }
+budget = { daily = 100.0, lifetime = 1000.0 }
+pacing = "asap"
+targeting = { deals = ["DEAL-1"] }
+[[campaign.creatives]]
+id = "c3"
+format = "video"
+video_url = "https://cdn.gamma.com/v.mp4"
+duration = 15
+landing_url = "https://gamma.com/"
+"#;
+
+fn ix() -> Index {
+    Index::load(CAMPAIGNS, "t.toml", 1).unwrap()
+}
+
+fn cfg() -> BidderConfig {
+    BidderConfig {
+        public_url: "http://bidder.test".into(),
+        ..Default::default()
+    }
+}
+
+/// Monday 2026-11-23 12:00 UTC.
+const NOON: u64 = 1_795_392_000 + 12 * 3600;
+
+fn run(ix: &Index, st: &mut ShardState, json: &str) -> Decision {
+    let req = decode_json(json.as_bytes()).unwrap();
+    decide(ix, st, &req, &cfg(), Now::at(NOON))
+}
+
+fn banner(extra: &str) -> String {
+    format!(
+        r#"{{"id":"req-1","imp":[{{"id":"1","banner":{{"w":300,"h":250}}}}],"site":{{"domain":"news.com"}}{extra}}}"#
+    )
+}
+
+fn winner(d: &Decision) -> Option<(String, f64)> {
+    d.response
+        .as_ref()
+        .map(|r| (r.seatbid[0].bid[0].cid.clone(), r.seatbid[0].bid[0].price))
+}
+
+fn st() -> ShardState {
+    ShardState::new(0, 1, &cfg())
+}
+
+#[test]
+fn highest_value_wins_second_price_bids_value() {
+    let ix = ix();
+    let d = run(&ix, &mut st(), &banner(""));
+    // cpc 0.5 x 0.002 x 1000 = 1.0 CPM loses to the 2.0 CPM campaign.
+    assert_eq!(winner(&d), Some(("1".into(), 2.0)));
+    let r = d.response.unwrap();
+    assert_eq!(r.id, "req-1");
+    assert_eq!(r.cur, "USD");
+    let b = &r.seatbid[0].bid[0];
+    assert_eq!(r.seatbid[0].seat, "seat-a");
+    assert_eq!(
+        (b.w, b.h, b.mtype, b.crid.as_str()),
+        (Some(300), Some(250), 1, "c1")
+    );
+    assert_eq!(b.adomain, vec!["alpha.com"]);
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(d.events[0].kind, Kind::Bid);
+}
+
+#[test]
+fn macros_in_notice_urls() {
+    let d = run(&ix(), &mut st(), &banner(""));
+    let b = &d.response.unwrap().seatbid[0].bid[0];
+    assert_eq!(
+        b.nurl,
+        "http://bidder.test/win?a=req-1&i=1&c=1&cr=c1&p=${AUCTION_PRICE}"
+    );
+    assert_eq!(
+        b.burl,
+        "http://bidder.test/bill?a=req-1&i=1&c=1&cr=c1&p=${AUCTION_PRICE}"
+    );
+    assert_eq!(
+        b.lurl,
+        "http://bidder.test/loss?a=req-1&i=1&c=1&cr=c1&r=${AUCTION_LOSS}"
+    );
+    assert!(
+        b.adm
+            .contains("http://bidder.test/click?a=req-1&amp;i=1&amp;c=1&amp;cr=c1"),
+        "{}",
+        b.adm
+    );
+    assert!(b
+        .adm
+        .contains("/imp?a=req-1&amp;i=1&amp;c=1&amp;cr=c1&amp;src=rtb"));
+    let d = run(&ix(), &mut st(), &banner(r#","test":1"#));
+    assert!(
+        d.response.unwrap().seatbid[0].bid[0].nurl.contains("&t=1&"),
+        "test traffic is marked"
+    );
+}
+
+#[test]
+fn first_price_shades_but_respects_floor() {
+    let d = run(&ix(), &mut st(), &banner(r#","at":1"#));
+    assert_eq!(winner(&d), Some(("1".into(), 1.7)));
+    let json = r#"{"id":"r","at":1,"imp":[{"id":"1","banner":{"w":300,"h":250},"bidfloor":1.9}],"site":{}}"#;
+    assert_eq!(
+        winner(&run(&ix(), &mut st(), json)),
+        Some(("1".into(), 1.9))
+    );
+}
+
+#[test]
+fn floors_in_usd_and_other_currencies() {
+    let floor = |f: &str| {
+        format!(r#"{{"id":"r","imp":[{{"id":"1","banner":{{"w":300,"h":250}},{f}}}],"site":{{}}}}"#)
+    };
+    assert_eq!(
+        winner(&run(&ix(), &mut st(), &floor(r#""bidfloor":1.5"#)))
+            .unwrap()
+            .0,
+        "1"
+    );
+    let d = run(&ix(), &mut st(), &floor(r#""bidfloor":2.5"#));
+    assert!(d.response.is_none());
+    assert_eq!(d.no_bids, vec![NoBid::Filtered]);
+    // 1.9 EUR = 2.09 USD > 2.0.
+    assert!(run(
+        &ix(),
+        &mut st(),
+        &floor(r#""bidfloor":1.9,"bidfloorcur":"EUR""#)
+    )
+    .response
+    .is_none());
+    assert!(run(
+        &ix(),
+        &mut st(),
+        &floor(r#""bidfloor":1.8,"bidfloorcur":"EUR""#)
+    )
+    .response
+    .is_some());
+    let d = run(
+        &ix(),
+        &mut st(),
+        &floor(r#""bidfloor":1,"bidfloorcur":"XYZ""#),
+    );
+    assert_eq!(d.no_bids, vec![NoBid::Currency]);
+}
+
+#[test]
+fn response_currency_follows_cur() {
+    let d = run(&ix(), &mut st(), &banner(r#","cur":["EUR"]"#));
+    let r = d.response.unwrap();
+    assert_eq!(r.cur, "EUR");
+    assert_eq!(r.seatbid[0].bid[0].price, 1.8182, "2.0 USD in EUR");
+    assert_eq!(
+        run(&ix(), &mut st(), &banner(r#","cur":["JPY"]"#)).no_bids,
+        vec![NoBid::Currency]
+    );
+}
+
+#[test]
+fn bcat_blocks_category_and_parent() {
+    assert_eq!(
+        winner(&run(&ix(), &mut st(), &banner(r#","bcat":["IAB2-1"]"#)))
+            .unwrap()
+            .0,
+        "2"
+    );
+    assert_eq!(
+        winner(&run(&ix(), &mut st(), &banner(r#","bcat":["IAB2"]"#)))
+            .unwrap()
+            .0,
+        "2"
+    );
+    assert!(run(
+        &ix(),
+        &mut st(),
+        &banner(r#","bcat":["IAB2","IAB3-5","IAB3"]"#)
+    )
+    .response
+    .is_none());
+    // Another taxonomy cannot be checked against IAB 1.0 categories.
+    assert!(
+        run(&ix(), &mut st(), &banner(r#","bcat":["123"],"cattax":2"#))
+            .response
+            .is_none()
+    );
+}
+
+#[test]
+fn badv_bapp_wseat_bseat() {
+    assert_eq!(
+        winner(&run(&ix(), &mut st(), &banner(r#","badv":["ALPHA.com"]"#)))
+            .unwrap()
+            .0,
+        "2"
+    );
+    assert_eq!(
+        winner(&run(&ix(), &mut st(), &banner(r#","bseat":["seat-a"]"#)))
+            .unwrap()
+            .0,
+        "2"
+    );
+    assert_eq!(
+        winner(&run(&ix(), &mut st(), &banner(r#","wseat":["seat-b"]"#)))
+            .unwrap()
+            .0,
+        "2"
+    );
+    assert!(run(&ix(), &mut st(), &banner(r#","wseat":["seat-z"]"#))
+        .response
+        .is_none());
+    let text = CAMPAIGNS.replace(
+        "seat = \"seat-a\"\nadomain = [\"alpha.com\"]",
+        "seat = \"seat-a\"\nadomain = [\"alpha.com\"]\nbundle = \"com.alpha.app\"",
+    );
+    let ix2 = Index::load(&text, "t.toml", 1).unwrap();
+    assert_eq!(
+        winner(&run(
+            &ix2,
+            &mut st(),
+            &banner(r#","bapp":["com.alpha.app"]"#)
+        ))
+        .unwrap()
+        .0,
+        "2"
+    );
+}
+
+#[test]
+fn deals_and_private_auctions() {
+    let video = |pmp: &str| {
+        format!(
+            r#"{{"id":"r","imp":[{{"id":"1","video":{{"mimes":["video/mp4"],"minduration":5,"maxduration":30}},{pmp}}}],"site":{{}}}}"#
+        )
+    };
+    // The deal campaign only bids through its deal.
+    assert!(run(&ix(), &mut st(), &video(r#""bidfloor":1"#))
+        .response
+        .is_none());
+    let d = run(
+        &ix(),
+        &mut st(),
+        &video(r#""pmp":{"private_auction":1,"deals":[{"id":"DEAL-1","bidfloor":5}]}"#),
+    );
+    let b = &d.response.unwrap().seatbid[0].bid[0];
+    assert_eq!(
+        (b.cid.as_str(), b.dealid.as_deref(), b.price, b.mtype),
+        ("3", Some("DEAL-1"), 9.0, 2)
+    );
+    assert!(
+        b.adm.starts_with("<?xml")
+            && b.adm.contains("<VAST version=\"3.0\">")
+            && b.adm.contains("00:00:15")
+    );
+    // Deal floor above value, wseat excluding the seat, unknown deal: no bid.
+    assert!(run(
+        &ix(),
+        &mut st(),
+        &video(r#""pmp":{"private_auction":1,"deals":[{"id":"DEAL-1","bidfloor":10}]}"#)
+    )
+    .response
+    .is_none());
+    assert!(run(
+        &ix(),
+        &mut st(),
+        &video(r#""pmp":{"deals":[{"id":"DEAL-1","wseat":["seat-b"]}]}"#)
+    )
+    .response
+    .is_none());
+    assert!(run(
+        &ix(),
+        &mut st(),
+        &video(r#""pmp":{"deals":[{"id":"DEAL-9"}]}"#)
+    )
+    .response
+    .is_none());
+    // Video constraints: duration and MIME.
+    let short = r#"{"id":"r","imp":[{"id":"1","video":{"maxduration":10},"pmp":{"deals":[{"id":"DEAL-1"}]}}],"site":{}}"#;
+    assert!(run(&ix(), &mut st(), short).response.is_none());
+    let mime = r#"{"id":"r","imp":[{"id":"1","video":{"mimes":["video/webm"]},"pmp":{"deals":[{"id":"DEAL-1"}]}}],"site":{}}"#;
+    assert!(run(&ix(), &mut st(), mime).response.is_none());
+    // Private auction excludes open campaigns from a banner imp.
+    let json = r#"{"id":"r","imp":[{"id":"1","banner":{"w":300,"h":250},"pmp":{"private_auction":1,"deals":[{"id":"DEAL-1"}]}}],"site":{}}"#;
+    assert!(run(&ix(), &mut st(), json).response.is_none());
+    let json = json.replace("\"private_auction\":1", "\"private_auction\":0");
+    assert_eq!(winner(&run(&ix(), &mut st(), &json)).unwrap().0, "1");
+}
+
+#[test]
+fn tmax_and_sizes() {
+    assert_eq!(
+        run(&ix(), &mut st(), &banner(r#","tmax":5"#)).no_bids,
+        vec![NoBid::Tmax]
+    );
+    assert!(run(&ix(), &mut st(), &banner(r#","tmax":120"#))
+        .response
+        .is_some());
+    let json = r#"{"id":"r","imp":[{"id":"1","banner":{"format":[{"w":728,"h":90},{"w":300,"h":250}]}}],"site":{}}"#;
+    assert_eq!(winner(&run(&ix(), &mut st(), json)).unwrap().0, "1");
+    let json = r#"{"id":"r","imp":[{"id":"1","banner":{"w":728,"h":90}}],"site":{}}"#;
+    assert_eq!(
+        run(&ix(), &mut st(), json).no_bids,
+        vec![NoBid::NoCandidate]
+    );
+}
+
+const TARGETED: &str = r#"
+[[campaign]]
+id = 10
+name = "targeted"
+adomain = ["t.com"]
+bid = { model = "cpm", amount = 3.0 }
+budget = { daily = 100.0, lifetime = 1000.0 }
+pacing = "asap"
+targeting = { countries = ["USA"], device_types = [4], os = ["ios"], categories = ["IAB2"], segments = ["auto"], inventory = "app", bundles = ["com.news"], dayparts = [{ days = [0], start_hour = 9, end_hour = 17 }] }
+[[campaign.creatives]]
+id = "t1"
+format = "banner"
+w = 320
+h = 50
+image_url = "https://cdn.t.com/t.png"
+landing_url = "https://t.com/"
+"#;
+
+#[test]
+fn targeting_dimensions_each_exclude() {
+    let ix = Index::load(TARGETED, "t.toml", 1).unwrap();
+    let good = r#"{"id":"r","imp":[{"id":"1","banner":{"w":320,"h":50}}],"app":{"bundle":"com.news","cat":["IAB2-3"]},"device":{"devicetype":4,"os":"iOS","geo":{"country":"USA"}},"user":{"id":"u1","data":[{"id":"d","segment":[{"id":"auto"}]}]}}"#;
+    assert_eq!(winner(&run(&ix, &mut st(), good)).unwrap().0, "10");
+    for (from, to) in [
+        ("\"USA\"", "\"CAN\""),
+        ("\"devicetype\":4", "\"devicetype\":2"),
+        ("\"iOS\"", "\"Android\""),
+        ("\"IAB2-3\"", "\"IAB9\""),
+        ("{\"id\":\"auto\"}", "{\"id\":\"sports\"}"),
+        ("\"com.news\"", "\"com.other\""),
+    ] {
+        let bad = good.replace(from, to);
+        assert!(
+            run(&ix, &mut st(), &bad).response.is_none(),
+            "{from} -> {to} should exclude"
+        );
+    }
+    let site = good.replace(
+        "\"app\":{\"bundle\":\"com.news\",",
+        "\"site\":{\"domain\":\"x.com\",",
+    );
+    assert!(
+        run(&ix, &mut st(), &site).response.is_none(),
+        "app-only campaign"
+    );
+    // Daypart: Monday 9-17 UTC only.
+    let req = decode_json(good.as_bytes()).unwrap();
+    assert!(
+        decide(&ix, &mut st(), &req, &cfg(), Now::at(NOON - 4 * 3600))
+            .response
+            .is_none()
+    );
+    assert!(
+        decide(&ix, &mut st(), &req, &cfg(), Now::at(NOON + 86400))
+            .response
+            .is_none(),
+        "Tuesday"
+    );
+    // COPPA: no behavioural targeting, so the segment campaign sits out.
+    let coppa = good.replace("\"user\"", "\"regs\":{\"coppa\":1},\"user\"");
+    assert!(run(&ix, &mut st(), &coppa).response.is_none());
+}
+
+#[test]
+fn frequency_cap_per_user() {
+    let text = TARGETED.replace(
+        "targeting = {",
+        "frequency_cap = { max = 2, window_secs = 3600 }\ntargeting = {} #",
+    );
+    let ix = Index::load(&text, "t.toml", 1).unwrap();
+    let req =
+        r#"{"id":"r","imp":[{"id":"1","banner":{"w":320,"h":50}}],"site":{},"user":{"id":"u1"}}"#;
+    let mut s = st();
+    assert!(run(&ix, &mut s, req).response.is_some());
+    assert!(run(&ix, &mut s, req).response.is_some());
+    assert!(
+        run(&ix, &mut s, req).response.is_none(),
+        "third bid in the window is capped"
+    );
+    assert!(
+        run(&ix, &mut s, &req.replace("u1", "u2"))
+            .response
+            .is_some(),
+        "other users unaffected"
+    );
+    let anon = r#"{"id":"r","imp":[{"id":"1","banner":{"w":320,"h":50}}],"site":{}}"#;
+    assert!(
+        run(&ix, &mut s, anon).response.is_none(),
+        "capped campaigns skip unknown users"
+    );
+    let later = decode_json(req.as_bytes()).unwrap();
+    assert!(
+        decide(&ix, &mut s, &later, &cfg(), Now::at(NOON + 3600))
+            .response
+            .is_some(),
+        "window rolls"
+    );
+}
+
+#[test]
+fn budgets_split_by_shard_and_paced() {
+    let ix = ix();
+    let mut s = ShardState::new(0, 4, &cfg());
+    s.sync(&ix);
+    // Daily 100 over 4 shards = 25 on this shard.
+    s.charge(&ix, 1, 24.9, Now::at(NOON));
+    assert_eq!(winner(&run(&ix, &mut s, &banner(""))).unwrap().0, "1");
+    s.charge(&ix, 1, 0.2, Now::at(NOON));
+    assert_eq!(
+        winner(&run(&ix, &mut s, &banner(""))).unwrap().0,
+        "2",
+        "campaign 1 spent its slice"
+    );
+    // Next day the daily slice is fresh.
+    let text = banner("");
+    let req = decode_json(text.as_bytes()).unwrap();
+    assert_eq!(
+        winner(&decide(&ix, &mut s, &req, &cfg(), Now::at(NOON + 86400)))
+            .unwrap()
+            .0,
+        "1"
+    );
+    // Even pacing: at 00:30 only (0.5 h + 1 h) / 24 h of the slice may go.
+    let even = Index::load(
+        &CAMPAIGNS.replacen("pacing = \"asap\"", "pacing = \"even\"", 1),
+        "t.toml",
+        1,
+    )
+    .unwrap();
+    let mut s = ShardState::new(0, 1, &cfg());
+    let early = Now::at(NOON - 12 * 3600 + 1800);
+    s.charge(&even, 1, 100.0 * 1.5 / 24.0 - 0.01, early);
+    assert_eq!(
+        winner(&decide(&even, &mut s, &req, &cfg(), early))
+            .unwrap()
+            .0,
+        "1"
+    );
+    s.charge(&even, 1, 0.02, early);
+    assert_eq!(
+        winner(&decide(&even, &mut s, &req, &cfg(), early))
+            .unwrap()
+            .0,
+        "2"
+    );
+}
+
+#[test]
+fn notices_are_idempotent_and_charge_once() {
+    let ix = ix();
+    let mut s = st();
+    let dd = Dedupe::new(4096);
+    let now = Now::at(NOON);
+    let q = "a=req-1&i=1&c=1&cr=c1&p=2.5";
+    let win = Notice::parse(NoticeKind::Win, Some(q)).unwrap();
+    let o = notice(&ix, &mut s, &dd, NoticeKind::Win, &win, now).unwrap();
+    assert!(!o.duplicate);
+    assert!((o.charged - 0.0025).abs() < 1e-12);
+    assert_eq!(o.event.as_ref().unwrap().kind, Kind::Win);
+    let o = notice(&ix, &mut s, &dd, NoticeKind::Win, &win, now).unwrap();
+    assert!(o.duplicate && o.charged == 0.0 && o.event.is_none());
+    // The bill for the same impression is recorded but not charged again.
+    let bill = Notice::parse(NoticeKind::Bill, Some(q)).unwrap();
+    let o = notice(&ix, &mut s, &dd, NoticeKind::Bill, &bill, now).unwrap();
+    assert!(!o.duplicate && o.charged == 0.0 && o.event.is_some());
+    assert_eq!(s.spent(&ix, 1), Some((0.0025, 0.0025)));
+    // Test traffic is never charged.
+    let t = Notice::parse(NoticeKind::Win, Some("a=x&i=1&c=1&cr=c1&p=9&t=1")).unwrap();
+    assert_eq!(
+        notice(&ix, &mut s, &dd, NoticeKind::Win, &t, now)
+            .unwrap()
+            .charged,
+        0.0
+    );
+    // Clicks redirect to the creative's landing page; unknown ones are 404.
+    let c = Notice::parse(NoticeKind::Click, Some("a=req-1&i=1&c=2&cr=c2")).unwrap();
+    assert_eq!(
+        notice(&ix, &mut s, &dd, NoticeKind::Click, &c, now)
+            .unwrap()
+            .redirect
+            .as_deref(),
+        Some("https://beta.com/")
+    );
+    let c = Notice::parse(NoticeKind::Click, Some("a=req-1&i=1&c=2&cr=nope")).unwrap();
+    assert_eq!(
+        notice(&ix, &mut s, &dd, NoticeKind::Click, &c, now)
+            .unwrap_err()
+            .status,
+        404
+    );
+}
+
+#[test]
+fn notice_params_are_checked() {
+    let e = |k, q| Notice::parse(k, Some(q)).unwrap_err().param;
+    assert_eq!(e(NoticeKind::Win, "i=1&c=1&p=1"), "a");
+    assert_eq!(e(NoticeKind::Win, "a=x&c=1&p=1"), "i");
+    assert_eq!(e(NoticeKind::Win, "a=x&i=1&p=1"), "c");
+    assert_eq!(e(NoticeKind::Win, "a=x&i=1&c=z&p=1"), "c");
+    assert_eq!(e(NoticeKind::Win, "a=x&i=1&c=1"), "p");
+    assert_eq!(e(NoticeKind::Win, "a=x&i=1&c=1&p=${AUCTION_PRICE}"), "p");
+    assert_eq!(e(NoticeKind::Bill, "a=x&i=1&c=1&p=-1"), "p");
+    assert!(Notice::parse(NoticeKind::Loss, Some("a=x&i=1&c=1&r=102")).is_ok());
+}
+
+#[test]
+fn state_follows_reloads_by_campaign_id() {
+    let ix1 = ix();
+    let mut s = st();
+    s.charge(&ix1, 2, 5.0, Now::at(NOON));
+    // Reordered file, new version: spend follows the id, not the position.
+    let mut file = Index::parse(CAMPAIGNS, "t.toml").unwrap();
+    file.campaign.reverse();
+    let ix2 = Index::build(file, 2).unwrap();
+    s.sync(&ix2);
+    assert_eq!(s.spent(&ix2, 2), Some((5.0, 5.0)));
+    assert_eq!(s.spent(&ix2, 1), Some((0.0, 0.0)));
+}

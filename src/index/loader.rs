@@ -1,0 +1,187 @@
+//! The index loader thread: loads the campaigns file at start-up, then
+//! rebuilds on file change (polled) or on an admin upload, and publishes each
+//! new [`Index`] with `ArcSwap`. A file that fails to parse or validate keeps
+//! the old index in service; the error goes to the log and to [`LoadStatus`]
+//! (shown on `/metrics` and `/admin/index`). Replaced indexes are dropped on
+//! this thread once no shard holds them, so freeing never stalls a shard.
+
+use super::{Index, IndexError};
+use arc_swap::ArcSwap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where campaigns come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Text compiled into the binary.
+    Embedded(&'static str),
+    /// A file, watched for changes.
+    File(PathBuf),
+}
+
+/// What the loader last did. Published with `ArcSwap` like the index.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LoadStatus {
+    /// Version of the index in service.
+    pub version: u64,
+    /// Campaigns in it.
+    pub campaigns: usize,
+    /// Where it came from.
+    pub source: String,
+    /// When it was published (Unix seconds).
+    pub loaded_at: u64,
+    /// Milliseconds the last successful build took.
+    pub build_ms: u64,
+    /// Successful reloads after the first load.
+    pub reloads: u64,
+    /// Refused loads.
+    pub errors: u64,
+    /// The last refusal, if any.
+    pub last_error: Option<String>,
+}
+
+/// Requests to the loader.
+#[derive(Debug)]
+pub enum Command {
+    /// Replace the campaigns with this text (an admin upload).
+    Replace {
+        /// The file's text.
+        text: String,
+        /// Label for logs.
+        origin: String,
+    },
+    /// Exit the thread.
+    Stop,
+}
+
+/// Handles for shards and the controlling thread. Cloned into every shard.
+#[derive(Debug, Clone)]
+pub struct IndexHandle {
+    /// The index in service.
+    pub current: Arc<ArcSwap<Index>>,
+    /// The loader's status.
+    pub status: Arc<ArcSwap<LoadStatus>>,
+    /// Commands to the loader.
+    pub tx: mpsc::Sender<Command>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn read(path: &PathBuf) -> Result<String, IndexError> {
+    std::fs::read_to_string(path).map_err(|e| IndexError::Parse {
+        origin: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .and_then(|m| Some((m.modified().ok()?, m.len())))
+}
+
+/// Loads the initial index (failing start-up on error) and starts the thread.
+pub fn start(
+    source: Source,
+    poll: Duration,
+) -> Result<(IndexHandle, std::thread::JoinHandle<()>), IndexError> {
+    let (text, origin) = match &source {
+        Source::Embedded(t) => (t.to_string(), "embedded campaigns".to_string()),
+        Source::File(p) => (read(p)?, p.display().to_string()),
+    };
+    let t0 = std::time::Instant::now();
+    let first = Index::load(&text, &origin, 1)?;
+    let status = LoadStatus {
+        version: 1,
+        campaigns: first.len(),
+        source: origin,
+        loaded_at: now_secs(),
+        build_ms: t0.elapsed().as_millis() as u64,
+        ..Default::default()
+    };
+    tracing::info!(campaigns = first.len(), source = %status.source, "campaign index loaded");
+    let current = Arc::new(ArcSwap::from_pointee(first));
+    let status = Arc::new(ArcSwap::from_pointee(status));
+    let (tx, rx) = mpsc::channel();
+    let handle = IndexHandle {
+        current: current.clone(),
+        status: status.clone(),
+        tx,
+    };
+    let thread = std::thread::Builder::new()
+        .name("index-loader".into())
+        .spawn(move || run(source, poll, rx, current, status))
+        .map_err(|e| IndexError::Parse {
+            origin: "index loader".into(),
+            message: e.to_string(),
+        })?;
+    Ok((handle, thread))
+}
+
+fn run(
+    source: Source,
+    poll: Duration,
+    rx: mpsc::Receiver<Command>,
+    current: Arc<ArcSwap<Index>>,
+    status: Arc<ArcSwap<LoadStatus>>,
+) {
+    let mut last_stamp = match &source {
+        Source::File(p) => stamp(p),
+        Source::Embedded(_) => None,
+    };
+    let mut retired: Vec<Arc<Index>> = Vec::new();
+    loop {
+        let job = match rx.recv_timeout(poll) {
+            Ok(Command::Replace { text, origin }) => Some((Ok(text), origin)),
+            Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => match &source {
+                Source::File(p) => {
+                    let s = stamp(p);
+                    if s.is_some() && s != last_stamp {
+                        last_stamp = s;
+                        Some((read(p), p.display().to_string()))
+                    } else {
+                        None
+                    }
+                }
+                Source::Embedded(_) => None,
+            },
+        };
+        if let Some((text, origin)) = job {
+            let version = current.load().version + 1;
+            let t0 = std::time::Instant::now();
+            match text.and_then(|t| Index::load(&t, &origin, version)) {
+                Ok(ix) => {
+                    let n = ix.len();
+                    let old = current.swap(Arc::new(ix));
+                    retired.push(old);
+                    let mut st = LoadStatus::clone(&status.load());
+                    st.version = version;
+                    st.campaigns = n;
+                    st.source = origin;
+                    st.loaded_at = now_secs();
+                    st.build_ms = t0.elapsed().as_millis() as u64;
+                    st.reloads += 1;
+                    tracing::info!(version, campaigns = n, build_ms = st.build_ms, source = %st.source, "campaign index reloaded");
+                    status.store(Arc::new(st));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "campaign reload refused; keeping the index in service");
+                    let mut st = LoadStatus::clone(&status.load());
+                    st.errors += 1;
+                    st.last_error = Some(e.to_string());
+                    status.store(Arc::new(st));
+                }
+            }
+        }
+        // Free replaced indexes here once no shard still holds one.
+        retired.retain(|ix| Arc::strong_count(ix) > 1);
+    }
+}

@@ -1,0 +1,530 @@
+//! The campaign index: built from a campaigns file into an immutable
+//! [`Index`] with bitset posting lists per targeting dimension, and published
+//! with `ArcSwap` by the loader thread ([`loader`]). A published index is never
+//! mutated; shards read it through a cached `Arc`.
+//!
+//! Candidate selection for an impression is an AND over dimensions of
+//! (campaigns targeting the request's value OR campaigns not targeting that
+//! dimension): a few hundred word operations for 10k campaigns, independent
+//! of how many campaigns fail.
+
+pub mod loader;
+pub mod model;
+
+pub use model::*;
+use std::collections::HashMap;
+
+/// A fixed-size set of campaign positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bitset(Vec<u64>);
+
+impl Bitset {
+    /// Empty set over `n` positions.
+    pub fn new(n: usize) -> Self {
+        Bitset(vec![0; n.div_ceil(64)])
+    }
+    /// Set over `n` positions with all set.
+    pub fn full(n: usize) -> Self {
+        let mut b = Self::new(n);
+        for i in 0..n {
+            b.set(i);
+        }
+        b
+    }
+    /// Adds position `i`.
+    pub fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    /// Whether `i` is in the set.
+    pub fn get(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+    /// Copies `other`.
+    pub fn copy_from(&mut self, other: &Bitset) {
+        self.0.copy_from_slice(&other.0);
+    }
+    /// self |= other.
+    pub fn or(&mut self, other: &Bitset) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= b;
+        }
+    }
+    /// self &= other.
+    pub fn and(&mut self, other: &Bitset) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a &= b;
+        }
+    }
+    /// Clears all.
+    pub fn clear(&mut self) {
+        self.0.iter_mut().for_each(|w| *w = 0);
+    }
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
+    /// Positions in the set, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(wi, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let t = w.trailing_zeros() as usize;
+                w &= w - 1;
+                Some(wi * 64 + t)
+            })
+        })
+    }
+}
+
+/// One targeting dimension: campaigns per value, plus those that do not
+/// target the dimension at all.
+#[derive(Debug, Clone)]
+pub struct Dim {
+    any: Bitset,
+    by: HashMap<String, Bitset>,
+}
+
+impl Dim {
+    fn new(n: usize) -> Self {
+        Dim {
+            any: Bitset::new(n),
+            by: HashMap::new(),
+        }
+    }
+    fn add(&mut self, n: usize, pos: usize, values: &[String], norm: fn(&str) -> String) {
+        if values.is_empty() {
+            self.any.set(pos);
+        }
+        for v in values {
+            self.by
+                .entry(norm(v))
+                .or_insert_with(|| Bitset::new(n))
+                .set(pos);
+        }
+    }
+    /// `out &= (any | by[k] for each k)`; `tmp` is scratch of the same size.
+    pub fn restrict<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+        out: &mut Bitset,
+        tmp: &mut Bitset,
+    ) {
+        tmp.copy_from(&self.any);
+        for k in keys {
+            if let Some(b) = self.by.get(k) {
+                tmp.or(b);
+            }
+        }
+        out.and(tmp);
+    }
+}
+
+/// A format an impression offers, as indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FormatKey {
+    /// A banner of this size.
+    Banner(u32, u32),
+    /// Video (any size).
+    Video,
+    /// Native.
+    Native,
+}
+
+/// Why a campaigns file was refused. The old index stays in service.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    /// Not parseable.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// File or source.
+        origin: String,
+        /// Parser message, naming the key.
+        message: String,
+    },
+    /// Parsed but inconsistent.
+    #[error("campaign {id}: {message}")]
+    Invalid {
+        /// Campaign id.
+        id: u64,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// An immutable, published campaign index.
+#[derive(Debug)]
+pub struct Index {
+    /// Increases with every publication.
+    pub version: u64,
+    /// Campaigns by position.
+    pub campaigns: Vec<Campaign>,
+    /// Position of each campaign id.
+    pub by_id: HashMap<u64, u32>,
+    /// USD per unit of each currency (USD = 1).
+    pub currencies: HashMap<String, f64>,
+    /// Positions of creatives by format, per campaign: `(campaign, creative)`.
+    pub formats: HashMap<FormatKey, Vec<(u32, u32)>>,
+    /// Campaigns with a creative for each format.
+    pub format_sets: HashMap<FormatKey, Bitset>,
+    /// Active campaigns not restricted to deals (open auction).
+    pub open: Bitset,
+    /// Campaigns per deal id.
+    pub deals: HashMap<String, Bitset>,
+    /// Targeting dimensions.
+    pub country: Dim,
+    /// Regions.
+    pub region: Dim,
+    /// Device types.
+    pub device_type: Dim,
+    /// OS (lower-case).
+    pub os: Dim,
+    /// Site domains (lower-case, no `www.`).
+    pub domain: Dim,
+    /// App bundles (lower-case).
+    pub bundle: Dim,
+    /// Content categories.
+    pub category: Dim,
+    /// User segments.
+    pub segment: Dim,
+    /// Campaigns allowed on sites.
+    pub on_site: Bitset,
+    /// Campaigns allowed in apps.
+    pub on_app: Bitset,
+    /// Campaigns without segment targeting (eligible under COPPA).
+    pub no_segments: Bitset,
+}
+
+/// Lower-case.
+pub fn norm_lower(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+/// Upper-case.
+pub fn norm_upper(s: &str) -> String {
+    s.to_ascii_uppercase()
+}
+/// Lower-case without a leading `www.`.
+pub fn norm_domain(s: &str) -> String {
+    let s = s.trim().to_ascii_lowercase();
+    s.strip_prefix("www.").map(str::to_string).unwrap_or(s)
+}
+fn same(s: &str) -> String {
+    s.to_string()
+}
+
+impl Index {
+    /// Parses a campaigns file (TOML, or JSON when `origin` ends in `.json`
+    /// or the text starts with `{`).
+    pub fn parse(text: &str, origin: &str) -> Result<CampaignFile, IndexError> {
+        let perr = |message: String| IndexError::Parse {
+            origin: origin.to_string(),
+            message,
+        };
+        if origin.ends_with(".json") || text.trim_start().starts_with('{') {
+            let mut de = serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(&mut de)
+                .map_err(|e| perr(format!("{}: {}", e.path(), e.inner())))
+        } else {
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| perr(e.to_string()))?;
+            serde_path_to_error::deserialize(toml::Value::Table(table))
+                .map_err(|e| perr(format!("{}: {}", e.path(), e.inner())))
+        }
+    }
+
+    /// Validates and builds an index.
+    pub fn build(file: CampaignFile, version: u64) -> Result<Index, IndexError> {
+        let n = file.campaign.len();
+        let mut by_id = HashMap::with_capacity(n);
+        let mut currencies = file.currencies;
+        currencies.insert("USD".into(), 1.0);
+        for (cur, rate) in &currencies {
+            if !(rate.is_finite() && *rate > 0.0) {
+                return Err(IndexError::Parse {
+                    origin: "currencies".into(),
+                    message: format!("{cur}: rate must be positive"),
+                });
+            }
+        }
+        let mut ix = Index {
+            version,
+            by_id: HashMap::new(),
+            currencies,
+            formats: HashMap::new(),
+            format_sets: HashMap::new(),
+            open: Bitset::new(n),
+            deals: HashMap::new(),
+            country: Dim::new(n),
+            region: Dim::new(n),
+            device_type: Dim::new(n),
+            os: Dim::new(n),
+            domain: Dim::new(n),
+            bundle: Dim::new(n),
+            category: Dim::new(n),
+            segment: Dim::new(n),
+            on_site: Bitset::new(n),
+            on_app: Bitset::new(n),
+            no_segments: Bitset::new(n),
+            campaigns: Vec::new(),
+        };
+        for (pos, c) in file.campaign.iter().enumerate() {
+            validate(c)?;
+            if by_id.insert(c.id, pos as u32).is_some() {
+                return Err(IndexError::Invalid {
+                    id: c.id,
+                    message: "duplicate campaign id".into(),
+                });
+            }
+            let t = &c.targeting;
+            if !c.active {
+                continue;
+            }
+            for (k, cr) in c.creatives.iter().enumerate() {
+                let key = match cr.format {
+                    CreativeFormat::Banner => {
+                        FormatKey::Banner(cr.w.unwrap_or(0), cr.h.unwrap_or(0))
+                    }
+                    CreativeFormat::Video => FormatKey::Video,
+                    CreativeFormat::Native => FormatKey::Native,
+                };
+                ix.formats
+                    .entry(key)
+                    .or_default()
+                    .push((pos as u32, k as u32));
+                ix.format_sets
+                    .entry(key)
+                    .or_insert_with(|| Bitset::new(n))
+                    .set(pos);
+            }
+            if t.deals.is_empty() {
+                ix.open.set(pos);
+            }
+            for d in &t.deals {
+                ix.deals
+                    .entry(d.clone())
+                    .or_insert_with(|| Bitset::new(n))
+                    .set(pos);
+            }
+            ix.country.add(n, pos, &t.countries, norm_upper);
+            ix.region.add(n, pos, &t.regions, norm_upper);
+            let dts: Vec<String> = t.device_types.iter().map(|d| d.to_string()).collect();
+            ix.device_type.add(n, pos, &dts, same);
+            ix.os.add(n, pos, &t.os, norm_lower);
+            ix.domain.add(n, pos, &t.domains, norm_domain);
+            ix.bundle.add(n, pos, &t.bundles, norm_lower);
+            ix.category.add(n, pos, &t.categories, same);
+            ix.segment.add(n, pos, &t.segments, same);
+            if t.segments.is_empty() {
+                ix.no_segments.set(pos);
+            }
+            if t.inventory != Inventory::App {
+                ix.on_site.set(pos);
+            }
+            if t.inventory != Inventory::Site {
+                ix.on_app.set(pos);
+            }
+        }
+        ix.by_id = by_id;
+        ix.campaigns = file.campaign;
+        Ok(ix)
+    }
+
+    /// Parses and builds in one step.
+    pub fn load(text: &str, origin: &str, version: u64) -> Result<Index, IndexError> {
+        Self::build(Self::parse(text, origin)?, version)
+    }
+
+    /// An index with no campaigns.
+    pub fn empty() -> Index {
+        Self::build(
+            CampaignFile {
+                currencies: HashMap::new(),
+                campaign: Vec::new(),
+            },
+            0,
+        )
+        .unwrap_or_else(|_| unreachable!("an empty file is valid"))
+    }
+
+    /// Number of campaign positions (bitset size).
+    pub fn len(&self) -> usize {
+        self.campaigns.len()
+    }
+
+    /// Whether there are no campaigns.
+    pub fn is_empty(&self) -> bool {
+        self.campaigns.is_empty()
+    }
+
+    /// USD value of `amount` in `cur`, if the currency is known.
+    pub fn to_usd(&self, amount: f64, cur: &str) -> Option<f64> {
+        self.currencies.get(cur).map(|r| amount * r)
+    }
+
+    /// Campaign by id.
+    pub fn campaign(&self, id: u64) -> Option<&Campaign> {
+        self.by_id.get(&id).map(|&p| &self.campaigns[p as usize])
+    }
+}
+
+fn validate(c: &Campaign) -> Result<(), IndexError> {
+    let bad = |m: &str| {
+        Err(IndexError::Invalid {
+            id: c.id,
+            message: m.to_string(),
+        })
+    };
+    let pos = |x: f64| x.is_finite() && x > 0.0;
+    if !pos(c.bid.amount) {
+        return bad("bid.amount must be a positive number");
+    }
+    if !(c.bid.expected_ctr > 0.0 && c.bid.expected_ctr <= 1.0) {
+        return bad("bid.expected_ctr must be in (0, 1]");
+    }
+    if c.bid.max_cpm.is_some_and(|m| !pos(m)) {
+        return bad("bid.max_cpm must be positive");
+    }
+    if !pos(c.budget.daily) || !pos(c.budget.lifetime) {
+        return bad("budget.daily and budget.lifetime must be positive");
+    }
+    if c.budget.daily > c.budget.lifetime {
+        return bad("budget.daily exceeds budget.lifetime");
+    }
+    if c.adomain.is_empty() {
+        return bad("adomain must list at least one advertiser domain");
+    }
+    if c.creatives.is_empty() {
+        return bad("needs at least one creative");
+    }
+    if let Some(f) = c.frequency_cap {
+        if f.max == 0 || f.window_secs == 0 {
+            return bad("frequency_cap.max and window_secs must be positive");
+        }
+    }
+    for d in &c.targeting.dayparts {
+        if d.start_hour >= d.end_hour || d.end_hour > 24 || d.days.iter().any(|&x| x > 6) {
+            return bad("targeting.dayparts: need 0 <= start_hour < end_hour <= 24 and days 0-6");
+        }
+    }
+    for cr in &c.creatives {
+        if !(cr.landing_url.starts_with("https://") || cr.landing_url.starts_with("http://")) {
+            return Err(IndexError::Invalid {
+                id: c.id,
+                message: format!("creative {}: landing_url must be http(s)", cr.id),
+            });
+        }
+        let ok = match cr.format {
+            CreativeFormat::Banner => cr.w.is_some() && cr.h.is_some() && cr.image_url.is_some(),
+            CreativeFormat::Video => cr.video_url.is_some() && cr.duration.is_some(),
+            CreativeFormat::Native => cr.title.is_some() && cr.image_url.is_some(),
+        };
+        if !ok {
+            return Err(IndexError::Invalid {
+                id: c.id,
+                message: format!(
+                    "creative {}: banner needs w, h, image_url; video needs video_url, duration; native needs title, image_url",
+                    cr.id
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SMALL: &str = r#"
+[currencies]
+EUR = 1.1
+
+[[campaign]]
+id = 1
+name = "a"
+adomain = ["a.com"]
+bid = { model = "cpm", amount = 2.0 }
+budget = { daily = 100.0, lifetime = 1000.0 }
+targeting = { countries = ["USA"], os = ["iOS"] }
+[[campaign.creatives]]
+id = "a1"
+format = "banner"
+w = 300
+h = 250
+image_url = "https://cdn/a.png"
+landing_url = "https://a.com/"
+
+[[campaign]]
+id = 2
+name = "b"
+adomain = ["b.com"]
+bid = { model = "cpm", amount = 1.0 }
+budget = { daily = 100.0, lifetime = 1000.0 }
+targeting = { deals = ["D1"] }
+[[campaign.creatives]]
+id = "b1"
+format = "video"
+video_url = "https://cdn/b.mp4"
+duration = 15
+landing_url = "https://b.com/"
+"#;
+
+    #[test]
+    fn builds_posting_lists() {
+        let ix = Index::load(SMALL, "t.toml", 1).unwrap();
+        assert_eq!(ix.len(), 2);
+        assert!(ix.open.get(0) && !ix.open.get(1));
+        assert!(ix.deals["D1"].get(1));
+        assert!(ix.format_sets[&FormatKey::Banner(300, 250)].get(0));
+        let mut out = Bitset::full(2);
+        let mut tmp = Bitset::new(2);
+        ix.country.restrict(["USA"], &mut out, &mut tmp);
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![0, 1]);
+        let mut out = Bitset::full(2);
+        ix.country.restrict(["FRA"], &mut out, &mut tmp);
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![1]);
+        ix.os.restrict(["ios"], &mut out, &mut tmp);
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(ix.to_usd(10.0, "EUR"), Some(11.0));
+        assert_eq!(ix.to_usd(10.0, "JPY"), None);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_reason() {
+        let e = Index::load("[[campaign]]\nid = 1\n", "x.toml", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("campaign[0]") && e.contains("name"), "{e}");
+        let e = Index::load(&SMALL.replace("amount = 2.0", "amount = -2.0"), "x.toml", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("campaign 1") && e.contains("bid.amount"), "{e}");
+        let e = Index::load(&SMALL.replace("id = 2\n", "id = 1\n"), "x.toml", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("duplicate"), "{e}");
+        let e = Index::load(&SMALL.replace("duration = 15\n", ""), "x.toml", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("creative b1"), "{e}");
+        let e = Index::load("{\"campaign\":[{\"id\":\"x\"}]}", "x.json", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("campaign[0].id"), "{e}");
+    }
+
+    #[test]
+    fn bitset_iter() {
+        let mut b = Bitset::new(200);
+        for i in [0, 63, 64, 199] {
+            b.set(i);
+        }
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![0, 63, 64, 199]);
+        assert!(!b.is_empty());
+        b.clear();
+        assert!(b.is_empty());
+    }
+}

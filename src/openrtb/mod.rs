@@ -1,0 +1,593 @@
+//! OpenRTB 2.5 / 2.6 bid requests and responses: the subset of fields the
+//! bidder reads or writes, decoded without copying where the JSON allows
+//! (`Cow` borrows unescaped strings), unknown fields tolerated, then checked
+//! by [`BidRequest::validate`], whose errors name the offending field.
+//!
+//! This module knows the wire format only; it never touches the campaign
+//! index and does no I/O.
+
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+type Str<'a> = Cow<'a, str>;
+
+/// Top-level bid request (OpenRTB 2.5 3.2.1 / 2.6 3.2.1).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct BidRequest<'a> {
+    /// Auction id.
+    #[serde(borrow, default)]
+    pub id: Str<'a>,
+    /// Impressions offered.
+    #[serde(borrow, default)]
+    pub imp: Vec<Imp<'a>>,
+    /// Website, if the ad is on a site.
+    #[serde(borrow)]
+    pub site: Option<Site<'a>>,
+    /// App, if the ad is in an app.
+    #[serde(borrow)]
+    pub app: Option<App<'a>>,
+    /// The device.
+    #[serde(borrow)]
+    pub device: Option<Device<'a>>,
+    /// The user.
+    #[serde(borrow)]
+    pub user: Option<User<'a>>,
+    /// 1 = test mode: bid, but spend nothing.
+    #[serde(default)]
+    pub test: u8,
+    /// Auction type: 1 first price, 2 second price plus; 500+ exchange-specific.
+    #[serde(default = "second_price")]
+    pub at: u16,
+    /// Max time in ms the exchange waits for the response.
+    pub tmax: Option<u32>,
+    /// Allowed seats (buyer seat ids).
+    #[serde(borrow, default)]
+    pub wseat: Vec<Str<'a>>,
+    /// Blocked seats.
+    #[serde(borrow, default)]
+    pub bseat: Vec<Str<'a>>,
+    /// Allowed currencies.
+    #[serde(borrow, default)]
+    pub cur: Vec<Str<'a>>,
+    /// Blocked advertiser categories.
+    #[serde(borrow, default)]
+    pub bcat: Vec<Str<'a>>,
+    /// Taxonomy of `bcat` (2.6): 1 = IAB 1.0 (default), 2 = 2.0, ...
+    #[serde(default)]
+    pub cattax: Option<u16>,
+    /// Blocked advertiser domains.
+    #[serde(borrow, default)]
+    pub badv: Vec<Str<'a>>,
+    /// Blocked app bundles.
+    #[serde(borrow, default)]
+    pub bapp: Vec<Str<'a>>,
+    /// Regulations.
+    pub regs: Option<Regs>,
+}
+
+fn second_price() -> u16 {
+    2
+}
+
+/// An impression (3.2.4).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Imp<'a> {
+    /// Id, unique within the request.
+    #[serde(borrow, default)]
+    pub id: Str<'a>,
+    /// Banner offer.
+    #[serde(borrow)]
+    pub banner: Option<Banner<'a>>,
+    /// Video offer.
+    #[serde(borrow)]
+    pub video: Option<Video<'a>>,
+    /// Native offer.
+    #[serde(borrow)]
+    pub native: Option<Native<'a>>,
+    /// Audio offer (we never bid on audio, but accept it).
+    pub audio: Option<serde::de::IgnoredAny>,
+    /// Minimum bid, CPM in `bidfloorcur`.
+    #[serde(default)]
+    pub bidfloor: f64,
+    /// Currency of `bidfloor`.
+    #[serde(borrow, default = "usd")]
+    pub bidfloorcur: Str<'a>,
+    /// Private marketplace.
+    #[serde(borrow)]
+    pub pmp: Option<Pmp<'a>>,
+    /// 1 = interstitial.
+    #[serde(default)]
+    pub instl: u8,
+    /// Ad slot / tag id.
+    #[serde(borrow, default)]
+    pub tagid: Str<'a>,
+}
+
+fn usd<'a>() -> Str<'a> {
+    Cow::Borrowed("USD")
+}
+
+/// Banner (3.2.6).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Banner<'a> {
+    /// Width.
+    pub w: Option<u32>,
+    /// Height.
+    pub h: Option<u32>,
+    /// Allowed sizes.
+    #[serde(default)]
+    pub format: Vec<Format>,
+    /// Position.
+    pub pos: Option<u8>,
+    /// Banner id.
+    #[serde(borrow, default)]
+    pub id: Str<'a>,
+}
+
+/// One allowed size (3.2.10).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct Format {
+    /// Width.
+    #[serde(default)]
+    pub w: u32,
+    /// Height.
+    #[serde(default)]
+    pub h: u32,
+}
+
+/// Video (3.2.7).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Video<'a> {
+    /// Accepted MIME types.
+    #[serde(borrow, default)]
+    pub mimes: Vec<Str<'a>>,
+    /// Player width.
+    pub w: Option<u32>,
+    /// Player height.
+    pub h: Option<u32>,
+    /// Minimum duration, seconds.
+    pub minduration: Option<u32>,
+    /// Maximum duration, seconds.
+    pub maxduration: Option<u32>,
+    /// Supported VAST protocols.
+    #[serde(default)]
+    pub protocols: Vec<u8>,
+}
+
+/// Native (3.2.9).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Native<'a> {
+    /// The native request (a JSON string).
+    #[serde(borrow, default)]
+    pub request: Str<'a>,
+    /// Native spec version.
+    #[serde(borrow)]
+    pub ver: Option<Str<'a>>,
+}
+
+/// Private marketplace (3.2.11).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Pmp<'a> {
+    /// 1 = only the deals below may bid.
+    #[serde(default)]
+    pub private_auction: u8,
+    /// Deals.
+    #[serde(borrow, default)]
+    pub deals: Vec<Deal<'a>>,
+}
+
+/// A deal (3.2.12).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Deal<'a> {
+    /// Deal id.
+    #[serde(borrow, default)]
+    pub id: Str<'a>,
+    /// Floor for this deal, CPM.
+    #[serde(default)]
+    pub bidfloor: f64,
+    /// Currency of the floor.
+    #[serde(borrow, default = "usd")]
+    pub bidfloorcur: Str<'a>,
+    /// Seats allowed on this deal.
+    #[serde(borrow, default)]
+    pub wseat: Vec<Str<'a>>,
+    /// Advertiser domains allowed on this deal.
+    #[serde(borrow, default)]
+    pub wadomain: Vec<Str<'a>>,
+}
+
+/// Site (3.2.13).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Site<'a> {
+    /// Site id.
+    #[serde(borrow, default)]
+    pub id: Str<'a>,
+    /// Domain.
+    #[serde(borrow, default)]
+    pub domain: Str<'a>,
+    /// Content categories.
+    #[serde(borrow, default)]
+    pub cat: Vec<Str<'a>>,
+    /// Page URL.
+    #[serde(borrow, default)]
+    pub page: Str<'a>,
+    /// Publisher.
+    #[serde(borrow)]
+    pub publisher: Option<Publisher<'a>>,
+}
+
+/// App (3.2.14).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct App<'a> {
+    /// App id.
+    #[serde(borrow, default)]
+    pub id: Str<'a>,
+    /// Bundle or package name.
+    #[serde(borrow, default)]
+    pub bundle: Str<'a>,
+    /// Domain.
+    #[serde(borrow, default)]
+    pub domain: Str<'a>,
+    /// Content categories.
+    #[serde(borrow, default)]
+    pub cat: Vec<Str<'a>>,
+    /// Publisher.
+    #[serde(borrow)]
+    pub publisher: Option<Publisher<'a>>,
+}
+
+/// Publisher (3.2.15).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Publisher<'a> {
+    /// Publisher id.
+    #[serde(borrow, default)]
+    pub id: Str<'a>,
+}
+
+/// Device (3.2.18).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Device<'a> {
+    /// User agent.
+    #[serde(borrow, default)]
+    pub ua: Str<'a>,
+    /// IPv4 address.
+    #[serde(borrow, default)]
+    pub ip: Str<'a>,
+    /// Device type (list 5.21): 1 mobile/tablet, 2 PC, 3 CTV, 4 phone, 5 tablet, ...
+    pub devicetype: Option<u8>,
+    /// Operating system.
+    #[serde(borrow, default)]
+    pub os: Str<'a>,
+    /// Make.
+    #[serde(borrow, default)]
+    pub make: Str<'a>,
+    /// Model.
+    #[serde(borrow, default)]
+    pub model: Str<'a>,
+    /// Connection type.
+    pub connectiontype: Option<u8>,
+    /// Location.
+    #[serde(borrow)]
+    pub geo: Option<Geo<'a>>,
+}
+
+/// Geo (3.2.19).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Geo<'a> {
+    /// ISO-3166-1 alpha-3 country.
+    #[serde(borrow, default)]
+    pub country: Str<'a>,
+    /// ISO-3166-2 region.
+    #[serde(borrow, default)]
+    pub region: Str<'a>,
+    /// City.
+    #[serde(borrow, default)]
+    pub city: Str<'a>,
+}
+
+/// User (3.2.20).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct User<'a> {
+    /// Exchange user id.
+    #[serde(borrow, default)]
+    pub id: Str<'a>,
+    /// Buyer user id.
+    #[serde(borrow, default)]
+    pub buyeruid: Str<'a>,
+    /// Data segments.
+    #[serde(borrow, default)]
+    pub data: Vec<Data<'a>>,
+    /// Home geo.
+    #[serde(borrow)]
+    pub geo: Option<Geo<'a>>,
+}
+
+/// Data provider (3.2.21).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Data<'a> {
+    /// Provider id.
+    #[serde(borrow, default)]
+    pub id: Str<'a>,
+    /// Segments.
+    #[serde(borrow, default)]
+    pub segment: Vec<Segment<'a>>,
+}
+
+/// Segment (3.2.22).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Segment<'a> {
+    /// Segment id.
+    #[serde(borrow, default)]
+    pub id: Str<'a>,
+}
+
+/// Regulations (3.2.3).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct Regs {
+    /// 1 = subject to COPPA.
+    #[serde(default)]
+    pub coppa: u8,
+}
+
+/// Bid response (4.2.1).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct BidResponse {
+    /// Echo of the request id.
+    pub id: String,
+    /// One seatbid per seat.
+    pub seatbid: Vec<SeatBid>,
+    /// Our id for this response.
+    pub bidid: String,
+    /// Currency of all prices.
+    pub cur: String,
+}
+
+/// Seat bid (4.2.2).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SeatBid {
+    /// Buyer seat.
+    pub seat: String,
+    /// Bids.
+    pub bid: Vec<Bid>,
+}
+
+/// Bid (4.2.3).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Bid {
+    /// Bid id.
+    pub id: String,
+    /// Impression bid on.
+    pub impid: String,
+    /// CPM price.
+    pub price: f64,
+    /// Win notice URL (carries `${AUCTION_PRICE}`).
+    pub nurl: String,
+    /// Billing notice URL (carries `${AUCTION_PRICE}`).
+    pub burl: String,
+    /// Loss notice URL (carries `${AUCTION_LOSS}`).
+    pub lurl: String,
+    /// Markup: banner HTML, VAST XML or native JSON.
+    pub adm: String,
+    /// Advertiser domains.
+    pub adomain: Vec<String>,
+    /// Campaign id.
+    pub cid: String,
+    /// Creative id.
+    pub crid: String,
+    /// Creative categories.
+    pub cat: Vec<String>,
+    /// Taxonomy of `cat` (2.6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cattax: Option<u16>,
+    /// Width.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub w: Option<u32>,
+    /// Height.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h: Option<u32>,
+    /// Deal id, when bidding on a deal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dealid: Option<String>,
+    /// Markup type (2.6): 1 banner, 2 video, 3 audio, 4 native.
+    pub mtype: u8,
+}
+
+/// A request that is well-formed JSON but breaks the spec, or is not JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct RequestError {
+    /// Dotted path of the offending field (`imp[0].id`), or `body`.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl RequestError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        RequestError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The JSON body of a 400 answer.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({ "error": "invalid bid request", "field": self.field, "reason": self.reason }).to_string()
+    }
+}
+
+/// Decodes and validates a JSON bid request.
+pub fn decode_json(body: &[u8]) -> Result<BidRequest<'_>, RequestError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let req: BidRequest<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." || path.is_empty() {
+            "body".to_string()
+        } else {
+            path
+        };
+        RequestError::new(field, e.inner().to_string())
+    })?;
+    de.end()
+        .map_err(|e| RequestError::new("body", e.to_string()))?;
+    req.validate()?;
+    Ok(req)
+}
+
+impl BidRequest<'_> {
+    /// Checks what the spec requires beyond types.
+    pub fn validate(&self) -> Result<(), RequestError> {
+        if self.id.is_empty() {
+            return Err(RequestError::new("id", "required, must be non-empty"));
+        }
+        if self.imp.is_empty() {
+            return Err(RequestError::new(
+                "imp",
+                "required, must hold at least one impression",
+            ));
+        }
+        if self.site.is_some() && self.app.is_some() {
+            return Err(RequestError::new(
+                "app",
+                "site and app must not both be present",
+            ));
+        }
+        if !matches!(self.at, 1 | 2) && self.at < 500 {
+            return Err(RequestError::new(
+                "at",
+                format!("unknown auction type {}", self.at),
+            ));
+        }
+        for (i, imp) in self.imp.iter().enumerate() {
+            if imp.id.is_empty() {
+                return Err(RequestError::new(
+                    format!("imp[{i}].id"),
+                    "required, must be non-empty",
+                ));
+            }
+            if self.imp[..i].iter().any(|o| o.id == imp.id) {
+                return Err(RequestError::new(
+                    format!("imp[{i}].id"),
+                    format!("duplicate impression id {:?}", imp.id),
+                ));
+            }
+            if imp.banner.is_none()
+                && imp.video.is_none()
+                && imp.native.is_none()
+                && imp.audio.is_none()
+            {
+                return Err(RequestError::new(
+                    format!("imp[{i}]"),
+                    "needs one of banner, video, audio or native",
+                ));
+            }
+            if !imp.bidfloor.is_finite() || imp.bidfloor < 0.0 {
+                return Err(RequestError::new(
+                    format!("imp[{i}].bidfloor"),
+                    "must be a non-negative number",
+                ));
+            }
+            if let Some(pmp) = &imp.pmp {
+                for (j, d) in pmp.deals.iter().enumerate() {
+                    if d.id.is_empty() {
+                        return Err(RequestError::new(
+                            format!("imp[{i}].pmp.deals[{j}].id"),
+                            "required, must be non-empty",
+                        ));
+                    }
+                    if !d.bidfloor.is_finite() || d.bidfloor < 0.0 {
+                        return Err(RequestError::new(
+                            format!("imp[{i}].pmp.deals[{j}].bidfloor"),
+                            "must be a non-negative number",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Content categories of the site or app.
+    pub fn content_cats(&self) -> &[Str<'_>] {
+        match (&self.site, &self.app) {
+            (Some(s), _) => &s.cat,
+            (_, Some(a)) => &a.cat,
+            _ => &[],
+        }
+    }
+}
+
+/// Encodes a bid response as JSON into `out`.
+pub fn encode_json(resp: &BidResponse, out: &mut Vec<u8>) {
+    // Serialising plain structs of strings and numbers into a Vec cannot fail;
+    // non-finite prices are never produced (the auction rejects them).
+    let _ = serde_json::to_writer(out, resp);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> RequestError {
+        decode_json(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn fixtures_decode() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openrtb");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).expect("fixtures present") {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("bid-request") {
+                let body = std::fs::read(&p).unwrap();
+                let r = decode_json(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(!r.imp.is_empty());
+                n += 1;
+            }
+        }
+        assert_eq!(n, 11);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(err("{\"imp\":[{\"id\":\"1\",\"banner\":{}}]}").field, "id");
+        assert_eq!(err("{\"id\":\"a\"}").field, "imp");
+        assert_eq!(
+            err("{\"id\":\"a\",\"imp\":[{\"banner\":{}}]}").field,
+            "imp[0].id"
+        );
+        assert_eq!(
+            err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\"}]}").field,
+            "imp[0]"
+        );
+        assert_eq!(err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{}},{\"id\":\"1\",\"banner\":{}}]}").field, "imp[1].id");
+        let e = err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{},\"bidfloor\":\"cheap\"}]}");
+        assert_eq!(e.field, "imp[0].bidfloor");
+        let e = err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{\"w\":-3}}]}");
+        assert_eq!(e.field, "imp[0].banner.w");
+        assert_eq!(
+            err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{}}],\"site\":{},\"app\":{}}")
+                .field,
+            "app"
+        );
+        assert_eq!(err("not json").field, "body");
+        assert_eq!(
+            err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{}}]} trailing").field,
+            "body"
+        );
+        let e = err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{},\"pmp\":{\"deals\":[{\"bidfloor\":1}]}}]}");
+        assert_eq!(e.field, "imp[0].pmp.deals[0].id");
+        assert!(e.to_json().contains("\"field\":\"imp[0].pmp.deals[0].id\""));
+    }
+
+    #[test]
+    fn unknown_fields_and_escapes_tolerated() {
+        let r = decode_json(br#"{"id":"a\"b","imp":[{"id":"1","native":{"request":"{\"x\":1}"},"ext":{"zz":[1,2]}}],"ext":{"q":1},"source":{"fd":1}}"#)
+            .unwrap();
+        assert_eq!(r.id, "a\"b");
+        assert_eq!(r.imp[0].native.as_ref().unwrap().request, "{\"x\":1}");
+        assert_eq!(r.at, 2, "second price is the default");
+        assert_eq!(r.imp[0].bidfloorcur, "USD");
+    }
+}
