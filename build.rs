@@ -1,10 +1,10 @@
-//! Compiles schema/*.capnp into Rust (included by src/events.rs).
+//! Compiles schema/*.capnp into Rust (included by src/schema.rs).
 fn main() {
     println!("cargo:rerun-if-changed=schema");
     let mut cmd = capnpc::CompilerCommand::new();
     cmd.src_prefix("schema");
     // Generated modules are included under `crate::events` (src/events.rs).
-    cmd.default_parent_module(vec!["events".into()]);
+    cmd.default_parent_module(vec!["schema".into()]);
     let mut entries: Vec<_> = std::fs::read_dir("schema")
         .expect("schema/ exists in the source tree")
         .filter_map(|e| e.ok().map(|e| e.path()))

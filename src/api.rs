@@ -1,18 +1,36 @@
-//! Routes: maps method and path to a handler and answers the operational
-//! endpoints. Each shard owns one [`Api`]; handlers are synchronous and never
-//! touch sockets.
+//! Routes: maps method and path to a handler. Each shard owns one [`Api`]
+//! with its [`ShardState`] and a cached view of the published campaign index.
+//! Handlers are synchronous and never touch sockets or the database.
 //!
 //! | route | methods | answer |
 //! |---|---|---|
-//! | `/healthz` | GET, HEAD | 200 `{"ok":true}` while the process runs |
-//! | `/readyz` | GET, HEAD | 200 when every shard serves; 503 while starting or draining |
-//! | `/metrics` | GET, HEAD | Prometheus text, summed over shards |
-//! | anything else | | 404 JSON |
+//! | `/openrtb2/bid` | POST | OpenRTB 2.5/2.6 JSON (or Cap'n Proto) bid response, 204 no bid, 400 naming the field |
+//! | `/ad` | GET | publisher ad JSON, or 204 |
+//! | `/imp`, `/click` | GET | impression beacon (GIF); click 302 to the landing page |
+//! | `/win`, `/bill`, `/loss` | GET, POST | exchange notices, idempotent per auction and impression |
+//! | `/admin/campaigns` | POST | replace campaigns (bearer token); 202, built off the hot path |
+//! | `/admin/index` | GET | loader status (bearer token) |
+//! | `/healthz`, `/readyz`, `/metrics` | GET, HEAD | liveness, readiness, Prometheus text |
 
-use crate::http::{Request, Response};
-use crate::shard::{Service, ShardCtx, Shared};
+use crate::adserve::dedupe::Dedupe;
+use crate::adserve::{self, markup, Decision, NoBid, Notice, NoticeKind, Now, ShardState};
+use crate::config::Config;
+use crate::events::{Event, Kind};
+use crate::http::{query, Request, Response};
+use crate::index::loader::{self, Command, IndexHandle, Source};
+use crate::index::{CreativeFormat, Index};
+use crate::metrics::{bump, LocalMetrics};
+use crate::openrtb::{self, BidRequest};
+use crate::shard::{Server, Service, ShardCtx, Shared, StartError};
+use arc_swap::{ArcSwap, Cache};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
+
+/// Campaigns compiled into the binary, used when `campaigns.path` is unset.
+pub const EMBEDDED_CAMPAIGNS: &str = include_str!("../configs/campaigns.toml");
 
 /// Route indices; their labels are [`Api::ROUTES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +42,22 @@ pub enum Route {
     Readyz,
     /// `/metrics`
     Metrics,
+    /// `/openrtb2/bid`
+    Bid,
+    /// `/ad`
+    Ad,
+    /// `/imp`
+    Imp,
+    /// `/click`
+    Click,
+    /// `/win`
+    Win,
+    /// `/bill`
+    Bill,
+    /// `/loss`
+    Loss,
+    /// `/admin/*`
+    Admin,
     /// No route matched.
     NotFound,
 }
@@ -31,20 +65,121 @@ pub enum Route {
 /// Body of a healthy `/healthz` (11 bytes, the size the nginx baseline serves).
 pub const HEALTHZ_BODY: &[u8] = b"{\"ok\":true}";
 
+/// A transparent 1x1 GIF for impression beacons.
+const PIXEL: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
+
+/// What every shard's [`Api`] shares: the index handle and the notice table.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    /// Published campaign index and its loader.
+    pub index: IndexHandle,
+    /// Notice de-duplication, shared by all shards.
+    pub dedupe: Arc<Dedupe>,
+}
+
+/// The running application: shards plus the index loader.
+#[derive(Debug)]
+pub struct App {
+    /// The shards.
+    pub server: Server,
+    /// Shared dependencies (tests reach the index through it).
+    pub deps: Deps,
+    loader: std::thread::JoinHandle<()>,
+}
+
+impl App {
+    /// Loads campaigns, starts the loader thread and the shards.
+    pub fn start(cfg: Config) -> Result<App, StartError> {
+        let source = match &cfg.campaigns.path {
+            Some(p) => Source::File(p.clone()),
+            None => Source::Embedded(EMBEDDED_CAMPAIGNS),
+        };
+        let poll = std::time::Duration::from_millis(cfg.campaigns.reload_poll_ms);
+        let (index, loader) = loader::start(source, poll).map_err(|e| {
+            StartError::Config(crate::config::ConfigError::Invalid {
+                key: "campaigns.path".into(),
+                message: e.to_string(),
+            })
+        })?;
+        let deps = Deps {
+            index,
+            dedupe: Arc::new(Dedupe::new(cfg.bidder.dedupe_slots)),
+        };
+        let d = deps.clone();
+        let server = match Server::start(cfg, move |ctx: &ShardCtx| Api::new(ctx, &d)) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = deps.index.tx.send(Command::Stop);
+                let _ = loader.join();
+                return Err(e);
+            }
+        };
+        Ok(App {
+            server,
+            deps,
+            loader,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Cross-shard state (metrics registry, readiness).
+    pub fn shared(&self) -> &Arc<Shared> {
+        self.server.shared()
+    }
+
+    /// Waits for the shards (after a shutdown began), then stops the loader.
+    pub fn join(self) {
+        self.server.join();
+        let _ = self.deps.index.tx.send(Command::Stop);
+        let _ = self.loader.join();
+    }
+
+    /// Drains the shards and stops everything.
+    pub fn stop(self) {
+        self.server.begin_shutdown();
+        self.join();
+    }
+}
+
 /// One shard's request handler. Built on the shard's thread; lives as long
 /// as the shard.
-#[derive(Debug)]
 pub struct Api {
     shared: Arc<Shared>,
-    metrics: Rc<crate::metrics::LocalMetrics>,
+    cfg: Arc<Config>,
+    metrics: Rc<LocalMetrics>,
+    deps: Deps,
+    index: RefCell<Cache<Arc<ArcSwap<Index>>, Arc<Index>>>,
+    state: RefCell<ShardState>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("shard", &self.state.borrow().shard)
+            .finish()
+    }
+}
+
+fn json_error(resp: &mut Response, status: u16, v: serde_json::Value) {
+    resp.set(status, "application/json", v.to_string().as_bytes());
 }
 
 impl Api {
     /// Builds the shard's handler.
-    pub fn new(ctx: &ShardCtx) -> Self {
+    pub fn new(ctx: &ShardCtx, deps: &Deps) -> Self {
+        let cfg = ctx.shared.config.clone();
+        let state = ShardState::new(ctx.id as u16, ctx.shared.shards as u16, &cfg.bidder);
         Api {
             shared: ctx.shared.clone(),
             metrics: ctx.metrics.clone(),
+            index: RefCell::new(Cache::new(deps.index.current.clone())),
+            deps: deps.clone(),
+            state: RefCell::new(state),
+            cfg,
         }
     }
 
@@ -52,27 +187,586 @@ impl Api {
         if allowed.split(", ").any(|m| m == req.method) {
             return true;
         }
-        resp.set(
+        json_error(
+            resp,
             405,
-            "application/json",
-            b"{\"error\":\"method not allowed\"}",
+            serde_json::json!({ "error": "method not allowed" }),
         );
         resp.header("Allow", allowed.as_bytes());
         false
     }
+
+    fn emit(&self, ev: &Event) {
+        let k = match ev.kind {
+            Kind::Bid => 0,
+            Kind::Win => 1,
+            Kind::Bill => 2,
+            Kind::Loss => 3,
+            Kind::Impression => 4,
+            Kind::Click => 5,
+        };
+        bump(&self.metrics.counters.events[k], 1);
+        // No event store is wired in yet: the event is counted as unstored.
+        bump(&self.metrics.counters.events_unstored[k], 1);
+    }
+
+    fn record(&self, d: &Decision) {
+        for ev in &d.events {
+            self.emit(ev);
+        }
+        for nb in &d.no_bids {
+            let k = match nb {
+                NoBid::NoCandidate => 0,
+                NoBid::Filtered => 1,
+                NoBid::Tmax => 2,
+                NoBid::Currency => 3,
+            };
+            bump(&self.metrics.counters.no_bids[k], 1);
+        }
+    }
+
+    fn bid(&self, req: &Request<'_, '_>, body: &[u8], resp: &mut Response) {
+        let capnp = req
+            .header("content-type")
+            .is_some_and(|v| v.starts_with(b"application/x-capnp"));
+        let decoded = if capnp {
+            openrtb::capnp_codec::decode_request(body)
+        } else {
+            openrtb::decode_json(body)
+        };
+        let br = match decoded {
+            Ok(r) => r,
+            Err(e) => {
+                resp.set(400, "application/json", e.to_json().as_bytes());
+                return;
+            }
+        };
+        let mut cache = self.index.borrow_mut();
+        let ix = cache.load();
+        let d = adserve::decide(
+            ix,
+            &mut self.state.borrow_mut(),
+            &br,
+            &self.cfg.bidder,
+            Now::wall(),
+        );
+        self.record(&d);
+        match d.response {
+            Some(r) => {
+                resp.status = 200;
+                if capnp {
+                    resp.content_type = "application/x-capnp";
+                    openrtb::capnp_codec::encode_response(&r, &mut resp.body);
+                } else {
+                    resp.content_type = "application/json";
+                    openrtb::encode_json(&r, &mut resp.body);
+                }
+            }
+            None => resp.status = 204,
+        }
+    }
+
+    fn ad(&self, req: &Request<'_, '_>, resp: &mut Response) {
+        let mut st = self.state.borrow_mut();
+        let id = format!("ad-{}", st.next_id());
+        let br = match ad_request(req, id) {
+            Ok(r) => r,
+            Err((param, reason)) => {
+                json_error(
+                    resp,
+                    400,
+                    serde_json::json!({ "error": "invalid ad request", "param": param, "reason": reason }),
+                );
+                return;
+            }
+        };
+        let mut cache = self.index.borrow_mut();
+        let ix = cache.load();
+        let d = adserve::decide(ix, &mut st, &br, &self.cfg.bidder, Now::wall());
+        self.record(&d);
+        let Some(r) = d.response else {
+            resp.status = 204;
+            return;
+        };
+        let b = &r.seatbid[0].bid[0];
+        let Some(c) = b.cid.parse().ok().and_then(|id| ix.campaign(id)) else {
+            resp.status = 204;
+            return;
+        };
+        let Some(cr) = c.creatives.iter().find(|cr| cr.id == b.crid) else {
+            resp.status = 204;
+            return;
+        };
+        let base = self.cfg.bidder.public_url.trim_end_matches('/');
+        let ids = markup::Ids {
+            auction: &r.id,
+            imp: &b.impid,
+            campaign: c.id,
+            creative: &cr.id,
+            test: br.test == 1,
+        };
+        let imp_extra = format!("src=ad&p={}", b.price);
+        let body = serde_json::json!({
+            "id": r.id,
+            "slot": b.impid,
+            "campaign": c.id,
+            "creative": {
+                "id": cr.id,
+                "format": match cr.format { CreativeFormat::Banner => "banner", CreativeFormat::Video => "video", CreativeFormat::Native => "native" },
+                "w": b.w,
+                "h": b.h,
+            },
+            "price_cpm": b.price,
+            "markup": markup::adm_with(base, cr, &ids, b.w, b.h, &imp_extra),
+            "impression_url": markup::notice_url(base, "imp", &ids, &imp_extra),
+            "click_url": markup::notice_url(base, "click", &ids, ""),
+            "adomain": b.adomain,
+        });
+        resp.set(200, "application/json", body.to_string().as_bytes());
+        resp.header("Cache-Control", b"no-store");
+    }
+
+    fn notice(&self, kind: NoticeKind, req: &Request<'_, '_>, body: &[u8], resp: &mut Response) {
+        // POSTed notices may carry the parameters as a form body.
+        let form = std::str::from_utf8(body).ok().filter(|b| !b.is_empty());
+        let q = match (req.query, form) {
+            (Some(q), Some(f)) => Cow::Owned(format!("{q}&{f}")),
+            (Some(q), None) => Cow::Borrowed(q),
+            (None, Some(f)) => Cow::Borrowed(f),
+            (None, None) => Cow::Borrowed(""),
+        };
+        let n = match Notice::parse(kind, Some(&q)) {
+            Ok(n) => n,
+            Err(e) => {
+                json_error(
+                    resp,
+                    e.status,
+                    serde_json::json!({ "error": "invalid notice", "param": e.param, "reason": e.reason }),
+                );
+                return;
+            }
+        };
+        let mut cache = self.index.borrow_mut();
+        let ix = cache.load();
+        let out = match adserve::notice(
+            ix,
+            &mut self.state.borrow_mut(),
+            &self.deps.dedupe,
+            kind,
+            &n,
+            Now::wall(),
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                json_error(
+                    resp,
+                    e.status,
+                    serde_json::json!({ "error": "invalid notice", "param": e.param, "reason": e.reason }),
+                );
+                return;
+            }
+        };
+        if let Some(ev) = &out.event {
+            self.emit(ev);
+        }
+        if out.duplicate {
+            bump(&self.metrics.counters.duplicate_notices, 1);
+        }
+        match kind {
+            NoticeKind::Click => {
+                resp.status = 302;
+                resp.header(
+                    "Location",
+                    out.redirect.as_deref().unwrap_or("/").as_bytes(),
+                );
+                resp.header("Cache-Control", b"no-store");
+            }
+            NoticeKind::Imp => {
+                resp.set(200, "image/gif", PIXEL);
+                resp.header("Cache-Control", b"no-store");
+            }
+            _ => json_error(
+                resp,
+                200,
+                serde_json::json!({ "ok": true, "duplicate": out.duplicate }),
+            ),
+        }
+    }
+
+    fn authorized(&self, req: &Request<'_, '_>, resp: &mut Response) -> bool {
+        let token = self.cfg.campaigns.admin_token.as_bytes();
+        if token.is_empty() {
+            json_error(
+                resp,
+                403,
+                serde_json::json!({ "error": "admin endpoints are disabled: set campaigns.admin_token" }),
+            );
+            return false;
+        }
+        let given = req
+            .header("authorization")
+            .and_then(|v| v.strip_prefix(b"Bearer "))
+            .unwrap_or(b"");
+        // Constant-time comparison: no early exit on the first differing byte.
+        let same = given.len() == token.len()
+            && given
+                .iter()
+                .zip(token)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            json_error(
+                resp,
+                401,
+                serde_json::json!({ "error": "missing or wrong bearer token" }),
+            );
+            resp.header("WWW-Authenticate", b"Bearer");
+        }
+        same
+    }
+
+    fn admin(&self, req: &Request<'_, '_>, body: &[u8], resp: &mut Response) {
+        match req.path {
+            "/admin/campaigns" => {
+                if !Self::method_allowed(req, resp, "POST") || !self.authorized(req, resp) {
+                    return;
+                }
+                let Ok(text) = std::str::from_utf8(body) else {
+                    json_error(
+                        resp,
+                        400,
+                        serde_json::json!({ "error": "campaigns must be UTF-8 TOML or JSON" }),
+                    );
+                    return;
+                };
+                let json = req
+                    .header("content-type")
+                    .is_some_and(|v| v.starts_with(b"application/json"));
+                let origin = format!(
+                    "admin upload via shard {}{}",
+                    self.state.borrow().shard,
+                    if json { ".json" } else { "" }
+                );
+                let version = self.index.borrow_mut().load().version;
+                if self
+                    .deps
+                    .index
+                    .tx
+                    .send(Command::Replace {
+                        text: text.to_string(),
+                        origin,
+                    })
+                    .is_err()
+                {
+                    json_error(
+                        resp,
+                        503,
+                        serde_json::json!({ "error": "index loader is not running" }),
+                    );
+                    return;
+                }
+                json_error(
+                    resp,
+                    202,
+                    serde_json::json!({ "accepted": true, "current_version": version, "status": "/admin/index" }),
+                );
+            }
+            "/admin/index" => {
+                if Self::method_allowed(req, resp, "GET, HEAD") && self.authorized(req, resp) {
+                    let st = self.deps.index.status.load();
+                    let body = serde_json::to_vec(&**st).unwrap_or_default();
+                    resp.set(200, "application/json", &body);
+                }
+            }
+            _ => json_error(
+                resp,
+                404,
+                serde_json::json!({ "error": "no such route", "path": req.path }),
+            ),
+        }
+    }
+
+    fn metrics_text(&self) -> String {
+        // This shard's quantiles are published fresh; others' are at most
+        // one publish interval old.
+        self.metrics.publish();
+        let mut text = String::with_capacity(16 * 1024);
+        self.shared.registry.render(&mut text);
+        let st = self.deps.index.status.load();
+        let gauges: [(&str, &str, &str, u64); 6] = [
+            (
+                "adshard_index_version",
+                "gauge",
+                "Version of the campaign index in service.",
+                st.version,
+            ),
+            (
+                "adshard_index_campaigns",
+                "gauge",
+                "Campaigns in the index in service.",
+                st.campaigns as u64,
+            ),
+            (
+                "adshard_index_build_milliseconds",
+                "gauge",
+                "Time the last successful index build took.",
+                st.build_ms,
+            ),
+            (
+                "adshard_index_reloads_total",
+                "counter",
+                "Successful index reloads.",
+                st.reloads,
+            ),
+            (
+                "adshard_index_reload_errors_total",
+                "counter",
+                "Refused index reloads (old index kept).",
+                st.errors,
+            ),
+            (
+                "adshard_dedupe_overflows_total",
+                "counter",
+                "Notice de-duplication inserts that found no free slot.",
+                self.deps.dedupe.overflows(),
+            ),
+        ];
+        for (name, kind, help, v) in gauges {
+            let _ = writeln!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+        if let Some(e) = &st.last_error {
+            let e = e
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', " ");
+            let _ = writeln!(text, "# HELP adshard_index_last_error Last refused reload (value is 1).\n# TYPE adshard_index_last_error gauge\nadshard_index_last_error{{error=\"{e}\"}} 1");
+        }
+        text
+    }
+}
+
+/// Builds a bid request from a publisher's `GET /ad` query and headers.
+/// Returns the offending parameter on error.
+fn ad_request(
+    req: &Request<'_, '_>,
+    id: String,
+) -> Result<BidRequest<'static>, (&'static str, String)> {
+    use crate::openrtb::{
+        App as OApp, Banner, Data, Device, Geo, Imp, Native, Segment, Site, User, Video,
+    };
+    let q = req.query;
+    let get = |k: &str| {
+        query::get(q, k)
+            .map(|v| v.into_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let num = |k: &'static str| -> Result<Option<u32>, (&'static str, String)> {
+        get(k)
+            .map(|v| {
+                v.parse::<u32>()
+                    .map_err(|_| (k, format!("not a number: {v:?}")))
+            })
+            .transpose()
+    };
+    let header = |h: &str| {
+        req.header(h)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let mut imp = Imp {
+        id: Cow::Owned(get("slot").unwrap_or_else(|| "1".into())),
+        ..Default::default()
+    };
+    imp.tagid = imp.id.clone();
+    match get("format").as_deref() {
+        None | Some("banner") => {
+            let (w, h) = (num("w")?, num("h")?);
+            if w.is_none() || h.is_none() {
+                return Err((
+                    "w",
+                    "a banner needs w and h (or format=video|native)".into(),
+                ));
+            }
+            imp.banner = Some(Banner {
+                w,
+                h,
+                ..Default::default()
+            });
+        }
+        Some("video") => {
+            imp.video = Some(Video {
+                w: num("w")?,
+                h: num("h")?,
+                ..Default::default()
+            })
+        }
+        Some("native") => imp.native = Some(Native::default()),
+        Some(other) => {
+            return Err((
+                "format",
+                format!("unknown format {other:?}; use banner, video or native"),
+            ))
+        }
+    }
+    if let Some(f) = get("floor") {
+        imp.bidfloor = f
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .ok_or(("floor", format!("not a price: {f:?}")))?;
+    }
+    let cats: Vec<Cow<'static, str>> = get("cat")
+        .map(|c| c.split(',').map(|s| Cow::Owned(s.to_string())).collect())
+        .unwrap_or_default();
+    let (site, app) = match (get("app"), get("site")) {
+        (Some(bundle), _) => (
+            None,
+            Some(OApp {
+                bundle: Cow::Owned(bundle),
+                cat: cats,
+                ..Default::default()
+            }),
+        ),
+        (None, site) => {
+            let domain = site.or_else(|| {
+                header("referer").and_then(|r| {
+                    r.split("://")
+                        .nth(1)
+                        .and_then(|h| h.split(['/', ':']).next())
+                        .map(str::to_string)
+                })
+            });
+            (
+                Some(Site {
+                    domain: Cow::Owned(domain.unwrap_or_default()),
+                    cat: cats,
+                    ..Default::default()
+                }),
+                None,
+            )
+        }
+    };
+    let ua = header("user-agent").unwrap_or_default();
+    let sniff_os = if ua.contains("iPhone") || ua.contains("iPad") {
+        "iOS"
+    } else if ua.contains("Android") {
+        "Android"
+    } else if ua.contains("Windows") {
+        "Windows"
+    } else if ua.contains("Mac OS X") {
+        "OS X"
+    } else {
+        ""
+    };
+    let sniff_type = if ua.contains("iPad") || ua.contains("Tablet") {
+        5
+    } else if ua.contains("Mobile") || ua.contains("iPhone") {
+        4
+    } else {
+        2
+    };
+    let devicetype = match get("devicetype") {
+        Some(v) => Some(
+            v.parse::<u8>()
+                .map_err(|_| ("devicetype", format!("not a device type: {v:?}")))?,
+        ),
+        None if !ua.is_empty() => Some(sniff_type),
+        None => None,
+    };
+    let country = get("country")
+        .or_else(|| header("x-geo-country"))
+        .unwrap_or_default();
+    let device = Device {
+        ua: Cow::Owned(ua.clone()),
+        ip: Cow::Owned(
+            header("x-forwarded-for")
+                .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()))
+                .unwrap_or_default(),
+        ),
+        os: Cow::Owned(get("os").unwrap_or_else(|| sniff_os.to_string())),
+        devicetype,
+        geo: Some(Geo {
+            country: Cow::Owned(country),
+            region: Cow::Owned(get("region").unwrap_or_default()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let uid = get("uid").or_else(|| {
+        header("cookie").and_then(|c| {
+            c.split(';')
+                .find_map(|kv| kv.trim().strip_prefix("uid=").map(str::to_string))
+        })
+    });
+    let segs: Vec<Segment<'static>> = get("segs")
+        .map(|s| {
+            s.split(',')
+                .map(|x| Segment {
+                    id: Cow::Owned(x.to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let user = Some(User {
+        id: Cow::Owned(uid.unwrap_or_default()),
+        data: vec![Data {
+            segment: segs,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    Ok(BidRequest {
+        id: Cow::Owned(id),
+        imp: vec![imp],
+        site,
+        app,
+        device: Some(device),
+        user,
+        test: u8::from(get("test").as_deref() == Some("1")),
+        at: 2,
+        ..Default::default()
+    })
 }
 
 impl Service for Api {
-    const ROUTES: &'static [&'static str] = &["healthz", "readyz", "metrics", "not_found"];
+    const ROUTES: &'static [&'static str] = &[
+        "healthz",
+        "readyz",
+        "metrics",
+        "bid",
+        "ad",
+        "imp",
+        "click",
+        "win",
+        "bill",
+        "loss",
+        "admin",
+        "not_found",
+    ];
 
-    fn handle(&self, req: &Request<'_, '_>, _body: &[u8], resp: &mut Response) -> usize {
+    fn handle(&self, req: &Request<'_, '_>, body: &[u8], resp: &mut Response) -> usize {
         let route = match req.path {
+            "/openrtb2/bid" => Route::Bid,
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
+            "/ad" => Route::Ad,
+            "/imp" => Route::Imp,
+            "/click" => Route::Click,
+            "/win" => Route::Win,
+            "/bill" => Route::Bill,
+            "/loss" => Route::Loss,
+            p if p.starts_with("/admin/") => Route::Admin,
             _ => Route::NotFound,
         };
         match route {
+            Route::Bid => {
+                if Self::method_allowed(req, resp, "POST") {
+                    self.bid(req, body, resp);
+                }
+            }
             Route::Healthz => {
                 if Self::method_allowed(req, resp, "GET, HEAD") {
                     resp.set(200, "application/json", HEALTHZ_BODY);
@@ -89,11 +783,7 @@ impl Service for Api {
             }
             Route::Metrics => {
                 if Self::method_allowed(req, resp, "GET, HEAD") {
-                    // This shard's quantiles are published fresh; others' are at
-                    // most one publish interval old.
-                    self.metrics.publish();
-                    let mut text = String::with_capacity(16 * 1024);
-                    self.shared.registry.render(&mut text);
+                    let text = self.metrics_text();
                     resp.set(
                         200,
                         "text/plain; version=0.0.4; charset=utf-8",
@@ -101,9 +791,38 @@ impl Service for Api {
                     );
                 }
             }
+            Route::Ad => {
+                if Self::method_allowed(req, resp, "GET, HEAD") {
+                    self.ad(req, resp);
+                }
+            }
+            Route::Imp | Route::Click => {
+                if Self::method_allowed(req, resp, "GET, HEAD") {
+                    let kind = if route == Route::Imp {
+                        NoticeKind::Imp
+                    } else {
+                        NoticeKind::Click
+                    };
+                    self.notice(kind, req, body, resp);
+                }
+            }
+            Route::Win | Route::Bill | Route::Loss => {
+                if Self::method_allowed(req, resp, "GET, POST") {
+                    let kind = match route {
+                        Route::Win => NoticeKind::Win,
+                        Route::Bill => NoticeKind::Bill,
+                        _ => NoticeKind::Loss,
+                    };
+                    self.notice(kind, req, body, resp);
+                }
+            }
+            Route::Admin => self.admin(req, body, resp),
             Route::NotFound => {
-                let msg = serde_json::json!({ "error": "no such route", "path": req.path });
-                resp.set(404, "application/json", msg.to_string().as_bytes());
+                json_error(
+                    resp,
+                    404,
+                    serde_json::json!({ "error": "no such route", "path": req.path }),
+                );
             }
         }
         route as usize

@@ -81,6 +81,63 @@ pub struct Config {
     /// Per-shard overrides, keyed by core.
     #[serde(default)]
     pub shard: Vec<ShardOverride>,
+    /// Bidding.
+    #[serde(default)]
+    pub bidder: BidderConfig,
+    /// Where campaigns come from and how they reload.
+    #[serde(default)]
+    pub campaigns: CampaignsConfig,
+}
+
+/// `[bidder]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BidderConfig {
+    /// Base URL exchanges and browsers reach this server at (notice and
+    /// tracking URLs are built on it).
+    pub public_url: String,
+    /// In first-price auctions bid value x shade (never below the floor).
+    pub first_price_shade: f64,
+    /// Below this `tmax` (ms) we cannot answer in time: no bid.
+    pub min_tmax_ms: u32,
+    /// Users tracked for frequency caps per shard before the table is reset.
+    pub max_tracked_users: usize,
+    /// Slots in the shared notice de-duplication table.
+    pub dedupe_slots: usize,
+}
+
+impl Default for BidderConfig {
+    fn default() -> Self {
+        BidderConfig {
+            public_url: "http://localhost:8080".into(),
+            first_price_shade: 0.85,
+            min_tmax_ms: 10,
+            max_tracked_users: 1_000_000,
+            dedupe_slots: 1 << 22,
+        }
+    }
+}
+
+/// `[campaigns]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignsConfig {
+    /// Campaigns file (TOML, or JSON by extension); unset = the embedded set.
+    pub path: Option<std::path::PathBuf>,
+    /// How often the file is checked for changes.
+    pub reload_poll_ms: u64,
+    /// Bearer token for `/admin/*`; empty disables the admin endpoints.
+    pub admin_token: String,
+}
+
+impl Default for CampaignsConfig {
+    fn default() -> Self {
+        CampaignsConfig {
+            path: None,
+            reload_poll_ms: 1000,
+            admin_token: String::new(),
+        }
+    }
 }
 
 /// `[server]`
@@ -415,6 +472,28 @@ impl Config {
             if v == 0 {
                 return Err(invalid(k, "must be greater than 0"));
             }
+        }
+        let b = &self.bidder;
+        if !(b.public_url.starts_with("http://") || b.public_url.starts_with("https://")) {
+            return Err(invalid(
+                "bidder.public_url",
+                "must start with http:// or https://",
+            ));
+        }
+        if !(b.first_price_shade > 0.0 && b.first_price_shade <= 1.0) {
+            return Err(invalid("bidder.first_price_shade", "must be in (0, 1]"));
+        }
+        if b.dedupe_slots < 1024 || b.max_tracked_users == 0 {
+            return Err(invalid(
+                "bidder.dedupe_slots",
+                "must be at least 1024 (and max_tracked_users > 0)",
+            ));
+        }
+        if self.campaigns.reload_poll_ms == 0 {
+            return Err(invalid(
+                "campaigns.reload_poll_ms",
+                "must be greater than 0",
+            ));
         }
         if self.server.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be greater than 0"));

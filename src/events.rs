@@ -5,18 +5,7 @@
 //! nesting, a frame larger than [`MAX_FRAME_BYTES`] is refused, and a frame
 //! cut short is [`Decoded::Partial`] (read more), not an error.
 
-#[allow(
-    clippy::all,
-    clippy::unwrap_used,
-    missing_debug_implementations,
-    missing_docs,
-    unused
-)]
-pub mod events_capnp {
-    include!(concat!(env!("OUT_DIR"), "/events_capnp.rs"));
-}
-
-use events_capnp::{event, EventKind};
+use crate::schema::events_capnp::{event, EventKind};
 
 /// Largest frame accepted from a spool file.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;

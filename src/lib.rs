@@ -12,4 +12,5 @@ pub mod http;
 pub mod index;
 pub mod metrics;
 pub mod openrtb;
+pub mod schema;
 pub mod shard;

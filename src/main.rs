@@ -2,7 +2,6 @@
 //! shutdown order. No request logic lives here.
 
 use adshard::config::{parse_core_spec, Config, CoreSpec, Cores};
-use adshard::shard::Server;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,14 +127,14 @@ fn serve(cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::start(cfg, adshard::api::Api::new) {
+    let app = match adshard::api::App::start(cfg) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let shared = server.shared().clone();
+    let shared = app.server.shared().clone();
     std::thread::spawn(move || {
         let mut seen = 0;
         for sig in signals.forever() {
@@ -151,6 +150,6 @@ fn serve(cfg: Config) -> ExitCode {
             }
         }
     });
-    server.join();
+    app.join();
     ExitCode::SUCCESS
 }

@@ -26,6 +26,11 @@ fn status_index(code: u16) -> usize {
         .unwrap_or(STATUS_CODES.len() - 1)
 }
 
+/// Labels of `adshard_events_total{kind}`, indexed like `events::Kind`.
+pub const EVENT_KINDS: [&str; 6] = ["bid", "win", "bill", "loss", "impression", "click"];
+/// Labels of `adshard_no_bids_total{reason}`, indexed like `adserve::NoBid`.
+pub const NO_BID_REASONS: [&str; 4] = ["no_candidate", "filtered", "tmax", "currency"];
+
 /// Bumps a single-writer counter. Only the owning shard calls this.
 #[inline]
 pub fn bump(c: &AtomicU64, by: u64) {
@@ -50,6 +55,14 @@ pub struct ShardCounters {
     pub bytes_in: AtomicU64,
     /// Bytes written to sockets.
     pub bytes_out: AtomicU64,
+    /// Events produced, by kind (see [`EVENT_KINDS`]).
+    pub events: [AtomicU64; EVENT_KINDS.len()],
+    /// Events not yet persisted (no store configured), by kind.
+    pub events_unstored: [AtomicU64; EVENT_KINDS.len()],
+    /// Impressions not bid on, by reason (see [`NO_BID_REASONS`]).
+    pub no_bids: [AtomicU64; NO_BID_REASONS.len()],
+    /// Notices that were duplicates (idempotent no-ops).
+    pub duplicate_notices: AtomicU64,
     /// Latency histograms as last published, `[route]`.
     published: Mutex<Vec<Histogram<u64>>>,
 }
@@ -73,6 +86,10 @@ impl ShardCounters {
             conns_refused: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            events: Default::default(),
+            events_unstored: Default::default(),
+            no_bids: Default::default(),
+            duplicate_notices: AtomicU64::new(0),
             published: Mutex::new((0..routes).map(|_| new_hist()).collect()),
         }
     }

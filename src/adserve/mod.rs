@@ -16,34 +16,7 @@ use crate::openrtb::{Bid, BidRequest, BidResponse, Imp, SeatBid};
 use dedupe::Dedupe;
 use std::collections::HashMap;
 
-/// Bidder settings (`[bidder]` in the config).
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BidderConfig {
-    /// Base URL exchanges and browsers reach this server at (notice and
-    /// tracking URLs are built on it).
-    pub public_url: String,
-    /// In first-price auctions bid value x shade (never below the floor).
-    pub first_price_shade: f64,
-    /// Below this `tmax` (ms) we cannot answer in time: no bid.
-    pub min_tmax_ms: u32,
-    /// Users tracked for frequency caps per shard before the table is reset.
-    pub max_tracked_users: usize,
-    /// Slots in the shared notice de-duplication table.
-    pub dedupe_slots: usize,
-}
-
-impl Default for BidderConfig {
-    fn default() -> Self {
-        BidderConfig {
-            public_url: "http://localhost:8080".into(),
-            first_price_shade: 0.85,
-            min_tmax_ms: 10,
-            max_tracked_users: 1_000_000,
-            dedupe_slots: 1 << 22,
-        }
-    }
-}
+pub use crate::config::BidderConfig;
 
 /// Spend and day of one campaign on one shard.
 #[derive(Debug, Clone, Default)]
@@ -180,7 +153,8 @@ impl ShardState {
         self.version = ix.version;
     }
 
-    fn next_id(&mut self) -> String {
+    /// A new id unique on this shard: `{shard}-{seq}`.
+    pub fn next_id(&mut self) -> String {
         self.seq += 1;
         format!("{}-{}", self.shard, self.seq)
     }

@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
+pub mod capnp_codec;
+
 type Str<'a> = Cow<'a, str>;
 
 /// Top-level bid request (OpenRTB 2.5 3.2.1 / 2.6 3.2.1).

@@ -67,8 +67,8 @@ pub fn start_echo(extra: &str) -> Server {
     Server::start(config(extra), |_: &ShardCtx| Echo).expect("echo server starts")
 }
 
-pub fn start_api(extra: &str) -> Server {
-    Server::start(config(extra), adshard::api::Api::new).expect("api server starts")
+pub fn start_api(extra: &str) -> adshard::api::App {
+    adshard::api::App::start(config(extra)).expect("api server starts")
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
