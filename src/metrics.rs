@@ -214,6 +214,58 @@ impl Registry {
                 let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", get(s));
             }
         }
+        type Labeled = (
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static [&'static str],
+            fn(&ShardCounters) -> &[AtomicU64],
+        );
+        let labeled: [Labeled; 3] = [
+            (
+                "adshard_events_total",
+                "kind",
+                "Events produced by decisions and notices.",
+                &EVENT_KINDS,
+                |s| &s.events,
+            ),
+            (
+                "adshard_events_unstored_total",
+                "kind",
+                "Events counted but not persisted (no event store configured).",
+                &EVENT_KINDS,
+                |s| &s.events_unstored,
+            ),
+            (
+                "adshard_no_bids_total",
+                "reason",
+                "Impressions answered without a bid, by reason.",
+                &NO_BID_REASONS,
+                |s| &s.no_bids,
+            ),
+        ];
+        for (name, label, help, values, get) in labeled {
+            family(out, name, "counter", help);
+            for (i, s) in shards.iter().enumerate() {
+                for (k, v) in values.iter().enumerate() {
+                    let n = get(s)[k].load(Relaxed);
+                    let _ = writeln!(out, "{name}{{shard=\"{i}\",{label}=\"{v}\"}} {n}");
+                }
+            }
+        }
+        family(
+            out,
+            "adshard_duplicate_notices_total",
+            "counter",
+            "Notices seen before (no effect).",
+        );
+        for (i, s) in shards.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "adshard_duplicate_notices_total{{shard=\"{i}\"}} {}",
+                s.duplicate_notices.load(Relaxed)
+            );
+        }
         family(
             out,
             "adshard_connections_open",

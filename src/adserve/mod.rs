@@ -468,9 +468,13 @@ fn bid_imp(
     if st.cand.is_empty() {
         return Err(NoBid::NoCandidate);
     }
-    let imp_floor = ix
-        .to_usd(imp.bidfloor, &imp.bidfloorcur)
-        .ok_or(NoBid::Currency)?;
+    // An empty currency (a request built without one) means USD.
+    let floor_cur = if imp.bidfloorcur.is_empty() {
+        "USD"
+    } else {
+        imp.bidfloorcur.as_ref()
+    };
+    let imp_floor = ix.to_usd(imp.bidfloor, floor_cur).ok_or(NoBid::Currency)?;
     // Channels: the open auction (unless private) and each offered deal.
     let pmp = imp.pmp.as_ref();
     let private = pmp.is_some_and(|p| p.private_auction == 1);

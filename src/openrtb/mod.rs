@@ -423,7 +423,7 @@ pub fn decode_json(body: &[u8]) -> Result<BidRequest<'_>, RequestError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let req: BidRequest<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." || path.is_empty() {
+        let field = if path == "." || path == "?" || path.is_empty() {
             "body".to_string()
         } else {
             path

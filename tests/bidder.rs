@@ -1,0 +1,428 @@
+//! Bidder over the wire: fixtures, encodings, notices, publisher ads, reloads.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openrtb");
+
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(FIXTURES)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("bid-request")
+        })
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    assert_eq!(v.len(), 11);
+    v
+}
+
+fn post(r: &mut Reader, path: &str, ctype: &str, extra: &str, body: &[u8]) -> Resp {
+    r.send(format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}\r\n", body.len()).as_bytes());
+    r.send(body);
+    r.response()
+}
+
+/// Checks a 200 bid response against its request.
+fn check_bid(req: &serde_json::Value, resp: &Resp) {
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(v["id"], req["id"]);
+    assert_eq!(v["cur"], "USD");
+    let imps: Vec<&serde_json::Value> = req["imp"].as_array().unwrap().iter().collect();
+    for sb in v["seatbid"].as_array().unwrap() {
+        for b in sb["bid"].as_array().unwrap() {
+            let imp = imps
+                .iter()
+                .find(|i| i["id"] == b["impid"])
+                .expect("bid names a real imp");
+            let floor = imp["bidfloor"].as_f64().unwrap_or(0.0);
+            assert!(b["price"].as_f64().unwrap() >= floor, "price >= floor");
+            assert!(b["nurl"].as_str().unwrap().ends_with("p=${AUCTION_PRICE}"));
+            assert!(b["burl"].as_str().unwrap().contains("/bill?"));
+            assert!(b["lurl"].as_str().unwrap().ends_with("r=${AUCTION_LOSS}"));
+            for k in ["id", "adm", "crid", "cid"] {
+                assert!(!b[k].as_str().unwrap().is_empty(), "{k}");
+            }
+            assert!(!b["adomain"].as_array().unwrap().is_empty());
+            assert!([1, 2, 4].contains(&b["mtype"].as_u64().unwrap()));
+            if let Some(bad) = req["badv"].as_array() {
+                for d in b["adomain"].as_array().unwrap() {
+                    assert!(!bad.contains(d), "badv honoured");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_fixture_gets_a_valid_200_or_204() {
+    let app = start_api("");
+    let mut r = Reader::new(connect(app.local_addr()));
+    let mut bids = 0;
+    for (name, body) in fixtures() {
+        let resp = post(&mut r, "/openrtb2/bid", "application/json", "", &body);
+        let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        match resp.status {
+            200 => {
+                check_bid(&req, &resp);
+                bids += 1;
+            }
+            204 => assert!(resp.body.is_empty(), "{name}"),
+            s => panic!("{name}: status {s}: {}", resp.text()),
+        }
+        // The same request gzip-encoded gets the same status.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&body).unwrap();
+        let gz = enc.finish().unwrap();
+        let again = post(
+            &mut r,
+            "/openrtb2/bid",
+            "application/json",
+            "Content-Encoding: gzip\r\n",
+            &gz,
+        );
+        assert_eq!(again.status, resp.status, "{name} gzip");
+    }
+    // The embedded campaign set is written to bid on most of the IAB examples.
+    assert!(bids >= 8, "only {bids} fixtures got bids");
+    app.stop();
+}
+
+#[test]
+fn specific_fixture_outcomes() {
+    let app = start_api("");
+    let mut r = Reader::new(connect(app.local_addr()));
+    let read = |n: &str| std::fs::read(format!("{FIXTURES}/{n}")).unwrap();
+    // Private deal for Agency1 at 2.50 floor: only the deal campaign may bid.
+    let resp = post(
+        &mut r,
+        "/openrtb2/bid",
+        "application/json",
+        "",
+        &read("bid-request-2.6_pmp-with-direct-deal.json"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    let b = &v["seatbid"][0]["bid"][0];
+    assert_eq!(
+        (
+            v["seatbid"][0]["seat"].as_str(),
+            b["dealid"].as_str(),
+            b["cid"].as_str()
+        ),
+        (Some("Agency1"), Some("AB-Agency1-0001"), Some("1004"))
+    );
+    assert!(b["price"].as_f64().unwrap() >= 2.5);
+    // Mobile: apple.com is in badv, so the higher-paying apple campaign is skipped.
+    let resp = post(
+        &mut r,
+        "/openrtb2/bid",
+        "application/json",
+        "",
+        &read("bid-request-2.5_mobile.json"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(v["seatbid"][0]["bid"][0]["cid"], "1005", "{v}");
+    // Video: VAST markup.
+    let resp = post(
+        &mut r,
+        "/openrtb2/bid",
+        "application/json",
+        "",
+        &read("bid-request-2.6_video.json"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert!(v["seatbid"][0]["bid"][0]["adm"]
+        .as_str()
+        .unwrap()
+        .contains("<VAST"));
+    // Native: native JSON markup.
+    let resp = post(
+        &mut r,
+        "/openrtb2/bid",
+        "application/json",
+        "",
+        &read("bid-request-2.5_native-ad.json"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    let adm: serde_json::Value =
+        serde_json::from_str(v["seatbid"][0]["bid"][0]["adm"].as_str().unwrap()).unwrap();
+    assert_eq!(adm["native"]["ver"], "1.2");
+    app.stop();
+}
+
+#[test]
+fn capnp_requests_get_capnp_responses() {
+    let app = start_api("");
+    let mut r = Reader::new(connect(app.local_addr()));
+    let json = std::fs::read(format!("{FIXTURES}/bid-request-2.6_simple-banner.json")).unwrap();
+    let req = adshard::openrtb::decode_json(&json).unwrap();
+    let mut wire = Vec::new();
+    adshard::openrtb::capnp_codec::encode_request(&req, &mut wire);
+    let resp = post(&mut r, "/openrtb2/bid", "application/x-capnp", "", &wire);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-type"), Some("application/x-capnp"));
+    let out = adshard::openrtb::capnp_codec::decode_response(&resp.body).unwrap();
+    assert_eq!(out.id, req.id);
+    assert_eq!(out.seatbid[0].bid[0].impid, "1");
+    let resp = post(
+        &mut r,
+        "/openrtb2/bid",
+        "application/x-capnp",
+        "",
+        b"garbage!",
+    );
+    assert_eq!(resp.status, 400);
+    assert!(resp.text().contains("Cap'n Proto"));
+    app.stop();
+}
+
+#[test]
+fn invalid_requests_get_400_naming_the_field() {
+    let app = start_api("");
+    let mut r = Reader::new(connect(app.local_addr()));
+    for (body, field) in [
+        (&b"{\"imp\":[]}"[..], "id"),
+        (
+            b"{\"id\":\"x\",\"imp\":[{\"id\":\"1\",\"banner\":{\"w\":\"wide\"}}]}",
+            "imp[0].banner.w",
+        ),
+        (b"{\"id\":\"x\",\"imp\":[{\"id\":\"1\"}]}", "imp[0]"),
+        (b"{nope", "body"),
+    ] {
+        let resp = post(&mut r, "/openrtb2/bid", "application/json", "", body);
+        assert_eq!(resp.status, 400);
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(v["field"], field, "{v}");
+        assert_eq!(
+            resp.header("connection"),
+            None,
+            "a bad bid request does not cost the connection"
+        );
+    }
+    let resp = get(app.local_addr(), "/openrtb2/bid");
+    assert_eq!(resp.status, 405);
+    app.stop();
+}
+
+#[test]
+fn notices_over_the_wire() {
+    let app = start_api("");
+    let a = app.local_addr();
+    let mut r = Reader::new(connect(a));
+    let body = std::fs::read(format!("{FIXTURES}/bid-request-2.5_simple-banner.json")).unwrap();
+    let resp = post(&mut r, "/openrtb2/bid", "application/json", "", &body);
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    let b = &v["seatbid"][0]["bid"][0];
+    let path = |u: &str| {
+        u.split_once("://")
+            .unwrap()
+            .1
+            .split_once('/')
+            .map(|(_, p)| format!("/{p}"))
+            .unwrap()
+    };
+    let nurl = path(b["nurl"].as_str().unwrap()).replace("${AUCTION_PRICE}", "1.25");
+    let first = get(a, &nurl);
+    assert_eq!(
+        (first.status, first.text().as_str()),
+        (200, "{\"duplicate\":false,\"ok\":true}")
+    );
+    assert_eq!(get(a, &nurl).text(), "{\"duplicate\":true,\"ok\":true}");
+    let burl = path(b["burl"].as_str().unwrap()).replace("${AUCTION_PRICE}", "1.25");
+    assert_eq!(get(a, &burl).status, 200);
+    let unsubstituted = path(b["nurl"].as_str().unwrap());
+    let bad = get(a, &unsubstituted.replace("/win?", "/win?a=zz&"));
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("\"param\":\"p\""), "{}", bad.text());
+    let lurl = path(b["lurl"].as_str().unwrap()).replace("${AUCTION_LOSS}", "102");
+    assert_eq!(get(a, &lurl).status, 200);
+    // Click: 302 to the landing page; impression: a GIF.
+    let adm = b["adm"].as_str().unwrap().replace("&amp;", "&");
+    let click = adm
+        .split("href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let c = get(a, &path(click));
+    assert_eq!(c.status, 302);
+    assert!(c.header("location").unwrap().starts_with("https://"));
+    let imp = adm
+        .split("<img src=\"")
+        .nth(2)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let i = get(a, &path(imp));
+    assert_eq!(
+        (i.status, i.header("content-type")),
+        (200, Some("image/gif"))
+    );
+    assert_eq!(get(a, "/click?a=1&i=1&c=999999&cr=x").status, 404);
+    std::thread::sleep(Duration::from_millis(120));
+    let m = get(a, "/metrics").text();
+    assert!(
+        m.contains("adshard_events_total{shard=\"0\",kind=\"win\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("adshard_events_total{shard=\"0\",kind=\"bill\"} 1"));
+    assert!(m.contains("adshard_events_total{shard=\"0\",kind=\"click\"} 1"));
+    assert!(m.contains("adshard_duplicate_notices_total{shard=\"0\"} 1"));
+    app.stop();
+}
+
+#[test]
+fn publisher_ad_requests() {
+    let app = start_api("");
+    let a = app.local_addr();
+    let mut r = Reader::new(connect(a));
+    r.send(b"GET /ad?slot=top&w=300&h=250&site=news.example HTTP/1.1\r\nHost: t\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nCookie: uid=abc\r\n\r\n");
+    let resp = r.response();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(v["slot"], "top");
+    assert_eq!(
+        (v["creative"]["w"].as_u64(), v["creative"]["h"].as_u64()),
+        (Some(300), Some(250))
+    );
+    assert!(v["impression_url"].as_str().unwrap().contains("src=ad&p="));
+    assert!(v["markup"].as_str().unwrap().contains("<img"));
+    // The impression beacon charges once, however often it fires.
+    let imp = v["impression_url"]
+        .as_str()
+        .unwrap()
+        .split_once("localhost:8080")
+        .unwrap()
+        .1
+        .to_string();
+    assert_eq!(get(a, &imp).status, 200);
+    assert_eq!(get(a, &imp).status, 200);
+    // No campaign has a 120x600 creative: 204.
+    assert_eq!(get(a, "/ad?w=120&h=600").status, 204);
+    for (q, param) in [
+        ("/ad?w=300", "w"),
+        ("/ad?w=x&h=1", "w"),
+        ("/ad?format=audio", "format"),
+        ("/ad?w=300&h=250&floor=cheap", "floor"),
+    ] {
+        let resp = get(a, q);
+        assert_eq!(resp.status, 400, "{q}");
+        assert!(
+            resp.text().contains(&format!("\"param\":\"{param}\"")),
+            "{q}: {}",
+            resp.text()
+        );
+    }
+    app.stop();
+}
+
+fn wait_for(mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn campaign_file_reload_keeps_old_index_on_error() {
+    let dir = std::env::temp_dir().join(format!("adshard-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("campaigns.toml");
+    std::fs::write(&file, adshard::api::EMBEDDED_CAMPAIGNS).unwrap();
+    let app = start_api(&format!("[campaigns]\npath = {:?}\nreload_poll_ms = 20\nadmin_token = \"s3cret\"\n[limits]\nmax_body_bytes = 1048576", file.to_str().unwrap()));
+    let a = app.local_addr();
+    let version = || app.deps.index.current.load().version;
+    assert_eq!(version(), 1);
+    // A broken file: old index stays, error reported.
+    std::fs::write(&file, "[[campaign]]\nid = \"not a number\"\n").unwrap();
+    assert!(wait_for(|| app.deps.index.status.load().errors == 1));
+    assert_eq!(version(), 1);
+    let m = get(a, "/metrics").text();
+    assert!(m.contains("adshard_index_reload_errors_total 1"), "{m}");
+    assert!(m.contains("adshard_index_last_error{error="));
+    let body = std::fs::read(format!("{FIXTURES}/bid-request-2.5_simple-banner.json")).unwrap();
+    let mut r = Reader::new(connect(a));
+    assert_eq!(
+        post(&mut r, "/openrtb2/bid", "application/json", "", &body).status,
+        200,
+        "still bidding on the old index"
+    );
+    // A good file with no 300x250 campaigns: picked up, bids stop.
+    let only_mobile =
+        adshard::api::EMBEDDED_CAMPAIGNS.replace("w = 300\nh = 250", "w = 301\nh = 251");
+    std::fs::write(&file, &only_mobile).unwrap();
+    assert!(wait_for(|| version() == 2));
+    assert_eq!(
+        post(&mut r, "/openrtb2/bid", "application/json", "", &body).status,
+        204
+    );
+    // Admin upload: token required.
+    let resp = post(
+        &mut r,
+        "/admin/campaigns",
+        "application/toml",
+        "",
+        adshard::api::EMBEDDED_CAMPAIGNS.as_bytes(),
+    );
+    assert_eq!(resp.status, 401);
+    let resp = post(
+        &mut r,
+        "/admin/campaigns",
+        "application/toml",
+        "Authorization: Bearer wrong\r\n",
+        b"x",
+    );
+    assert_eq!(resp.status, 401);
+    let resp = post(
+        &mut r,
+        "/admin/campaigns",
+        "application/toml",
+        "Authorization: Bearer s3cret\r\n",
+        adshard::api::EMBEDDED_CAMPAIGNS.as_bytes(),
+    );
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    assert!(wait_for(|| version() == 3));
+    assert_eq!(
+        post(&mut r, "/openrtb2/bid", "application/json", "", &body).status,
+        200
+    );
+    r.send(b"GET /admin/index HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret\r\n\r\n");
+    let st: serde_json::Value = serde_json::from_slice(&r.response().body).unwrap();
+    assert_eq!(st["version"], 3);
+    assert_eq!(st["reloads"], 2);
+    app.stop();
+}
+
+#[test]
+fn admin_disabled_without_token() {
+    let app = start_api("");
+    let mut r = Reader::new(connect(app.local_addr()));
+    let resp = post(
+        &mut r,
+        "/admin/campaigns",
+        "application/toml",
+        "Authorization: Bearer x\r\n",
+        b"",
+    );
+    assert_eq!(resp.status, 403);
+    app.stop();
+}
