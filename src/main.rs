@@ -34,6 +34,15 @@ enum Cmd {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Write a synthetic campaigns file (JSON) for load tests and benchmarks.
+    GenCampaigns {
+        /// How many campaigns.
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// Seed (same seed, same file).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Validate a config file and print the shards it would start.
     CheckConfig {
         /// Config file (TOML).
@@ -59,6 +68,16 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::GenCampaigns { count, seed } => {
+            let file = adshard::index::synth::campaigns(count, seed);
+            match serde_json::to_writer(std::io::stdout().lock(), &file) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::CheckConfig { file } => {
             match Config::load(&file)
                 .and_then(|c| c.shards(&adshard::config::allowed_cores()).map(|s| (c, s)))

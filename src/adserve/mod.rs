@@ -11,7 +11,7 @@ pub mod dedupe;
 pub mod markup;
 
 use crate::events::{Event, Kind};
-use crate::index::{Bitset, Campaign, CreativeFormat, FormatKey, Index, Pacing};
+use crate::index::{Bitset, Campaign, CreativeFormat, FormatKey, Hot, Index};
 use crate::openrtb::{Bid, BidRequest, BidResponse, Imp, SeatBid};
 use dedupe::Dedupe;
 use std::collections::HashMap;
@@ -183,37 +183,36 @@ impl ShardState {
         true
     }
 
-    fn budget_ok(&self, c: &Campaign, pos: usize, now: Now) -> bool {
+    fn budget_ok(&self, h: &Hot, pos: usize, now: Now) -> bool {
         let s = &self.spend[pos];
         let shards = f64::from(self.shards);
         let today = if s.day == now.day() { s.today } else { 0.0 };
-        let daily = c.budget.daily / shards;
-        let allowed = match c.pacing {
-            Pacing::Asap => daily,
-            // Even: the elapsed share of the day plus one hour of headroom.
-            Pacing::Even => daily * ((now.sec_of_day() + 3600) as f64 / 86400.0).min(1.0),
+        let daily = h.daily / shards;
+        // Even: the elapsed share of the day plus one hour of headroom.
+        let allowed = if h.even {
+            daily * ((now.sec_of_day() + 3600) as f64 / 86400.0).min(1.0)
+        } else {
+            daily
         };
-        today < allowed && s.total < c.budget.lifetime / shards
+        today < allowed && s.total < h.lifetime / shards
     }
 
     fn freq_key(user: u64, campaign: u64) -> u64 {
         user ^ campaign.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
-    fn freq_ok(&self, c: &Campaign, user: Option<u64>, now: Now) -> bool {
-        let Some(cap) = c.frequency_cap else {
-            return true;
-        };
+    fn freq_ok(&self, h: &Hot, user: Option<u64>, now: Now) -> bool {
+        let Some(cap) = h.cap else { return true };
         // A capped campaign cannot honour its cap for an unknown user.
         let Some(u) = user else { return false };
-        match self.freq.get(&Self::freq_key(u, c.id)) {
+        match self.freq.get(&Self::freq_key(u, h.id)) {
             Some(&(start, n)) if now.secs < start + cap.window_secs => n < cap.max,
             _ => true,
         }
     }
 
-    fn freq_count(&mut self, c: &Campaign, user: Option<u64>, now: Now) {
-        let (Some(cap), Some(u)) = (c.frequency_cap, user) else {
+    fn freq_count(&mut self, h: &Hot, user: Option<u64>, now: Now) {
+        let (Some(cap), Some(u)) = (h.cap, user) else {
             return;
         };
         if self.freq.len() >= self.max_users {
@@ -222,19 +221,13 @@ impl ShardState {
         }
         let e = self
             .freq
-            .entry(Self::freq_key(u, c.id))
+            .entry(Self::freq_key(u, h.id))
             .or_insert((now.secs, 0));
         if now.secs >= e.0 + cap.window_secs {
             *e = (now.secs, 0);
         }
         e.1 += 1;
     }
-}
-
-/// `IAB2-1` is blocked by `IAB2-1` and by its parent `IAB2`.
-fn cat_blocked(cat: &str, blocked: &[std::borrow::Cow<'_, str>]) -> bool {
-    let parent = cat.split('-').next().unwrap_or(cat);
-    blocked.iter().any(|b| b == cat || b == parent)
 }
 
 fn daypart_ok(c: &Campaign, now: Now) -> bool {
@@ -270,21 +263,9 @@ fn offered(imp: &Imp<'_>, out: &mut Vec<FormatKey>) {
 /// Request-wide facts used by every impression.
 struct Ctx<'r> {
     user: Option<u64>,
-    coppa: bool,
     test: bool,
     first_price: bool,
-    bundle: Option<String>,
     req: &'r BidRequest<'r>,
-}
-
-/// The value of a campaign's bid as a CPM in USD.
-pub fn value_cpm(c: &Campaign) -> f64 {
-    use crate::index::BidModel;
-    let v = match c.bid.model {
-        BidModel::Cpm => c.bid.amount,
-        BidModel::Cpc => c.bid.expected_ctr * c.bid.amount * 1000.0,
-    };
-    c.bid.max_cpm.map_or(v, |m| v.min(m))
 }
 
 /// Restricts `st.base` to the campaigns whose request-wide targeting matches.
@@ -362,6 +343,48 @@ fn targeting(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>, coppa: bool)
         // COPPA: no behavioural targeting, so segment-targeted campaigns sit out.
         base.and(&ix.no_segments);
     }
+    // Request-wide blocks, as bitset work rather than per-candidate checks.
+    let block = |m: &std::collections::HashMap<String, Bitset>,
+                 keys: &mut dyn Iterator<Item = String>,
+                 base: &mut Bitset| {
+        for k in keys {
+            if let Some(b) = m.get(&k) {
+                base.and_not(b);
+            }
+        }
+    };
+    if !req.bcat.is_empty() {
+        // Categories in another taxonomy cannot be checked: those campaigns stay out.
+        match ix.cattax.get(&req.cattax.unwrap_or(1)) {
+            Some(same) => base.and(same),
+            None => base.clear(),
+        }
+        block(
+            &ix.cat_block,
+            &mut req.bcat.iter().map(|c| c.to_string()),
+            base,
+        );
+    }
+    block(
+        &ix.adomain,
+        &mut req.badv.iter().map(|d| d.to_ascii_lowercase()),
+        base,
+    );
+    block(
+        &ix.app_bundle,
+        &mut req.bapp.iter().map(|b| b.to_string()),
+        base,
+    );
+    block(&ix.seat, &mut req.bseat.iter().map(|b| b.to_string()), base);
+    if !req.wseat.is_empty() {
+        tmp.clear();
+        for w in &req.wseat {
+            if let Some(b) = ix.seat.get(w.as_ref()) {
+                tmp.or(b);
+            }
+        }
+        base.and(tmp);
+    }
 }
 
 /// Decides one bid request.
@@ -402,10 +425,8 @@ pub fn decide(
     });
     let ctx = Ctx {
         user,
-        coppa,
         test: req.test == 1,
         first_price: req.at == 1,
-        bundle: req.app.as_ref().map(|a| a.bundle.to_string()),
         req,
     };
     targeting(ix, st, req, coppa);
@@ -481,35 +502,32 @@ fn bid_imp(
     let mut best: Option<(f64, usize, Option<usize>)> = None; // (value, campaign pos, deal idx)
     let mut any = false;
     let mut consider = |pos: usize, deal: Option<usize>, floor: f64, st: &ShardState| {
-        let c = &ix.campaigns[pos];
         any = true;
-        if !eligible(c, pos, st, ctx, now) {
-            return;
-        }
-        if let Some(di) = deal {
-            let dl = &pmp.map(|p| &p.deals[di]);
-            if let Some(dl) = dl {
-                if !dl.wseat.is_empty() && !dl.wseat.iter().any(|s| s == &c.seat) {
-                    return;
-                }
-                if !dl.wadomain.is_empty()
-                    && !c.adomain.iter().any(|a| dl.wadomain.iter().any(|w| w == a))
-                {
-                    return;
-                }
-            }
-        }
-        let v = value_cpm(c);
+        let v = ix.hot[pos].value_cpm;
+        // Cheapest test first: most candidates fall below the floor or the best so far.
         if !(v.is_finite() && v >= floor && v > 0.0) {
             return;
         }
-        let better = match best {
-            None => true,
-            Some((bv, bp, _)) => v > bv || (v == bv && ix.campaigns[pos].id < ix.campaigns[bp].id),
-        };
-        if better {
-            best = Some((v, pos, deal));
+        if let Some((bv, bp, _)) = best {
+            if v < bv || (v == bv && ix.hot[pos].id > ix.hot[bp].id) {
+                return;
+            }
         }
+        if !eligible(ix, pos, st, ctx, now) {
+            return;
+        }
+        if let Some(dl) = deal.and_then(|di| pmp.map(|p| &p.deals[di])) {
+            let c = &ix.campaigns[pos];
+            if !dl.wseat.is_empty() && !dl.wseat.iter().any(|s| s == &c.seat) {
+                return;
+            }
+            if !dl.wadomain.is_empty()
+                && !c.adomain.iter().any(|a| dl.wadomain.iter().any(|w| w == a))
+            {
+                return;
+            }
+        }
+        best = Some((v, pos, deal));
     };
     let mut floors = Vec::new();
     if let Some(p) = pmp {
@@ -566,7 +584,7 @@ fn bid_imp(
         value
     };
     let price = round4(price_usd / usd_per_cur);
-    st.freq_count(c, ctx.user, now);
+    st.freq_count(&ix.hot[pos], ctx.user, now);
     let bid_id = st.next_id();
     let ids = markup::Ids {
         auction: &req.id,
@@ -629,36 +647,13 @@ pub fn event_id(shard: u16, seq: u64, now: Now) -> u128 {
         | u128::from(seq & 0xffff_ffff_ffff)
 }
 
-/// Request-wide blocks and per-campaign state checks.
-fn eligible(c: &Campaign, pos: usize, st: &ShardState, ctx: &Ctx<'_>, now: Now) -> bool {
-    let req = ctx.req;
-    if !req.wseat.is_empty() && !req.wseat.iter().any(|s| s == &c.seat) {
-        return false;
-    }
-    if req.bseat.iter().any(|s| s == &c.seat) {
-        return false;
-    }
-    if !req.bcat.is_empty() {
-        // Categories in another taxonomy cannot be checked: stay out.
-        if req.cattax.unwrap_or(1) != c.cattax || c.cat.iter().any(|k| cat_blocked(k, &req.bcat)) {
-            return false;
-        }
-    }
-    if c.adomain
-        .iter()
-        .any(|a| req.badv.iter().any(|b| b.eq_ignore_ascii_case(a)))
-    {
-        return false;
-    }
-    if let Some(b) = &c.bundle {
-        if req.bapp.iter().any(|x| x == b) {
-            return false;
-        }
-    }
-    if ctx.coppa && ctx.bundle.is_none() && !c.targeting.segments.is_empty() {
-        return false;
-    }
-    daypart_ok(c, now) && st.budget_ok(c, pos, now) && st.freq_ok(c, ctx.user, now)
+/// Per-campaign state checks (request-wide blocks are bitset work in
+/// [`targeting`]): day-parting, budget and pacing, frequency cap.
+fn eligible(ix: &Index, pos: usize, st: &ShardState, ctx: &Ctx<'_>, now: Now) -> bool {
+    let h = &ix.hot[pos];
+    (!h.dayparts || daypart_ok(&ix.campaigns[pos], now))
+        && st.budget_ok(h, pos, now)
+        && st.freq_ok(h, ctx.user, now)
 }
 
 /// First creative of `c` that fits an offered format and the imp's constraints.

@@ -10,6 +10,7 @@
 
 pub mod loader;
 pub mod model;
+pub mod synth;
 
 pub use model::*;
 use std::collections::HashMap;
@@ -47,6 +48,12 @@ impl Bitset {
     pub fn or(&mut self, other: &Bitset) {
         for (a, b) in self.0.iter_mut().zip(&other.0) {
             *a |= b;
+        }
+    }
+    /// self &= !other.
+    pub fn and_not(&mut self, other: &Bitset) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a &= !b;
         }
     }
     /// self &= other.
@@ -119,6 +126,43 @@ impl Dim {
             }
         }
         out.and(tmp);
+    }
+}
+
+/// What the auction reads for every candidate campaign (about 56 bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Hot {
+    /// Campaign id.
+    pub id: u64,
+    /// Bid value as a CPM in USD (rule-based: CPM, or pCTR x CPC x 1000), capped by max_cpm.
+    pub value_cpm: f64,
+    /// Daily budget (whole campaign, USD).
+    pub daily: f64,
+    /// Lifetime budget (whole campaign, USD).
+    pub lifetime: f64,
+    /// Frequency cap, if any.
+    pub cap: Option<FrequencyCap>,
+    /// Even pacing (else as fast as possible).
+    pub even: bool,
+    /// Has day-parting (then the campaign itself is consulted).
+    pub dayparts: bool,
+}
+
+impl Hot {
+    fn of(c: &Campaign) -> Hot {
+        let v = match c.bid.model {
+            BidModel::Cpm => c.bid.amount,
+            BidModel::Cpc => c.bid.expected_ctr * c.bid.amount * 1000.0,
+        };
+        Hot {
+            id: c.id,
+            value_cpm: c.bid.max_cpm.map_or(v, |m| v.min(m)),
+            daily: c.budget.daily,
+            lifetime: c.budget.lifetime,
+            cap: c.frequency_cap,
+            even: c.pacing == Pacing::Even,
+            dayparts: !c.targeting.dayparts.is_empty(),
+        }
     }
 }
 
@@ -195,6 +239,20 @@ pub struct Index {
     pub on_app: Bitset,
     /// Campaigns without segment targeting (eligible under COPPA).
     pub no_segments: Bitset,
+    /// Campaigns by advertiser category and by its parent (`IAB2-1` under
+    /// both `IAB2-1` and `IAB2`), for `bcat`.
+    pub cat_block: HashMap<String, Bitset>,
+    /// Campaigns by the taxonomy of their categories, for `bcat` with `cattax`.
+    pub cattax: HashMap<u16, Bitset>,
+    /// Campaigns by advertiser domain (lower-case), for `badv`.
+    pub adomain: HashMap<String, Bitset>,
+    /// Campaigns by advertised app bundle, for `bapp`.
+    pub app_bundle: HashMap<String, Bitset>,
+    /// Campaigns by buyer seat, for `wseat` / `bseat`.
+    pub seat: HashMap<String, Bitset>,
+    /// Per-campaign data the auction reads for every candidate, packed
+    /// together so candidate scans stay in cache.
+    pub hot: Vec<Hot>,
 }
 
 /// Lower-case.
@@ -268,6 +326,12 @@ impl Index {
             on_site: Bitset::new(n),
             on_app: Bitset::new(n),
             no_segments: Bitset::new(n),
+            cat_block: HashMap::new(),
+            cattax: HashMap::new(),
+            adomain: HashMap::new(),
+            app_bundle: HashMap::new(),
+            seat: HashMap::new(),
+            hot: Vec::with_capacity(n),
             campaigns: Vec::new(),
         };
         for (pos, c) in file.campaign.iter().enumerate() {
@@ -279,9 +343,30 @@ impl Index {
                 });
             }
             let t = &c.targeting;
+            ix.hot.push(Hot::of(c));
             if !c.active {
                 continue;
             }
+            let post = |m: &mut HashMap<String, Bitset>, k: String| {
+                m.entry(k).or_insert_with(|| Bitset::new(n)).set(pos)
+            };
+            for k in &c.cat {
+                post(&mut ix.cat_block, k.clone());
+                if let Some((parent, _)) = k.split_once('-') {
+                    post(&mut ix.cat_block, parent.to_string());
+                }
+            }
+            for d in &c.adomain {
+                post(&mut ix.adomain, d.to_ascii_lowercase());
+            }
+            if let Some(b) = &c.bundle {
+                post(&mut ix.app_bundle, b.clone());
+            }
+            post(&mut ix.seat, c.seat.clone());
+            ix.cattax
+                .entry(c.cattax)
+                .or_insert_with(|| Bitset::new(n))
+                .set(pos);
             for (k, cr) in c.creatives.iter().enumerate() {
                 let key = match cr.format {
                     CreativeFormat::Banner => {

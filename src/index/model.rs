@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 /// A whole campaigns file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignFile {
     /// USD value of one unit of each other currency, for floors in them.
@@ -17,7 +17,7 @@ pub struct CampaignFile {
 }
 
 /// One campaign.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Campaign {
     /// Unique id.
@@ -69,7 +69,7 @@ fn default_seat() -> String {
 }
 
 /// Bidding model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BidModel {
     /// Bid a fixed CPM.
@@ -79,7 +79,7 @@ pub enum BidModel {
 }
 
 /// How a campaign prices its bids.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BidSpec {
     /// CPM or CPC.
@@ -99,7 +99,7 @@ fn default_ctr() -> f64 {
 }
 
 /// Money limits in USD, split evenly across shards.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     /// Per UTC day.
@@ -109,7 +109,7 @@ pub struct Budget {
 }
 
 /// Pacing of the daily budget.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pacing {
     /// Spend evenly through the day (at most the elapsed share plus an hour).
@@ -120,7 +120,7 @@ pub enum Pacing {
 }
 
 /// At most `max` bids per user per `window_secs`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrequencyCap {
     /// Bids allowed in the window.
@@ -130,7 +130,7 @@ pub struct FrequencyCap {
 }
 
 /// Inventory a campaign accepts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Inventory {
     /// Sites and apps.
@@ -143,7 +143,7 @@ pub enum Inventory {
 }
 
 /// Targeting; an empty list means "any".
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Targeting {
     /// ISO-3166-1 alpha-3 countries.
@@ -183,7 +183,7 @@ pub struct Targeting {
 
 /// A window of the week: `days` (0 = Monday .. 6 = Sunday), hours
 /// `start_hour..end_hour` UTC.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Daypart {
     /// Days of the week; empty = every day.
@@ -196,7 +196,7 @@ pub struct Daypart {
 }
 
 /// Creative format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CreativeFormat {
     /// Display banner.
@@ -208,7 +208,7 @@ pub enum CreativeFormat {
 }
 
 /// One creative.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Creative {
     /// Creative id.

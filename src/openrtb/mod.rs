@@ -420,20 +420,34 @@ impl RequestError {
 
 /// Decodes and validates a JSON bid request.
 pub fn decode_json(body: &[u8]) -> Result<BidRequest<'_>, RequestError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let req: BidRequest<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." || path == "?" || path.is_empty() {
-            "body".to_string()
-        } else {
-            path
-        };
-        RequestError::new(field, e.inner().to_string())
-    })?;
-    de.end()
-        .map_err(|e| RequestError::new("body", e.to_string()))?;
+    // Fast path: plain serde_json. Only a request that fails is decoded again
+    // with path tracking, which names the field but costs microseconds.
+    let req: BidRequest<'_> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(_) => return Err(locate_error(body)),
+    };
     req.validate()?;
     Ok(req)
+}
+
+/// Decodes again with path tracking to name the field that failed.
+fn locate_error(body: &[u8]) -> RequestError {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, BidRequest<'_>>(&mut de) {
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = if path == "." || path == "?" || path.is_empty() {
+                "body".to_string()
+            } else {
+                path
+            };
+            RequestError::new(field, e.inner().to_string())
+        }
+        Ok(_) => match de.end() {
+            Err(e) => RequestError::new("body", e.to_string()),
+            Ok(()) => RequestError::new("body", "malformed JSON"),
+        },
+    }
 }
 
 impl BidRequest<'_> {

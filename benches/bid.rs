@@ -1,0 +1,151 @@
+//! Bid path benchmarks: decode + decide + encode on the IAB fixtures against
+//! 10k synthetic campaigns, with a latency distribution (p50/p99/p99.9) per
+//! fixture printed after the criterion runs; index build for 10k and 100k.
+#![allow(clippy::unwrap_used)]
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use adshard::adserve::{decide, Now, ShardState};
+use adshard::config::BidderConfig;
+use adshard::index::{synth, Index};
+use adshard::openrtb::{decode_json, encode_json};
+use criterion::{black_box, BenchmarkId, Criterion};
+use std::time::{Duration, Instant};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openrtb");
+
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(FIXTURES)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("bid-request")
+        })
+        .map(|p| {
+            (
+                p.file_stem()
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace("bid-request-", ""),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// One full request: decode, decide, encode. Returns the response size.
+fn once(
+    ix: &Index,
+    st: &mut ShardState,
+    cfg: &BidderConfig,
+    body: &[u8],
+    out: &mut Vec<u8>,
+    now: Now,
+) -> usize {
+    out.clear();
+    let req = decode_json(body).unwrap();
+    let d = decide(ix, st, &req, cfg, now);
+    if let Some(r) = &d.response {
+        encode_json(r, out);
+    }
+    out.len()
+}
+
+fn bench_bid(c: &mut Criterion, ix: &Index) {
+    let cfg = BidderConfig::default();
+    let mut st = ShardState::new(0, 1, &cfg);
+    let now = Now::wall();
+    let mut out = Vec::with_capacity(8192);
+    let mut g = c.benchmark_group("bid_10k_campaigns");
+    for (name, body) in fixtures() {
+        g.bench_with_input(BenchmarkId::from_parameter(&name), &body, |b, body| {
+            b.iter(|| once(ix, &mut st, &cfg, black_box(body), &mut out, now))
+        });
+    }
+    g.finish();
+}
+
+fn bench_build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("index_build");
+    g.sample_size(10);
+    for n in [10_000usize, 100_000] {
+        let file = synth::campaigns(n, 1);
+        g.bench_with_input(BenchmarkId::from_parameter(n), &file, |b, file| {
+            b.iter(|| Index::build(file.clone(), 1).unwrap())
+        });
+    }
+    let json = serde_json::to_string(&synth::campaigns(100_000, 1)).unwrap();
+    g.bench_function("parse_and_build_json/100000", |b| {
+        b.iter(|| Index::load(&json, "bench.json", 1).unwrap())
+    });
+    g.finish();
+}
+
+/// Per-request latency distribution, measured call by call.
+fn latency_report(ix: &Index) {
+    let cfg = BidderConfig::default();
+    let mut st = ShardState::new(0, 1, &cfg);
+    let now = Now::wall();
+    let mut out = Vec::with_capacity(8192);
+    println!(
+        "\nper-request latency, decode+decide+encode, {} campaigns (ns):",
+        ix.len()
+    );
+    println!(
+        "{:<34} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "fixture", "p50", "p99", "p99.9", "max", "bid"
+    );
+    let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for (name, body) in fixtures() {
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        for _ in 0..2_000 {
+            once(ix, &mut st, &cfg, &body, &mut out, now);
+        }
+        let mut bid = false;
+        for _ in 0..20_000 {
+            let t = Instant::now();
+            bid = once(ix, &mut st, &cfg, black_box(&body), &mut out, now) > 0;
+            let ns = t.elapsed().as_nanos() as u64;
+            h.record(ns).unwrap();
+            all.record(ns).unwrap();
+        }
+        println!(
+            "{:<34} {:>8} {:>8} {:>8} {:>8} {:>6}",
+            name,
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max(),
+            bid
+        );
+    }
+    println!(
+        "{:<34} {:>8} {:>8} {:>8} {:>8}",
+        "ALL",
+        all.value_at_quantile(0.5),
+        all.value_at_quantile(0.99),
+        all.value_at_quantile(0.999),
+        all.max()
+    );
+}
+
+fn main() {
+    let ix = Index::build(synth::campaigns(10_000, 1), 1).unwrap();
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    bench_bid(&mut c, &ix);
+    bench_build(&mut c);
+    c.final_summary();
+    // `cargo test --benches` runs benches once in test mode; skip the report there.
+    if !std::env::args().any(|a| a == "--test") {
+        latency_report(&ix);
+    }
+}
