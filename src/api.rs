@@ -335,34 +335,23 @@ impl Api {
             (None, Some(f)) => Cow::Borrowed(f),
             (None, None) => Cow::Borrowed(""),
         };
-        let n = match Notice::parse(kind, Some(&q)) {
-            Ok(n) => n,
-            Err(e) => {
-                json_error(
-                    resp,
-                    e.status,
-                    serde_json::json!({ "error": "invalid notice", "param": e.param, "reason": e.reason }),
-                );
-                return;
-            }
-        };
         let mut cache = self.index.borrow_mut();
         let ix = cache.load();
-        let out = match adserve::notice(
-            ix,
-            &mut self.state.borrow_mut(),
-            &self.deps.dedupe,
-            kind,
-            &n,
-            Now::wall(),
-        ) {
+        let result = Notice::parse(kind, Some(&q)).and_then(|n| {
+            adserve::notice(
+                ix,
+                &mut self.state.borrow_mut(),
+                &self.deps.dedupe,
+                kind,
+                &n,
+                Now::wall(),
+            )
+        });
+        let out = match result {
             Ok(o) => o,
             Err(e) => {
-                json_error(
-                    resp,
-                    e.status,
-                    serde_json::json!({ "error": "invalid notice", "param": e.param, "reason": e.reason }),
-                );
+                let body = serde_json::json!({ "error": "invalid notice", "param": e.param, "reason": e.reason });
+                json_error(resp, e.status, body);
                 return;
             }
         };
