@@ -144,8 +144,8 @@ fn main() {
     bench_bid(&mut c, &ix);
     bench_build(&mut c);
     c.final_summary();
-    // `cargo test --benches` runs benches once in test mode; skip the report there.
-    if !std::env::args().any(|a| a == "--test") {
+    // `cargo bench` passes --bench; `cargo test --benches` (test mode) does not.
+    if std::env::args().any(|a| a == "--bench") {
         latency_report(&ix);
     }
 }

@@ -331,11 +331,16 @@ impl ChunkedDecoder {
 pub fn gunzip(input: &[u8], out: &mut Vec<u8>, max_body: usize) -> Result<(), HttpError> {
     out.clear();
     let mut dec = flate2::read::GzDecoder::new(input).take(max_body as u64 + 1);
-    dec.read_to_end(out).map_err(|_| HttpError::BadGzip)?;
-    if out.len() > max_body {
-        return Err(HttpError::BodyTooLarge);
+    let res = match dec.read_to_end(out) {
+        Err(_) => Err(HttpError::BadGzip),
+        Ok(_) if out.len() > max_body => Err(HttpError::BodyTooLarge),
+        Ok(_) => Ok(()),
+    };
+    // On refusal leave nothing behind: the buffer never holds more than the limit.
+    if res.is_err() {
+        out.clear();
     }
-    Ok(())
+    res
 }
 
 #[cfg(test)]
