@@ -146,9 +146,7 @@ impl<'h, 'b> Request<'h, 'b> {
         let method = ascii(&buf[start..pos]);
         pos += 1;
         let tstart = pos;
-        while pos < buf.len() && TARGET[buf[pos] as usize] {
-            pos += 1;
-        }
+        pos = scan(buf, pos, &TARGET, 0x21);
         if pos == buf.len() {
             return Ok(Status::Partial);
         }
@@ -215,9 +213,7 @@ impl<'h, 'b> Request<'h, 'b> {
                 pos += 1;
             }
             let vstart = pos;
-            while pos < buf.len() && FIELD_VALUE[buf[pos] as usize] {
-                pos += 1;
-            }
+            pos = scan(buf, pos, &FIELD_VALUE, 0x20);
             let mut vend = pos;
             let next = match eol(buf, pos, HttpError::BadHeader)? {
                 Some(p) => p,
@@ -262,6 +258,33 @@ impl<'h, 'b> Request<'h, 'b> {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     }
+}
+
+/// Advances from `pos` over bytes that `table` accepts. Eight bytes at a time
+/// while a whole word is printable ASCII in `lo..=0x7e` (every such byte is
+/// accepted by the tables this is used with), then byte by byte: the table
+/// stays the authority, the word test only skips what it would accept.
+#[inline]
+fn scan(buf: &[u8], mut pos: usize, table: &[bool; 256], lo: u8) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = buf.get(pos..pos + 8) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(b);
+        // Some byte < lo (exact for lo <= 0x80), or some byte >= 0x7f (its high
+        // bit, or the carry of +1 into it). False alarms only end the fast path.
+        let below = w.wrapping_sub(ONES * u64::from(lo)) & !w & HIGH;
+        let above = (w.wrapping_add(ONES) | w) & HIGH;
+        if below | above != 0 {
+            break;
+        }
+        pos += 8;
+    }
+    while pos < buf.len() && table[buf[pos] as usize] {
+        pos += 1;
+    }
+    pos
 }
 
 /// Expects CRLF at `pos`; returns the position after it, `None` if partial.
@@ -446,6 +469,26 @@ mod tests {
         let mut h = [EMPTY_HEADER; 8];
         let mut r = Request::new(&mut h);
         assert_eq!(r.parse(full), Ok(Status::Complete(full.len())));
+    }
+
+    #[test]
+    fn word_scan_agrees_with_byte_scan() {
+        // Every byte value at every offset of a 24-byte run: the word path must
+        // stop exactly where the table says, never skip a rejected byte.
+        for table_lo in [(&TARGET, 0x21u8), (&FIELD_VALUE, 0x20u8)] {
+            let (table, lo) = table_lo;
+            for bad in 0..=255u8 {
+                for at in 0..24 {
+                    let mut buf = vec![b'a'; 24];
+                    buf[at] = bad;
+                    let mut want = 0;
+                    while want < buf.len() && table[buf[want] as usize] {
+                        want += 1;
+                    }
+                    assert_eq!(scan(&buf, 0, table, lo), want, "byte {bad:#x} at {at}");
+                }
+            }
+        }
     }
 
     #[test]
