@@ -75,6 +75,8 @@ pub struct Deps {
     pub index: IndexHandle,
     /// Notice de-duplication, shared by all shards.
     pub dedupe: Arc<Dedupe>,
+    /// Per-shard CTR model sessions, when scoring is enabled.
+    pub models: Option<Arc<crate::scoring::Models>>,
 }
 
 /// The running application: shards plus the index loader.
@@ -101,9 +103,33 @@ impl App {
                 message: e.to_string(),
             })
         })?;
+        let models = if cfg.scoring.enabled {
+            let shards = cfg.shards(&crate::config::allowed_cores())?.len();
+            let source = match &cfg.scoring.model {
+                Some(p) => crate::scoring::ModelSource::File(p.clone()),
+                None => crate::scoring::ModelSource::Embedded,
+            };
+            let poll = std::time::Duration::from_millis(cfg.scoring.reload_poll_ms);
+            let lib = crate::scoring::library_path(&cfg.scoring.library);
+            match crate::scoring::start(&lib, source, shards, poll) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let _ = index.tx.send(Command::Stop);
+                    let _ = loader.join();
+                    let message = e.to_string();
+                    return Err(StartError::Config(crate::config::ConfigError::Invalid {
+                        key: "scoring".into(),
+                        message,
+                    }));
+                }
+            }
+        } else {
+            None
+        };
         let deps = Deps {
             index,
             dedupe: Arc::new(Dedupe::new(cfg.bidder.dedupe_slots)),
+            models,
         };
         let d = deps.clone();
         let server = match Server::start(cfg, move |ctx: &ShardCtx| Api::new(ctx, &d)) {
@@ -154,6 +180,8 @@ pub struct Api {
     deps: Deps,
     index: RefCell<Cache<Arc<ArcSwap<Index>>, Arc<Index>>>,
     state: RefCell<ShardState>,
+    /// This shard's model session and its version.
+    scorer: RefCell<Option<(u64, crate::scoring::Scorer)>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -179,6 +207,7 @@ impl Api {
             index: RefCell::new(Cache::new(deps.index.current.clone())),
             deps: deps.clone(),
             state: RefCell::new(state),
+            scorer: RefCell::new(deps.models.as_ref().and_then(|m| m.take(ctx.id, 0))),
             cfg,
         }
     }
@@ -211,6 +240,11 @@ impl Api {
     }
 
     fn record(&self, d: &Decision) {
+        bump(&self.metrics.counters.scored, u64::from(d.scored));
+        bump(
+            &self.metrics.counters.score_failures,
+            u64::from(d.score_failures),
+        );
         for ev in &d.events {
             self.emit(ev);
         }
@@ -243,12 +277,24 @@ impl Api {
         };
         let mut cache = self.index.borrow_mut();
         let ix = cache.load();
-        let d = adserve::decide(
+        let mut scorer = self.scorer.borrow_mut();
+        if let Some(m) = &self.deps.models {
+            // A reloaded model: swap in the session built for this shard.
+            let have = scorer.as_ref().map_or(0, |s| s.0);
+            if let Some(next) = m.take(self.state.borrow().shard as usize, have) {
+                *scorer = Some(next);
+            }
+        }
+        let model = scorer
+            .as_mut()
+            .map(|(_, s)| s as &mut dyn crate::scoring::CtrModel);
+        let d = adserve::decide_with(
             ix,
             &mut self.state.borrow_mut(),
             &br,
             &self.cfg.bidder,
             Now::wall(),
+            model,
         );
         self.record(&d);
         match d.response {
@@ -525,6 +571,38 @@ impl Api {
                 text,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
+        }
+        if let Some(m) = &self.deps.models {
+            let ms = m
+                .status
+                .lock()
+                .map(|g| g.clone())
+                .unwrap_or_else(|p| p.into_inner().clone());
+            for (name, kind, help, v) in [
+                (
+                    "adshard_model_version",
+                    "gauge",
+                    "Version of the CTR model in service.",
+                    ms.version,
+                ),
+                (
+                    "adshard_model_reloads_total",
+                    "counter",
+                    "Successful CTR model reloads.",
+                    ms.reloads,
+                ),
+                (
+                    "adshard_model_reload_errors_total",
+                    "counter",
+                    "Refused CTR models (old model kept).",
+                    ms.errors,
+                ),
+            ] {
+                let _ = writeln!(
+                    text,
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+                );
+            }
         }
         if let Some(e) = &st.last_error {
             let e = e

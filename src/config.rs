@@ -87,6 +87,35 @@ pub struct Config {
     /// Where campaigns come from and how they reload.
     #[serde(default)]
     pub campaigns: CampaignsConfig,
+    /// CTR scoring with an ONNX model.
+    #[serde(default)]
+    pub scoring: ScoringConfig,
+}
+
+/// `[scoring]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringConfig {
+    /// Score CPC candidates with the model; false = rule-based pricing
+    /// (each campaign's `expected_ctr`).
+    pub enabled: bool,
+    /// Path of libonnxruntime; empty = `ORT_DYLIB_PATH`.
+    pub library: String,
+    /// ONNX model file; unset = the embedded model (configs/ctr.onnx).
+    pub model: Option<std::path::PathBuf>,
+    /// How often the model file is checked for changes.
+    pub reload_poll_ms: u64,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        ScoringConfig {
+            enabled: true,
+            library: String::new(),
+            model: None,
+            reload_poll_ms: 1000,
+        }
+    }
 }
 
 /// `[bidder]`
@@ -488,6 +517,9 @@ impl Config {
                 "bidder.dedupe_slots",
                 "must be at least 1024 (and max_tracked_users > 0)",
             ));
+        }
+        if self.scoring.reload_poll_ms == 0 {
+            return Err(invalid("scoring.reload_poll_ms", "must be greater than 0"));
         }
         if self.campaigns.reload_poll_ms == 0 {
             return Err(invalid(

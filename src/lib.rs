@@ -13,4 +13,5 @@ pub mod index;
 pub mod metrics;
 pub mod openrtb;
 pub mod schema;
+pub mod scoring;
 pub mod shard;

@@ -63,6 +63,10 @@ pub struct ShardCounters {
     pub no_bids: [AtomicU64; NO_BID_REASONS.len()],
     /// Notices that were duplicates (idempotent no-ops).
     pub duplicate_notices: AtomicU64,
+    /// Candidates scored by the CTR model.
+    pub scored: AtomicU64,
+    /// Model runs that failed (rule-based values used instead).
+    pub score_failures: AtomicU64,
     /// Latency histograms as last published, `[route]`.
     published: Mutex<Vec<Histogram<u64>>>,
 }
@@ -90,6 +94,8 @@ impl ShardCounters {
             events_unstored: Default::default(),
             no_bids: Default::default(),
             duplicate_notices: AtomicU64::new(0),
+            scored: AtomicU64::new(0),
+            score_failures: AtomicU64::new(0),
             published: Mutex::new((0..routes).map(|_| new_hist()).collect()),
         }
     }
@@ -176,7 +182,19 @@ impl Registry {
             &'static str,
             fn(&ShardCounters) -> u64,
         );
-        let gauges: [Family; 5] = [
+        let gauges: [Family; 7] = [
+            (
+                "adshard_scored_candidates_total",
+                "counter",
+                "Candidates scored by the CTR model.",
+                |s| s.scored.load(Relaxed),
+            ),
+            (
+                "adshard_score_failures_total",
+                "counter",
+                "CTR model runs that failed (rule-based values used).",
+                |s| s.score_failures.load(Relaxed),
+            ),
             (
                 "adshard_connections_accepted_total",
                 "counter",

@@ -72,6 +72,7 @@ fn sigterm_drains_and_exits_zero() {
         .args(["serve", "--listen", "127.0.0.1:0", "--cores", "0"])
         .env("ADSHARD__SERVER__SPIN_BEFORE_PARK_US", "0")
         .env("ADSHARD__SERVER__PIN", "false")
+        .env("ADSHARD__SCORING__ENABLED", "false")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

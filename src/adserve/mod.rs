@@ -13,6 +13,7 @@ pub mod markup;
 use crate::events::{Event, Kind};
 use crate::index::{Bitset, Campaign, CreativeFormat, FormatKey, Hot, Index};
 use crate::openrtb::{Bid, BidRequest, BidResponse, Imp, SeatBid};
+use crate::scoring::CtrModel;
 use dedupe::Dedupe;
 use std::collections::HashMap;
 
@@ -70,6 +71,10 @@ pub struct Decision {
     pub events: Vec<Event>,
     /// Per-impression no-bid reasons.
     pub no_bids: Vec<NoBid>,
+    /// Candidates scored by the CTR model.
+    pub scored: u32,
+    /// Model runs that failed (rule-based values were used instead).
+    pub score_failures: u32,
 }
 
 /// Wall-clock now, split as the decision needs it.
@@ -395,6 +400,20 @@ pub fn decide(
     cfg: &BidderConfig,
     now: Now,
 ) -> Decision {
+    decide_with(ix, st, req, cfg, now, None)
+}
+
+/// Decides one bid request, scoring CPC candidates with `model` when given
+/// (one batched prediction per impression); without a model, or if it
+/// fails, CPC campaigns are priced with their `expected_ctr`.
+pub fn decide_with(
+    ix: &Index,
+    st: &mut ShardState,
+    req: &BidRequest<'_>,
+    cfg: &BidderConfig,
+    now: Now,
+    mut model: Option<&mut dyn CtrModel>,
+) -> Decision {
     st.sync(ix);
     let mut d = Decision::default();
     if req.tmax.is_some_and(|t| t < cfg.min_tmax_ms) {
@@ -433,7 +452,18 @@ pub fn decide(
     let mut bids: Vec<(String, Bid)> = Vec::new();
     let mut fmts = Vec::new();
     for imp in &req.imp {
-        match bid_imp(ix, st, &ctx, imp, &mut fmts, cfg, now, usd_per_cur) {
+        match bid_imp(
+            ix,
+            st,
+            &ctx,
+            imp,
+            &mut fmts,
+            cfg,
+            now,
+            usd_per_cur,
+            &mut model,
+            &mut d,
+        ) {
             Ok((seat, bid, ev)) => {
                 bids.push((seat, bid));
                 d.events.push(ev);
@@ -474,6 +504,8 @@ fn bid_imp(
     cfg: &BidderConfig,
     now: Now,
     usd_per_cur: f64,
+    model: &mut Option<&mut dyn CtrModel>,
+    d: &mut Decision,
 ) -> Result<(String, Bid, Event), NoBid> {
     let req = ctx.req;
     offered(imp, fmts);
@@ -501,8 +533,17 @@ fn bid_imp(
     let private = pmp.is_some_and(|p| p.private_auction == 1);
     let mut best: Option<(f64, usize, Option<usize>)> = None; // (value, campaign pos, deal idx)
     let mut any = false;
+    // CPC candidates waiting for one batched model run: (pos, deal, floor).
+    let mut scored: Vec<(usize, Option<usize>, f64)> = Vec::new();
+    let has_model = model.is_some();
     let mut consider = |pos: usize, deal: Option<usize>, floor: f64, st: &ShardState| {
         any = true;
+        if has_model && ix.hot[pos].cpc.is_some() {
+            if eligible(ix, pos, st, ctx, now) && deal_allows(ix, pos, deal, pmp) {
+                scored.push((pos, deal, floor));
+            }
+            return;
+        }
         let v = ix.hot[pos].value_cpm;
         // Cheapest test first: most candidates fall below the floor or the best so far.
         if !(v.is_finite() && v >= floor && v > 0.0) {
@@ -513,19 +554,8 @@ fn bid_imp(
                 return;
             }
         }
-        if !eligible(ix, pos, st, ctx, now) {
+        if !eligible(ix, pos, st, ctx, now) || !deal_allows(ix, pos, deal, pmp) {
             return;
-        }
-        if let Some(dl) = deal.and_then(|di| pmp.map(|p| &p.deals[di])) {
-            let c = &ix.campaigns[pos];
-            if !dl.wseat.is_empty() && !dl.wseat.iter().any(|s| s == &c.seat) {
-                return;
-            }
-            if !dl.wadomain.is_empty()
-                && !c.adomain.iter().any(|a| dl.wadomain.iter().any(|w| w == a))
-            {
-                return;
-            }
         }
         best = Some((v, pos, deal));
     };
@@ -550,6 +580,39 @@ fn bid_imp(
     if !private {
         for pos in st.cand.iter().filter(|&p| ix.open.get(p)) {
             consider(pos, None, imp_floor, st);
+        }
+    }
+    if let (false, Some(m)) = (scored.is_empty(), model.as_mut()) {
+        // One batched run for every CPC candidate of this impression.
+        let base = crate::scoring::request_row(req, imp, (now.sec_of_day() / 3600) as u32);
+        let mut rows = Vec::with_capacity(scored.len());
+        let mut keep = Vec::with_capacity(scored.len());
+        for &(pos, deal, floor) in &scored {
+            let c = &ix.campaigns[pos];
+            if let Some((ci, _)) = pick_creative(c, imp, fmts) {
+                rows.push(crate::scoring::with_ad(base, c.id, &c.creatives[ci].id));
+                keep.push((pos, deal, floor));
+            }
+        }
+        let mut p = Vec::with_capacity(rows.len());
+        let ok = m.predict(&rows, &mut p);
+        d.scored += rows.len() as u32;
+        if !ok {
+            d.score_failures += 1;
+        }
+        for (k, &(pos, deal, floor)) in keep.iter().enumerate() {
+            let h = &ix.hot[pos];
+            let v = match (ok, h.cpc) {
+                (true, Some(cpc)) => (f64::from(p[k]) * cpc * 1000.0).min(h.max_cpm),
+                _ => h.value_cpm,
+            };
+            let better = match best {
+                None => true,
+                Some((bv, bp, _)) => v > bv || (v == bv && h.id < ix.hot[bp].id),
+            };
+            if v.is_finite() && v > 0.0 && v >= floor && better {
+                best = Some((v, pos, deal));
+            }
         }
     }
     let Some((value, pos, deal)) = best else {
@@ -645,6 +708,21 @@ pub fn event_id(shard: u16, seq: u64, now: Now) -> u128 {
     (u128::from(now.micros as u64) << 64)
         | (u128::from(shard) << 48)
         | u128::from(seq & 0xffff_ffff_ffff)
+}
+
+/// Whether a deal (if bidding through one) admits the campaign's seat and domains.
+fn deal_allows(
+    ix: &Index,
+    pos: usize,
+    deal: Option<usize>,
+    pmp: Option<&crate::openrtb::Pmp<'_>>,
+) -> bool {
+    let Some(dl) = deal.and_then(|di| pmp.map(|p| &p.deals[di])) else {
+        return true;
+    };
+    let c = &ix.campaigns[pos];
+    (dl.wseat.is_empty() || dl.wseat.iter().any(|s| s == &c.seat))
+        && (dl.wadomain.is_empty() || c.adomain.iter().any(|a| dl.wadomain.iter().any(|w| w == a)))
 }
 
 /// Per-campaign state checks (request-wide blocks are bitset work in

@@ -568,3 +568,54 @@ fn state_follows_reloads_by_campaign_id() {
     assert_eq!(s.spent(&ix2, 2), Some((5.0, 5.0)));
     assert_eq!(s.spent(&ix2, 1), Some((0.0, 0.0)));
 }
+
+/// A model that answers a fixed pCTR, or fails.
+struct Fixed(Option<f32>, usize);
+
+impl crate::scoring::CtrModel for Fixed {
+    fn predict(&mut self, rows: &[[i64; crate::scoring::FEATURES]], out: &mut Vec<f32>) -> bool {
+        self.1 += 1;
+        out.clear();
+        match self.0 {
+            Some(p) => {
+                out.extend(std::iter::repeat(p).take(rows.len()));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[test]
+fn model_prices_cpc_candidates_in_one_batch() {
+    let ix = ix();
+    let text = banner("");
+    let req = decode_json(text.as_bytes()).unwrap();
+    // pCTR 0.01 x CPC 0.5 x 1000 = 5.0 CPM beats the 2.0 CPM campaign.
+    let mut m = Fixed(Some(0.01), 0);
+    let d = decide_with(&ix, &mut st(), &req, &cfg(), Now::at(NOON), Some(&mut m));
+    assert_eq!(winner(&d), Some(("2".into(), 5.0)));
+    assert_eq!((m.1, d.scored, d.score_failures), (1, 1, 0));
+    // A low pCTR loses to the CPM campaign.
+    let mut m = Fixed(Some(0.001), 0);
+    assert_eq!(
+        winner(&decide_with(
+            &ix,
+            &mut st(),
+            &req,
+            &cfg(),
+            Now::at(NOON),
+            Some(&mut m)
+        ))
+        .unwrap()
+        .0,
+        "1"
+    );
+    // A failing model falls back to expected_ctr (1.0 CPM) and is counted.
+    let mut m = Fixed(None, 0);
+    let d = decide_with(&ix, &mut st(), &req, &cfg(), Now::at(NOON), Some(&mut m));
+    assert_eq!(winner(&d).unwrap().0, "1");
+    assert_eq!(d.score_failures, 1);
+    // Without a model the CPC campaign is priced rule-based, never scored.
+    assert_eq!(run(&ix, &mut st(), &banner("")).scored, 0);
+}

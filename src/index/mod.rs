@@ -146,6 +146,10 @@ pub struct Hot {
     pub even: bool,
     /// Has day-parting (then the campaign itself is consulted).
     pub dayparts: bool,
+    /// CPC bidding: the price of a click (USD), for model-scored values.
+    pub cpc: Option<f64>,
+    /// Never bid above this CPM.
+    pub max_cpm: f64,
 }
 
 impl Hot {
@@ -162,6 +166,8 @@ impl Hot {
             cap: c.frequency_cap,
             even: c.pacing == Pacing::Even,
             dayparts: !c.targeting.dayparts.is_empty(),
+            cpc: (c.bid.model == BidModel::Cpc).then_some(c.bid.amount),
+            max_cpm: c.bid.max_cpm.unwrap_or(f64::INFINITY),
         }
     }
 }

@@ -28,6 +28,8 @@ write_ms = 1000
 shutdown_grace_ms = 1500
 [metrics]
 publish_interval_ms = 50
+[scoring]
+enabled = false
 "#;
 
 pub fn config(extra: &str) -> Config {

@@ -1,0 +1,72 @@
+//! CTR scoring cost per request: feature hashing for 20 candidates plus one
+//! batched ONNX Runtime run (target <= 5 us), beside batch sizes 1 and 64.
+//! Needs ORT_DYLIB_PATH (deploy/dev.sh sets it; `deploy/dev.sh bench scoring`).
+#![allow(clippy::unwrap_used)]
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use adshard::openrtb::decode_json;
+use adshard::scoring::{self, CtrModel, FEATURES};
+use criterion::{black_box, BenchmarkId, Criterion, Throughput};
+use std::time::Duration;
+
+fn main() {
+    let lib = scoring::library_path("");
+    let env = scoring::init_runtime(&lib).unwrap_or_else(|e| panic!("{e}"));
+    let mut model = scoring::Scorer::from_session(
+        scoring::session(env, scoring::EMBEDDED_MODEL, "embedded").unwrap(),
+    );
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/openrtb/bid-request-2.5_mobile.json"
+    ))
+    .unwrap();
+    let req = decode_json(&body).unwrap();
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let mut g = c.benchmark_group("score_request");
+    let mut out = Vec::new();
+    for n in [1usize, 20, 64] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("hash_and_predict", n), &n, |b, &n| {
+            let mut rows: Vec<[i64; FEATURES]> = Vec::with_capacity(n);
+            b.iter(|| {
+                rows.clear();
+                let base = scoring::request_row(&req, &req.imp[0], 13);
+                for k in 0..n {
+                    rows.push(scoring::with_ad(base, 1000 + k as u64, "creative-1"));
+                }
+                assert!(model.predict(black_box(&rows), &mut out));
+                out[0]
+            })
+        });
+    }
+    for n in [1usize, 20] {
+        let base = scoring::request_row(&req, &req.imp[0], 13);
+        let rows: Vec<[i64; FEATURES]> = (0..n)
+            .map(|k| scoring::with_ad(base, 1000 + k as u64, "creative-1"))
+            .collect();
+        g.bench_with_input(BenchmarkId::new("predict_only", n), &rows, |b, rows| {
+            b.iter(|| {
+                assert!(model.predict(black_box(rows), &mut out));
+                out[0]
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("hash_only", n), &n, |b, &n| {
+            let mut rows: Vec<[i64; FEATURES]> = Vec::with_capacity(n);
+            b.iter(|| {
+                rows.clear();
+                let base = scoring::request_row(&req, &req.imp[0], 13);
+                for k in 0..n {
+                    rows.push(scoring::with_ad(base, 1000 + k as u64, "creative-1"));
+                }
+                rows.len()
+            })
+        });
+    }
+    g.finish();
+    c.final_summary();
+}

@@ -1,0 +1,111 @@
+//! CTR scoring over the wire: CPC candidates scored per shard, model file
+//! hot-reload, a corrupt model keeps the old one. Needs libonnxruntime
+//! (ORT_DYLIB_PATH, set by deploy/dev.sh test).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name)
+                && (l.len() == name.len() || matches!(l.as_bytes()[name.len()], b' ' | b'{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn scoring_reloads_and_refuses_corrupt_models() {
+    assert!(
+        std::env::var_os("ORT_DYLIB_PATH").is_some(),
+        "run through deploy/dev.sh test (sets ORT_DYLIB_PATH)"
+    );
+    let dir = std::env::temp_dir().join(format!("adshard-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("ctr.onnx");
+    std::fs::write(&model, adshard::scoring::EMBEDDED_MODEL).unwrap();
+    let app = start_api(&format!(
+        "[scoring]\nenabled = true\nmodel = {:?}\nreload_poll_ms = 20",
+        model.to_str().unwrap()
+    ));
+    let a = app.local_addr();
+    // The native fixture reaches the CPC native campaign (1003): it is scored.
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/openrtb/bid-request-2.5_native-ad.json"
+    ))
+    .unwrap();
+    let mut r = Reader::new(connect(a));
+    let bid = |r: &mut Reader| {
+        r.send(format!("POST /openrtb2/bid HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+        r.send(&body);
+        r.response()
+    };
+    let resp = bid(&mut r);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let m = get(a, "/metrics").text();
+    assert!(metric(&m, "adshard_scored_candidates_total") >= 1, "{m}");
+    assert_eq!(metric(&m, "adshard_score_failures_total"), 0);
+    assert_eq!(metric(&m, "adshard_model_version"), 1);
+    // Corrupt model: refused, old one keeps scoring.
+    std::fs::write(&model, b"definitely not onnx").unwrap();
+    let t = Instant::now();
+    while metric(
+        &get(a, "/metrics").text(),
+        "adshard_model_reload_errors_total",
+    ) < 1
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "corrupt model was not noticed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(bid(&mut r).status, 200);
+    let m = get(a, "/metrics").text();
+    assert_eq!(metric(&m, "adshard_model_version"), 1);
+    assert!(metric(&m, "adshard_scored_candidates_total") >= 2);
+    // A good model again: version 2, picked up by the shard on its next bid.
+    std::fs::write(&model, adshard::scoring::EMBEDDED_MODEL).unwrap();
+    let t = Instant::now();
+    while metric(&get(a, "/metrics").text(), "adshard_model_version") < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "new model was not loaded"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(bid(&mut r).status, 200);
+    assert_eq!(
+        metric(&get(a, "/metrics").text(), "adshard_score_failures_total"),
+        0
+    );
+    app.stop();
+}
+
+#[test]
+fn missing_library_is_a_clear_startup_error() {
+    // The runtime loads once per process; only a fresh process sees a bad
+    // path, so this checks the binary.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adshard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--cores", "0"])
+        .env(
+            "ADSHARD__SCORING__LIBRARY",
+            "/nonexistent/libonnxruntime.so",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scoring.library") && err.contains("/nonexistent/libonnxruntime.so"),
+        "{err}"
+    );
+    assert!(
+        err.contains("scoring.enabled = false"),
+        "the error says how to run without scoring: {err}"
+    );
+}
