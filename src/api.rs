@@ -8,8 +8,8 @@
 //! | `/ad` | GET | publisher ad JSON, or 204 |
 //! | `/imp`, `/click` | GET | impression beacon (GIF); click 302 to the landing page |
 //! | `/win`, `/bill`, `/loss` | GET, POST | exchange notices, idempotent per auction and impression |
-//! | `/admin/campaigns` | POST | replace campaigns (bearer token); 202, built off the hot path |
-//! | `/admin/index` | GET | loader status (bearer token) |
+//!
+//! `/admin/*` is served on the separate admin listener (see [`crate::admin`]).
 //! | `/healthz`, `/readyz`, `/metrics` | GET, HEAD | liveness, readiness, Prometheus text |
 
 use crate::adserve::dedupe::Dedupe;
@@ -56,8 +56,6 @@ pub enum Route {
     Bill,
     /// `/loss`
     Loss,
-    /// `/admin/*`
-    Admin,
     /// No route matched.
     NotFound,
 }
@@ -87,6 +85,7 @@ pub struct App {
     /// Shared dependencies (tests reach the index through it).
     pub deps: Deps,
     loader: std::thread::JoinHandle<()>,
+    admin: Option<crate::admin::AdminServer>,
 }
 
 impl App {
@@ -131,10 +130,29 @@ impl App {
             dedupe: Arc::new(Dedupe::new(cfg.bidder.dedupe_slots)),
             models,
         };
+        let admin = if cfg.admin.listen.is_empty() {
+            None
+        } else {
+            match crate::admin::AdminServer::start(&cfg.admin, deps.clone()) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    let _ = deps.index.tx.send(Command::Stop);
+                    let _ = loader.join();
+                    let message = format!("cannot listen on {}: {e}", cfg.admin.listen);
+                    return Err(StartError::Config(crate::config::ConfigError::Invalid {
+                        key: "admin.listen".into(),
+                        message,
+                    }));
+                }
+            }
+        };
         let d = deps.clone();
         let server = match Server::start(cfg, move |ctx: &ShardCtx| Api::new(ctx, &d)) {
             Ok(s) => s,
             Err(e) => {
+                if let Some(a) = admin {
+                    a.stop();
+                }
                 let _ = deps.index.tx.send(Command::Stop);
                 let _ = loader.join();
                 return Err(e);
@@ -144,12 +162,18 @@ impl App {
             server,
             deps,
             loader,
+            admin,
         })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.server.local_addr()
+    }
+
+    /// The admin listener's address, when one is configured.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr())
     }
 
     /// Cross-shard state (metrics registry, readiness).
@@ -160,6 +184,9 @@ impl App {
     /// Waits for the shards (after a shutdown began), then stops the loader.
     pub fn join(self) {
         self.server.join();
+        if let Some(a) = self.admin {
+            a.stop();
+        }
         let _ = self.deps.index.tx.send(Command::Stop);
         let _ = self.loader.join();
     }
@@ -424,99 +451,6 @@ impl Api {
                 resp,
                 200,
                 serde_json::json!({ "ok": true, "duplicate": out.duplicate }),
-            ),
-        }
-    }
-
-    fn authorized(&self, req: &Request<'_, '_>, resp: &mut Response) -> bool {
-        let token = self.cfg.campaigns.admin_token.as_bytes();
-        if token.is_empty() {
-            json_error(
-                resp,
-                403,
-                serde_json::json!({ "error": "admin endpoints are disabled: set campaigns.admin_token" }),
-            );
-            return false;
-        }
-        let given = req
-            .header("authorization")
-            .and_then(|v| v.strip_prefix(b"Bearer "))
-            .unwrap_or(b"");
-        // Constant-time comparison: no early exit on the first differing byte.
-        let same = given.len() == token.len()
-            && given
-                .iter()
-                .zip(token)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same {
-            json_error(
-                resp,
-                401,
-                serde_json::json!({ "error": "missing or wrong bearer token" }),
-            );
-            resp.header("WWW-Authenticate", b"Bearer");
-        }
-        same
-    }
-
-    fn admin(&self, req: &Request<'_, '_>, body: &[u8], resp: &mut Response) {
-        match req.path {
-            "/admin/campaigns" => {
-                if !Self::method_allowed(req, resp, "POST") || !self.authorized(req, resp) {
-                    return;
-                }
-                let Ok(text) = std::str::from_utf8(body) else {
-                    json_error(
-                        resp,
-                        400,
-                        serde_json::json!({ "error": "campaigns must be UTF-8 TOML or JSON" }),
-                    );
-                    return;
-                };
-                let json = req
-                    .header("content-type")
-                    .is_some_and(|v| v.starts_with(b"application/json"));
-                let origin = format!(
-                    "admin upload via shard {}{}",
-                    self.state.borrow().shard,
-                    if json { ".json" } else { "" }
-                );
-                let version = self.index.borrow_mut().load().version;
-                if self
-                    .deps
-                    .index
-                    .tx
-                    .send(Command::Replace {
-                        text: text.to_string(),
-                        origin,
-                    })
-                    .is_err()
-                {
-                    json_error(
-                        resp,
-                        503,
-                        serde_json::json!({ "error": "index loader is not running" }),
-                    );
-                    return;
-                }
-                json_error(
-                    resp,
-                    202,
-                    serde_json::json!({ "accepted": true, "current_version": version, "status": "/admin/index" }),
-                );
-            }
-            "/admin/index" => {
-                if Self::method_allowed(req, resp, "GET, HEAD") && self.authorized(req, resp) {
-                    let st = self.deps.index.status.load();
-                    let body = serde_json::to_vec(&**st).unwrap_or_default();
-                    resp.set(200, "application/json", &body);
-                }
-            }
-            _ => json_error(
-                resp,
-                404,
-                serde_json::json!({ "error": "no such route", "path": req.path }),
             ),
         }
     }
@@ -809,7 +743,6 @@ impl Service for Api {
         "win",
         "bill",
         "loss",
-        "admin",
         "not_found",
     ];
 
@@ -825,7 +758,6 @@ impl Service for Api {
             "/win" => Route::Win,
             "/bill" => Route::Bill,
             "/loss" => Route::Loss,
-            p if p.starts_with("/admin/") => Route::Admin,
             _ => Route::NotFound,
         };
         match route {
@@ -883,7 +815,6 @@ impl Service for Api {
                     self.notice(kind, req, body, resp);
                 }
             }
-            Route::Admin => self.admin(req, body, resp),
             Route::NotFound => {
                 json_error(
                     resp,

@@ -90,6 +90,32 @@ pub struct Config {
     /// CTR scoring with an ONNX model.
     #[serde(default)]
     pub scoring: ScoringConfig,
+    /// The admin listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: a separate listener for `/admin/*`, bearer token required.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin listener; empty disables it.
+    pub listen: String,
+    /// Bearer token; required when `listen` is set (prefer the env
+    /// override `ADSHARD__ADMIN__TOKEN`).
+    pub token: String,
+    /// Largest admin request body (campaign uploads).
+    pub max_body_bytes: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: String::new(),
+            token: String::new(),
+            max_body_bytes: 256 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[scoring]`
@@ -155,8 +181,6 @@ pub struct CampaignsConfig {
     pub path: Option<std::path::PathBuf>,
     /// How often the file is checked for changes.
     pub reload_poll_ms: u64,
-    /// Bearer token for `/admin/*`; empty disables the admin endpoints.
-    pub admin_token: String,
 }
 
 impl Default for CampaignsConfig {
@@ -164,7 +188,6 @@ impl Default for CampaignsConfig {
         CampaignsConfig {
             path: None,
             reload_poll_ms: 1000,
-            admin_token: String::new(),
         }
     }
 }
@@ -517,6 +540,20 @@ impl Config {
                 "bidder.dedupe_slots",
                 "must be at least 1024 (and max_tracked_users > 0)",
             ));
+        }
+        if !self.admin.listen.is_empty() {
+            self.admin.listen.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "admin.listen",
+                    format!("`{}` is not an IP:port address", self.admin.listen),
+                )
+            })?;
+            if self.admin.token.len() < 8 {
+                return Err(invalid(
+                    "admin.token",
+                    "required (at least 8 characters) when admin.listen is set",
+                ));
+            }
         }
         if self.scoring.reload_poll_ms == 0 {
             return Err(invalid("scoring.reload_poll_ms", "must be greater than 0"));

@@ -4,6 +4,7 @@
 //! with its own listener, parsing HTTP/1.1 with [`http`] and answering through
 //! [`api`]; typed start-up [`config`]; per-shard [`metrics`] summed on scrape.
 
+pub mod admin;
 pub mod adserve;
 pub mod api;
 pub mod config;

@@ -348,7 +348,7 @@ fn campaign_file_reload_keeps_old_index_on_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("campaigns.toml");
     std::fs::write(&file, adshard::api::EMBEDDED_CAMPAIGNS).unwrap();
-    let app = start_api(&format!("[campaigns]\npath = {:?}\nreload_poll_ms = 20\nadmin_token = \"s3cret\"\n[limits]\nmax_body_bytes = 1048576", file.to_str().unwrap()));
+    let app = start_api(&format!("[campaigns]\npath = {:?}\nreload_poll_ms = 20\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret-token\"", file.to_str().unwrap()));
     let a = app.local_addr();
     let version = || app.deps.index.current.load().version;
     assert_eq!(version(), 1);
@@ -375,54 +375,138 @@ fn campaign_file_reload_keeps_old_index_on_error() {
         post(&mut r, "/openrtb2/bid", "application/json", "", &body).status,
         204
     );
-    // Admin upload: token required.
-    let resp = post(
-        &mut r,
-        "/admin/campaigns",
-        "application/toml",
-        "",
-        adshard::api::EMBEDDED_CAMPAIGNS.as_bytes(),
+    // Admin upload on the admin listener: token required.
+    let admin = app.admin_addr().expect("admin listener configured");
+    let upload = adshard::api::EMBEDDED_CAMPAIGNS.as_bytes();
+    assert_eq!(
+        admin_req(admin, "POST", "/admin/campaigns", "", upload).status,
+        401
     );
-    assert_eq!(resp.status, 401);
-    let resp = post(
-        &mut r,
-        "/admin/campaigns",
-        "application/toml",
-        "Authorization: Bearer wrong\r\n",
-        b"x",
+    assert_eq!(
+        admin_req(
+            admin,
+            "POST",
+            "/admin/campaigns",
+            "Authorization: Bearer wrong\r\n",
+            upload
+        )
+        .status,
+        401
     );
-    assert_eq!(resp.status, 401);
-    let resp = post(
-        &mut r,
+    let ok = admin_req(
+        admin,
+        "POST",
         "/admin/campaigns",
-        "application/toml",
-        "Authorization: Bearer s3cret\r\n",
-        adshard::api::EMBEDDED_CAMPAIGNS.as_bytes(),
+        "Authorization: Bearer s3cret-token\r\n",
+        upload,
     );
-    assert_eq!(resp.status, 202, "{}", resp.text());
+    assert_eq!(ok.status, 202, "{}", ok.text());
     assert!(wait_for(|| version() == 3));
     assert_eq!(
         post(&mut r, "/openrtb2/bid", "application/json", "", &body).status,
         200
     );
-    r.send(b"GET /admin/index HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret\r\n\r\n");
-    let st: serde_json::Value = serde_json::from_slice(&r.response().body).unwrap();
-    assert_eq!(st["version"], 3);
-    assert_eq!(st["reloads"], 2);
+    // A gzip-compressed JSON upload sent chunked: same result, version 4.
+    let json = serde_json::to_vec(
+        &adshard::index::Index::parse(adshard::api::EMBEDDED_CAMPAIGNS, "x.toml").unwrap(),
+    )
+    .unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, &json).unwrap();
+    let gz = enc.finish().unwrap();
+    let mut chunked = Vec::new();
+    for part in gz.chunks(1000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let mut s = connect(admin);
+    std::io::Write::write_all(&mut s, b"POST /admin/campaigns HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret-token\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    std::io::Write::write_all(&mut s, &chunked).unwrap();
+    assert_eq!(Reader::new(s).response().status, 202);
+    assert!(wait_for(|| version() == 4));
+    let st: serde_json::Value = serde_json::from_slice(
+        &admin_req(
+            admin,
+            "GET",
+            "/admin/index",
+            "Authorization: Bearer s3cret-token\r\n",
+            b"",
+        )
+        .body,
+    )
+    .unwrap();
+    assert_eq!(st["version"], 4);
+    assert_eq!(st["reloads"], 3);
     app.stop();
 }
 
-#[test]
-fn admin_disabled_without_token() {
-    let app = start_api("");
-    let mut r = Reader::new(connect(app.local_addr()));
-    let resp = post(
-        &mut r,
-        "/admin/campaigns",
-        "application/toml",
-        "Authorization: Bearer x\r\n",
-        b"",
+/// One request to the admin listener (one request per connection).
+fn admin_req(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: &[u8],
+) -> Resp {
+    let mut r = Reader::new(connect(addr));
+    r.send(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
     );
-    assert_eq!(resp.status, 403);
+    r.send(body);
+    r.response()
+}
+
+#[test]
+fn admin_routes_are_not_on_the_public_listener() {
+    let app = start_api("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret-token\"");
+    let resp = get(app.local_addr(), "/admin/index");
+    assert_eq!(resp.status, 404);
+    let admin = app.admin_addr().unwrap();
+    assert_eq!(
+        admin_req(
+            admin,
+            "GET",
+            "/admin/model",
+            "Authorization: Bearer s3cret-token\r\n",
+            b""
+        )
+        .status,
+        404,
+        "scoring is off in tests"
+    );
+    assert_eq!(
+        admin_req(
+            admin,
+            "GET",
+            "/admin/index",
+            "Authorization: Bearer s3cret-token\r\n",
+            b""
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        admin_req(
+            admin,
+            "DELETE",
+            "/admin/index",
+            "Authorization: Bearer s3cret-token\r\n",
+            b""
+        )
+        .status,
+        405
+    );
     app.stop();
+    // An admin listener without a token is refused at start-up.
+    let e =
+        adshard::config::Config::from_toml("[admin]\nlisten = \"127.0.0.1:0\"\n", "t", Vec::new())
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("admin.token"), "{e}");
 }
