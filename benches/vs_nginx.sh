@@ -30,6 +30,16 @@ need taskset util-linux
 
 cargo build --release --quiet
 BIN=target/release/adshard
+# CTR scoring needs libonnxruntime: use the one deploy/dev.sh extracted, else
+# benchmark with rule-based pricing (and say so).
+if [ -z "${ORT_DYLIB_PATH:-}" ]; then
+  ORT_DYLIB_PATH=$(ls "$PWD"/target/ort/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1 || true)
+  export ORT_DYLIB_PATH
+fi
+if [ -z "$ORT_DYLIB_PATH" ]; then
+  echo "note: no libonnxruntime (run deploy/dev.sh test once); scoring disabled for this run" >&2
+  export ADSHARD__SCORING__ENABLED=false
+fi
 TMP=$(mktemp -d)
 cleanup() {
   [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true

@@ -209,6 +209,8 @@ pub struct Api {
     state: RefCell<ShardState>,
     /// This shard's model session and its version.
     scorer: RefCell<Option<(u64, crate::scoring::Scorer)>>,
+    /// This shard's event-loop lag.
+    load: Rc<crate::shard::Load>,
 }
 
 impl std::fmt::Debug for Api {
@@ -235,6 +237,7 @@ impl Api {
             deps: deps.clone(),
             state: RefCell::new(state),
             scorer: RefCell::new(deps.models.as_ref().and_then(|m| m.take(ctx.id, 0))),
+            load: ctx.load.clone(),
             cfg,
         }
     }
@@ -302,6 +305,13 @@ impl Api {
                 return;
             }
         };
+        // The shard lags more than the exchange waits: a bid would come too late.
+        let lag_ms = self.load.lag_us.get() / 1000.0;
+        if br.tmax.is_some_and(|t| lag_ms >= f64::from(t)) {
+            bump(&self.metrics.counters.no_bids[2], br.imp.len() as u64);
+            resp.status = 204;
+            return;
+        }
         let mut cache = self.index.borrow_mut();
         let ix = cache.load();
         let mut scorer = self.scorer.borrow_mut();
@@ -745,6 +755,28 @@ impl Service for Api {
         "loss",
         "not_found",
     ];
+
+    /// Under overload: bids get 204 (no bid), publisher ads 503 with
+    /// Retry-After. Notices carry money and are always served, as are health,
+    /// readiness and metrics.
+    fn shed(&self, req: &Request<'_, '_>, resp: &mut Response) -> Option<usize> {
+        match req.path {
+            "/openrtb2/bid" => {
+                resp.status = 204;
+                Some(Route::Bid as usize)
+            }
+            "/ad" => {
+                json_error(
+                    resp,
+                    503,
+                    serde_json::json!({ "error": "overloaded, retry" }),
+                );
+                resp.header("Retry-After", b"1");
+                Some(Route::Ad as usize)
+            }
+            _ => None,
+        }
+    }
 
     fn handle(&self, req: &Request<'_, '_>, body: &[u8], resp: &mut Response) -> usize {
         let route = match req.path {

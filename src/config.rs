@@ -93,6 +93,32 @@ pub struct Config {
     /// The admin listener.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Load shedding.
+    #[serde(default)]
+    pub overload: OverloadConfig,
+}
+
+/// `[overload]`: shed load when a shard's event loop lags.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverloadConfig {
+    /// Measure lag and shed.
+    pub enabled: bool,
+    /// How often each shard measures its event-loop lag.
+    pub check_interval_ms: u64,
+    /// Smoothed lag above which the shard sheds a growing share of requests
+    /// (bids get 204, other routes 503; health and metrics are never shed).
+    pub max_lag_ms: u64,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        OverloadConfig {
+            enabled: true,
+            check_interval_ms: 2,
+            max_lag_ms: 20,
+        }
+    }
 }
 
 /// `[admin]`: a separate listener for `/admin/*`, bearer token required.
@@ -554,6 +580,12 @@ impl Config {
                     "required (at least 8 characters) when admin.listen is set",
                 ));
             }
+        }
+        if self.overload.check_interval_ms == 0 {
+            return Err(invalid(
+                "overload.check_interval_ms",
+                "must be greater than 0",
+            ));
         }
         if self.scoring.reload_poll_ms == 0 {
             return Err(invalid("scoring.reload_poll_ms", "must be greater than 0"));

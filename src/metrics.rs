@@ -63,6 +63,8 @@ pub struct ShardCounters {
     pub no_bids: [AtomicU64; NO_BID_REASONS.len()],
     /// Notices that were duplicates (idempotent no-ops).
     pub duplicate_notices: AtomicU64,
+    /// Requests answered by the overload path (204 / 503).
+    pub shed: AtomicU64,
     /// Candidates scored by the CTR model.
     pub scored: AtomicU64,
     /// Model runs that failed (rule-based values used instead).
@@ -94,6 +96,7 @@ impl ShardCounters {
             events_unstored: Default::default(),
             no_bids: Default::default(),
             duplicate_notices: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
             scored: AtomicU64::new(0),
             score_failures: AtomicU64::new(0),
             published: Mutex::new((0..routes).map(|_| new_hist()).collect()),
@@ -182,7 +185,13 @@ impl Registry {
             &'static str,
             fn(&ShardCounters) -> u64,
         );
-        let gauges: [Family; 7] = [
+        let gauges: [Family; 8] = [
+            (
+                "adshard_shed_total",
+                "counter",
+                "Requests answered 204 (bids) or 503 (others) because the shard was overloaded.",
+                |s| s.shed.load(Relaxed),
+            ),
             (
                 "adshard_scored_candidates_total",
                 "counter",

@@ -39,6 +39,55 @@ pub trait Service: 'static {
     /// Answers one complete request. `body` is the decoded body (de-chunked,
     /// inflated). Returns the index of the route in [`ROUTES`](Self::ROUTES).
     fn handle(&self, req: &Request<'_, '_>, body: &[u8], resp: &mut Response) -> usize;
+
+    /// Answers a request cheaply because the shard is overloaded, or returns
+    /// `None` to serve it anyway (health checks, metrics). The default sheds
+    /// nothing.
+    fn shed(&self, _req: &Request<'_, '_>, _resp: &mut Response) -> Option<usize> {
+        None
+    }
+}
+
+/// A shard's load, measured as event-loop lag: how late a timer set for
+/// `overload.check_interval_ms` fires. Under overload every runnable
+/// connection runs before the timer does, so the lag is the queueing delay a
+/// request sees. While the smoothed lag is above `overload.max_lag_ms` the
+/// shed fraction rises; below it, it decays. Owned by one shard.
+#[derive(Debug, Default)]
+pub struct Load {
+    /// Smoothed lag in microseconds.
+    pub lag_us: Cell<f64>,
+    /// Fraction of sheddable requests to shed now (0..=1).
+    pub shed_fraction: Cell<f64>,
+    /// Requests seen, for deterministic spreading of sheds.
+    seq: Cell<u64>,
+}
+
+impl Load {
+    /// Whether to shed this request.
+    pub fn should_shed(&self) -> bool {
+        let f = self.shed_fraction.get();
+        if f <= 0.0 {
+            return false;
+        }
+        let n = self.seq.get().wrapping_add(1);
+        self.seq.set(n);
+        // Golden-ratio sequence: evenly spread, no RNG state.
+        ((n as f64) * 0.618_033_988_749_895).fract() < f
+    }
+
+    fn observe(&self, lag: Duration, max_lag: Duration) {
+        let l = lag.as_secs_f64() * 1e6;
+        let s = 0.8 * self.lag_us.get() + 0.2 * l;
+        self.lag_us.set(s);
+        let f = self.shed_fraction.get();
+        let f = if s > max_lag.as_secs_f64() * 1e6 {
+            (f + 0.05).min(0.95)
+        } else {
+            (f - 0.01).max(0.0)
+        };
+        self.shed_fraction.set(f);
+    }
 }
 
 /// State shared by all shards and the controlling thread. Lives as long as
@@ -76,6 +125,8 @@ pub struct ShardCtx {
     pub shared: Arc<Shared>,
     /// This shard's metrics.
     pub metrics: Rc<LocalMetrics>,
+    /// This shard's load (event-loop lag), for services that use it (tmax).
+    pub load: Rc<Load>,
 }
 
 /// Why the server did not start.
@@ -265,6 +316,7 @@ struct ShardRt<S> {
     /// Open connections: fd and whether it is idle between requests.
     conns: RefCell<HashMap<u64, ConnEntry>>,
     next_conn: Cell<u64>,
+    load: Rc<Load>,
 }
 
 async fn run_shard<S, F>(
@@ -282,11 +334,13 @@ async fn run_shard<S, F>(
     // ownership moves into the glommio listener, which closes it on drop.
     let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
     let metrics = Rc::new(LocalMetrics::new(&shared.registry, id));
+    let load = Rc::new(Load::default());
     let ctx = ShardCtx {
         id,
         core: settings.core,
         shared: shared.clone(),
         metrics: metrics.clone(),
+        load: load.clone(),
     };
     let svc = make(&ctx);
     let rt = Rc::new(ShardRt {
@@ -298,8 +352,22 @@ async fn run_shard<S, F>(
         date: RefCell::new(Default::default()),
         conns: RefCell::new(HashMap::new()),
         next_conn: Cell::new(0),
+        load: load.clone(),
     });
     let publish_every = Duration::from_millis(rt.cfg.metrics.publish_interval_ms);
+    let ov = shared.config.overload.clone();
+    let monitor = ov.enabled.then(|| {
+        let load = load.clone();
+        let every = Duration::from_millis(ov.check_interval_ms);
+        let max_lag = Duration::from_millis(ov.max_lag_ms);
+        glommio::spawn_local(async move {
+            loop {
+                let t = Instant::now();
+                glommio::timer::sleep(every).await;
+                load.observe(t.elapsed().saturating_sub(every), max_lag);
+            }
+        })
+    });
     let publisher = glommio::spawn_local({
         let metrics = metrics.clone();
         async move {
@@ -353,6 +421,7 @@ async fn run_shard<S, F>(
         }
     }
     drop(publisher);
+    drop(monitor);
     metrics.publish();
     tracing::debug!(shard = id, "shard stopped");
 }
@@ -735,7 +804,18 @@ fn dispatch<S: Service>(
         wire_body
     };
     resp.reset();
-    let route = rt.svc.handle(req, body, resp) + 1;
+    let shed = if rt.load.should_shed() {
+        rt.svc.shed(req, resp)
+    } else {
+        None
+    };
+    let route = match shed {
+        Some(r) => {
+            bump(&rt.metrics.counters.shed, 1);
+            r + 1
+        }
+        None => rt.svc.handle(req, body, resp) + 1,
+    };
     let keep_alive = framing.keep_alive && !rt.shared.draining.load(Ordering::Relaxed);
     resp.write_to(out, &rt.date.borrow(), keep_alive, req.method == "HEAD");
     rt.metrics

@@ -429,3 +429,95 @@ fn two_shards_share_one_port() {
     assert_eq!(reg.requests_total(1, 200), 32, "route 1 is healthz");
     srv.stop();
 }
+
+/// Spends 3 ms of CPU per request on `/slow`; sheds `/slow` with 503 and
+/// never sheds `/healthz`.
+#[derive(Debug)]
+struct Slow;
+
+impl adshard::shard::Service for Slow {
+    const ROUTES: &'static [&'static str] = &["slow", "healthz"];
+    fn handle(
+        &self,
+        req: &adshard::http::Request<'_, '_>,
+        _body: &[u8],
+        resp: &mut adshard::http::Response,
+    ) -> usize {
+        if req.path == "/healthz" {
+            resp.set(200, "text/plain", b"ok");
+            return 1;
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(3) {
+            std::hint::spin_loop();
+        }
+        resp.set(200, "text/plain", b"done");
+        0
+    }
+    fn shed(
+        &self,
+        req: &adshard::http::Request<'_, '_>,
+        resp: &mut adshard::http::Response,
+    ) -> Option<usize> {
+        (req.path == "/slow").then(|| {
+            resp.set(503, "text/plain", b"busy");
+            0
+        })
+    }
+}
+
+#[test]
+fn overload_sheds_excess_but_serves_health() {
+    let cfg = config("[overload]\nenabled = true\ncheck_interval_ms = 1\nmax_lag_ms = 2");
+    let srv = adshard::shard::Server::start(cfg, |_: &adshard::shard::ShardCtx| Slow).unwrap();
+    let addr = srv.local_addr();
+    let results: Vec<(u16, u16)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                s.spawn(move || {
+                    let mut r = Reader::new(connect(addr));
+                    let mut out = Vec::new();
+                    for k in 0..30 {
+                        let path = if i == 0 && k % 3 == 0 {
+                            "/healthz"
+                        } else {
+                            "/slow"
+                        };
+                        r.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+                        let status = r.response().status;
+                        out.push((if path == "/healthz" { 1 } else { 0 }, status));
+                    }
+                    out
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let served = results.iter().filter(|(k, s)| *k == 0 && *s == 200).count();
+    let shed = results.iter().filter(|(k, s)| *k == 0 && *s == 503).count();
+    assert_eq!(
+        served + shed,
+        results.iter().filter(|(k, _)| *k == 0).count(),
+        "only 200 or 503"
+    );
+    assert!(
+        shed > 0,
+        "eight connections of 3 ms requests must overload a 2 ms lag budget"
+    );
+    assert!(served > 0, "shedding is partial, not a blackout");
+    assert!(
+        results
+            .iter()
+            .filter(|(k, _)| *k == 1)
+            .all(|(_, s)| *s == 200),
+        "health is never shed"
+    );
+    let counted = srv
+        .shared()
+        .registry
+        .shard(0)
+        .shed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(counted as usize, shed, "every shed request is counted");
+    srv.stop();
+}

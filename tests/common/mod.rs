@@ -30,6 +30,8 @@ shutdown_grace_ms = 1500
 publish_interval_ms = 50
 [scoring]
 enabled = false
+[overload]
+enabled = false
 "#;
 
 pub fn config(extra: &str) -> Config {
