@@ -29,26 +29,26 @@ fn main() {
         .measurement_time(Duration::from_secs(2));
     let mut g = c.benchmark_group("score_request");
     let mut out = Vec::new();
+    // What the bidder does per impression: one request row, one row per candidate.
+    let build = |rows: &mut Vec<[i64; FEATURES]>, n: usize| {
+        rows.clear();
+        let base = scoring::request_row(&req, &req.imp[0], 13);
+        rows.extend((0..n).map(|k| scoring::with_ad(base, 1000 + k as u64, "creative-1")));
+    };
     for n in [1usize, 20, 64] {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("hash_and_predict", n), &n, |b, &n| {
-            let mut rows: Vec<[i64; FEATURES]> = Vec::with_capacity(n);
+            let mut rows = Vec::with_capacity(n);
             b.iter(|| {
-                rows.clear();
-                let base = scoring::request_row(&req, &req.imp[0], 13);
-                for k in 0..n {
-                    rows.push(scoring::with_ad(base, 1000 + k as u64, "creative-1"));
-                }
+                build(&mut rows, n);
                 assert!(model.predict(black_box(&rows), &mut out));
                 out[0]
             })
         });
     }
     for n in [1usize, 20] {
-        let base = scoring::request_row(&req, &req.imp[0], 13);
-        let rows: Vec<[i64; FEATURES]> = (0..n)
-            .map(|k| scoring::with_ad(base, 1000 + k as u64, "creative-1"))
-            .collect();
+        let mut rows = Vec::new();
+        build(&mut rows, n);
         g.bench_with_input(BenchmarkId::new("predict_only", n), &rows, |b, rows| {
             b.iter(|| {
                 assert!(model.predict(black_box(rows), &mut out));
@@ -56,13 +56,9 @@ fn main() {
             })
         });
         g.bench_with_input(BenchmarkId::new("hash_only", n), &n, |b, &n| {
-            let mut rows: Vec<[i64; FEATURES]> = Vec::with_capacity(n);
+            let mut rows = Vec::with_capacity(n);
             b.iter(|| {
-                rows.clear();
-                let base = scoring::request_row(&req, &req.imp[0], 13);
-                for k in 0..n {
-                    rows.push(scoring::with_ad(base, 1000 + k as u64, "creative-1"));
-                }
+                build(&mut rows, n);
                 rows.len()
             })
         });
