@@ -22,6 +22,7 @@ use crate::index::{CreativeFormat, Index};
 use crate::metrics::{bump, LocalMetrics};
 use crate::openrtb::{self, BidRequest};
 use crate::shard::{Server, Service, ShardCtx, Shared, StartError};
+use crate::store::{Sink, SpoolStats, Store};
 use arc_swap::{ArcSwap, Cache};
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -75,6 +76,8 @@ pub struct Deps {
     pub dedupe: Arc<Dedupe>,
     /// Per-shard CTR model sessions, when scoring is enabled.
     pub models: Option<Arc<crate::scoring::Models>>,
+    /// Per-shard spool counters.
+    pub spool: Arc<Vec<Arc<SpoolStats>>>,
 }
 
 /// The running application: shards plus the index loader.
@@ -86,6 +89,7 @@ pub struct App {
     pub deps: Deps,
     loader: std::thread::JoinHandle<()>,
     admin: Option<crate::admin::AdminServer>,
+    store: Store,
 }
 
 impl App {
@@ -102,8 +106,23 @@ impl App {
                 message: e.to_string(),
             })
         })?;
+        let shards = cfg.shards(&crate::config::allowed_cores())?.len();
+        let ev = &cfg.events;
+        let interval = std::time::Duration::from_millis(ev.fsync_interval_ms);
+        let (store, sinks, spool) =
+            match Store::start(&ev.spool_dir, ev.queue_capacity, ev.fsync, interval, shards) {
+                Ok(x) => x,
+                Err(e) => {
+                    let _ = index.tx.send(Command::Stop);
+                    let _ = loader.join();
+                    let message = format!("{}: {e}", ev.spool_dir.display());
+                    return Err(StartError::Config(crate::config::ConfigError::Invalid {
+                        key: "events.spool_dir".into(),
+                        message,
+                    }));
+                }
+            };
         let models = if cfg.scoring.enabled {
-            let shards = cfg.shards(&crate::config::allowed_cores())?.len();
             let source = match &cfg.scoring.model {
                 Some(p) => crate::scoring::ModelSource::File(p.clone()),
                 None => crate::scoring::ModelSource::Embedded,
@@ -129,6 +148,7 @@ impl App {
             index,
             dedupe: Arc::new(Dedupe::new(cfg.bidder.dedupe_slots)),
             models,
+            spool: Arc::new(spool),
         };
         let admin = if cfg.admin.listen.is_empty() {
             None
@@ -147,7 +167,16 @@ impl App {
             }
         };
         let d = deps.clone();
-        let server = match Server::start(cfg, move |ctx: &ShardCtx| Api::new(ctx, &d)) {
+        // Each shard takes its own sink; only shards hold them, so the writers
+        // finish once every shard has stopped.
+        let sinks = std::sync::Mutex::new(sinks.into_iter().map(Some).collect::<Vec<_>>());
+        let server = match Server::start(cfg, move |ctx: &ShardCtx| {
+            let sink = sinks
+                .lock()
+                .ok()
+                .and_then(|mut v| v.get_mut(ctx.id).and_then(Option::take));
+            Api::new(ctx, &d, sink)
+        }) {
             Ok(s) => s,
             Err(e) => {
                 if let Some(a) = admin {
@@ -163,6 +192,7 @@ impl App {
             deps,
             loader,
             admin,
+            store,
         })
     }
 
@@ -189,6 +219,8 @@ impl App {
         }
         let _ = self.deps.index.tx.send(Command::Stop);
         let _ = self.loader.join();
+        // Shards are gone, and their sinks with them: writers drain and sync.
+        self.store.join();
     }
 
     /// Drains the shards and stops everything.
@@ -211,6 +243,8 @@ pub struct Api {
     scorer: RefCell<Option<(u64, crate::scoring::Scorer)>>,
     /// This shard's event-loop lag.
     load: Rc<crate::shard::Load>,
+    /// Where this shard's events go.
+    sink: Option<Sink>,
 }
 
 impl std::fmt::Debug for Api {
@@ -227,7 +261,7 @@ fn json_error(resp: &mut Response, status: u16, v: serde_json::Value) {
 
 impl Api {
     /// Builds the shard's handler.
-    pub fn new(ctx: &ShardCtx, deps: &Deps) -> Self {
+    pub fn new(ctx: &ShardCtx, deps: &Deps, sink: Option<Sink>) -> Self {
         let cfg = ctx.shared.config.clone();
         let state = ShardState::new(ctx.id as u16, ctx.shared.shards as u16, &cfg.bidder);
         Api {
@@ -238,6 +272,7 @@ impl Api {
             state: RefCell::new(state),
             scorer: RefCell::new(deps.models.as_ref().and_then(|m| m.take(ctx.id, 0))),
             load: ctx.load.clone(),
+            sink,
             cfg,
         }
     }
@@ -255,7 +290,7 @@ impl Api {
         false
     }
 
-    fn emit(&self, ev: &Event) {
+    fn emit(&self, ev: Event) {
         let k = match ev.kind {
             Kind::Bid => 0,
             Kind::Win => 1,
@@ -265,17 +300,18 @@ impl Api {
             Kind::Click => 5,
         };
         bump(&self.metrics.counters.events[k], 1);
-        // No event store is wired in yet: the event is counted as unstored.
-        bump(&self.metrics.counters.events_unstored[k], 1);
+        if let Some(sink) = &self.sink {
+            sink.push(ev);
+        }
     }
 
-    fn record(&self, d: &Decision) {
+    fn record(&self, d: &mut Decision) {
         bump(&self.metrics.counters.scored, u64::from(d.scored));
         bump(
             &self.metrics.counters.score_failures,
             u64::from(d.score_failures),
         );
-        for ev in &d.events {
+        for ev in d.events.drain(..) {
             self.emit(ev);
         }
         for nb in &d.no_bids {
@@ -325,7 +361,7 @@ impl Api {
         let model = scorer
             .as_mut()
             .map(|(_, s)| s as &mut dyn crate::scoring::CtrModel);
-        let d = adserve::decide_with(
+        let mut d = adserve::decide_with(
             ix,
             &mut self.state.borrow_mut(),
             &br,
@@ -333,7 +369,7 @@ impl Api {
             Now::wall(),
             model,
         );
-        self.record(&d);
+        self.record(&mut d);
         match d.response {
             Some(r) => {
                 resp.status = 200;
@@ -365,8 +401,8 @@ impl Api {
         };
         let mut cache = self.index.borrow_mut();
         let ix = cache.load();
-        let d = adserve::decide(ix, &mut st, &br, &self.cfg.bidder, Now::wall());
-        self.record(&d);
+        let mut d = adserve::decide(ix, &mut st, &br, &self.cfg.bidder, Now::wall());
+        self.record(&mut d);
         let Some(r) = d.response else {
             resp.status = 204;
             return;
@@ -430,7 +466,7 @@ impl Api {
                 Now::wall(),
             )
         });
-        let out = match result {
+        let mut out = match result {
             Ok(o) => o,
             Err(e) => {
                 let body = serde_json::json!({ "error": "invalid notice", "param": e.param, "reason": e.reason });
@@ -438,7 +474,7 @@ impl Api {
                 return;
             }
         };
-        if let Some(ev) = &out.event {
+        if let Some(ev) = out.event.take() {
             self.emit(ev);
         }
         if out.duplicate {
@@ -515,6 +551,30 @@ impl Api {
                 text,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
+        }
+        for (name, help, get) in [
+            (
+                "adshard_events_spooled_total",
+                "Events appended to the shard's spool file.",
+                0,
+            ),
+            (
+                "adshard_events_dropped_total",
+                "Events dropped (queue full or write failed); never silent.",
+                1,
+            ),
+            (
+                "adshard_spool_errors_total",
+                "Failed spool flushes or syncs.",
+                2,
+            ),
+        ] {
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (i, st) in self.deps.spool.iter().enumerate() {
+                let v = [&st.spooled, &st.dropped, &st.errors][get]
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                let _ = writeln!(text, "{name}{{shard=\"{i}\"}} {v}");
+            }
         }
         if let Some(m) = &self.deps.models {
             let ms = m

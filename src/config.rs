@@ -96,6 +96,34 @@ pub struct Config {
     /// Load shedding.
     #[serde(default)]
     pub overload: OverloadConfig,
+    /// Event spooling.
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+/// `[events]`: where events go (no database yet: the spool).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Directory of the per-shard spool files (created if missing).
+    pub spool_dir: std::path::PathBuf,
+    /// Events each shard may queue for its writer before it drops (and counts).
+    pub queue_capacity: usize,
+    /// `never`, `interval` or `always`.
+    pub fsync: crate::store::Fsync,
+    /// With `fsync = "interval"`: the longest gap between syncs.
+    pub fsync_interval_ms: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            spool_dir: "spool".into(),
+            queue_capacity: 65_536,
+            fsync: crate::store::Fsync::Interval,
+            fsync_interval_ms: 1000,
+        }
+    }
 }
 
 /// `[overload]`: shed load when a shard's event loop lags.
@@ -580,6 +608,9 @@ impl Config {
                     "required (at least 8 characters) when admin.listen is set",
                 ));
             }
+        }
+        if self.events.queue_capacity == 0 {
+            return Err(invalid("events.queue_capacity", "must be greater than 0"));
         }
         if self.overload.check_interval_ms == 0 {
             return Err(invalid(

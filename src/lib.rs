@@ -16,3 +16,4 @@ pub mod openrtb;
 pub mod schema;
 pub mod scoring;
 pub mod shard;
+pub mod store;

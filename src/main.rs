@@ -43,6 +43,11 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Print the events in a spool file as JSON lines (a torn tail is reported).
+    SpoolDump {
+        /// Spool file (spool/shard-N.spool).
+        file: PathBuf,
+    },
     /// Validate a config file and print the shards it would start.
     CheckConfig {
         /// Config file (TOML).
@@ -75,6 +80,43 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::SpoolDump { file } => {
+            let bytes = match std::fs::read(&file) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match adshard::store::read_spool(&bytes) {
+                Ok((events, tail)) => {
+                    let mut out = std::io::stdout().lock();
+                    for ev in &events {
+                        let line = serde_json::json!({
+                            "id": format!("{:032x}", ev.id),
+                            "kind": format!("{:?}", ev.kind).to_lowercase(),
+                            "ts_micros": ev.ts_micros,
+                            "shard": ev.shard,
+                            "auction_id": ev.auction_id,
+                            "imp_id": ev.imp_id,
+                            "campaign_id": ev.campaign_id,
+                            "creative_id": ev.creative_id,
+                            "price_micros": ev.price_micros,
+                            "currency": ev.currency,
+                        });
+                        if std::io::Write::write_fmt(&mut out, format_args!("{line}\n")).is_err() {
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    eprintln!("{} events; {tail} bytes of a torn last write", events.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    ExitCode::from(2)
                 }
             }
         }

@@ -57,8 +57,6 @@ pub struct ShardCounters {
     pub bytes_out: AtomicU64,
     /// Events produced, by kind (see [`EVENT_KINDS`]).
     pub events: [AtomicU64; EVENT_KINDS.len()],
-    /// Events not yet persisted (no store configured), by kind.
-    pub events_unstored: [AtomicU64; EVENT_KINDS.len()],
     /// Impressions not bid on, by reason (see [`NO_BID_REASONS`]).
     pub no_bids: [AtomicU64; NO_BID_REASONS.len()],
     /// Notices that were duplicates (idempotent no-ops).
@@ -93,7 +91,6 @@ impl ShardCounters {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             events: Default::default(),
-            events_unstored: Default::default(),
             no_bids: Default::default(),
             duplicate_notices: AtomicU64::new(0),
             shed: AtomicU64::new(0),
@@ -248,20 +245,13 @@ impl Registry {
             &'static [&'static str],
             fn(&ShardCounters) -> &[AtomicU64],
         );
-        let labeled: [Labeled; 3] = [
+        let labeled: [Labeled; 2] = [
             (
                 "adshard_events_total",
                 "kind",
                 "Events produced by decisions and notices.",
                 &EVENT_KINDS,
                 |s| &s.events,
-            ),
-            (
-                "adshard_events_unstored_total",
-                "kind",
-                "Events counted but not persisted (no event store configured).",
-                &EVENT_KINDS,
-                |s| &s.events_unstored,
             ),
             (
                 "adshard_no_bids_total",

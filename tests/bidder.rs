@@ -219,7 +219,11 @@ fn invalid_requests_get_400_naming_the_field() {
 
 #[test]
 fn notices_over_the_wire() {
-    let app = start_api("");
+    let spool = spool_dir();
+    let app = start_api(&format!(
+        "[events]\nspool_dir = {:?}\nfsync = \"always\"",
+        spool.to_str().unwrap()
+    ));
     let a = app.local_addr();
     let mut r = Reader::new(connect(a));
     let body = std::fs::read(format!("{FIXTURES}/bid-request-2.5_simple-banner.json")).unwrap();
@@ -284,6 +288,24 @@ fn notices_over_the_wire() {
     assert!(m.contains("adshard_events_total{shard=\"0\",kind=\"click\"} 1"));
     assert!(m.contains("adshard_duplicate_notices_total{shard=\"0\"} 1"));
     app.stop();
+    // Every event reached this shard's spool: the bid and each first notice.
+    let bytes = std::fs::read(adshard::store::spool_path(&spool, 0)).unwrap();
+    let (events, tail) = adshard::store::read_spool(&bytes).unwrap();
+    assert_eq!(tail, 0, "stop drains and syncs");
+    use adshard::events::Kind::*;
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    for k in [Bid, Win, Bill, Loss, Click, Impression] {
+        assert_eq!(
+            kinds.iter().filter(|x| **x == k).count(),
+            1,
+            "{k:?} in {kinds:?}"
+        );
+    }
+    let win = events.iter().find(|e| e.kind == Win).unwrap();
+    assert_eq!(
+        (win.price_micros, win.campaign_id),
+        (1_250_000, b["cid"].as_str().unwrap().parse().unwrap())
+    );
 }
 
 #[test]

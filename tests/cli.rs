@@ -73,6 +73,10 @@ fn sigterm_drains_and_exits_zero() {
         .env("ADSHARD__SERVER__SPIN_BEFORE_PARK_US", "0")
         .env("ADSHARD__SERVER__PIN", "false")
         .env("ADSHARD__SCORING__ENABLED", "false")
+        .env(
+            "ADSHARD__EVENTS__SPOOL_DIR",
+            std::env::temp_dir().join(format!("adshard-cli-spool-{}", std::process::id())),
+        )
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -34,9 +34,23 @@ enabled = false
 enabled = false
 "#;
 
+/// A fresh spool directory per server, so servers in one test process never
+/// append to the same file.
+pub fn spool_dir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("adshard-test-spool-{}-{n}", std::process::id()))
+}
+
 pub fn config(extra: &str) -> Config {
     // Later keys win: append overrides as a separate document merged by hand.
     let mut base: toml::Table = TEST_TOML.parse().expect("test TOML parses");
+    let mut events = toml::Table::new();
+    events.insert(
+        "spool_dir".into(),
+        toml::Value::String(spool_dir().to_string_lossy().into_owned()),
+    );
+    base.insert("events".into(), toml::Value::Table(events));
     let over: toml::Table = extra.parse().expect("override TOML parses");
     for (k, v) in over {
         match (base.get_mut(&k), v) {
