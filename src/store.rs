@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,30 +124,39 @@ fn write_loop(rx: Receiver<Event>, file: File, fsync: Fsync, interval: Duration,
         out.write_all(buf).is_ok()
     };
     loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(ev) => {
-                let mut n = 0u64;
-                let mut failed = 0u64;
-                for ev in std::iter::once(ev).chain(rx.try_iter()) {
+        // Poll rather than block: a sender only wakes a receiver that is
+        // blocked, so a polling writer keeps futex wake-ups off the shards.
+        let mut n = 0u64;
+        let mut failed = 0u64;
+        let mut gone = false;
+        loop {
+            match rx.try_recv() {
+                Ok(ev) => {
                     if write(&mut out, &mut buf, &ev) {
                         n += 1;
                     } else {
                         failed += 1;
                     }
                 }
-                c.spooled.fetch_add(n, Relaxed);
-                c.dropped.fetch_add(failed, Relaxed);
-                dirty = true;
-                if fsync == Fsync::Always {
-                    sync(&mut out, c);
-                    dirty = false;
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    gone = true;
+                    break;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
+        }
+        if n + failed > 0 {
+            c.spooled.fetch_add(n, Relaxed);
+            c.dropped.fetch_add(failed, Relaxed);
+            dirty = true;
+            if fsync == Fsync::Always {
                 sync(&mut out, c);
-                return;
+                dirty = false;
             }
+        }
+        if gone {
+            sync(&mut out, c);
+            return;
         }
         if dirty && (fsync != Fsync::Interval || last_sync.elapsed() >= interval) {
             if fsync == Fsync::Never {
@@ -158,8 +167,14 @@ fn write_loop(rx: Receiver<Event>, file: File, fsync: Fsync, interval: Duration,
             }
             dirty = false;
         }
+        if n + failed == 0 {
+            std::thread::sleep(POLL);
+        }
     }
 }
+
+/// How long an idle writer sleeps between polls of its queue.
+const POLL: Duration = Duration::from_millis(2);
 
 fn sync(out: &mut BufWriter<File>, c: &SpoolStats) {
     if out.flush().and_then(|_| out.get_ref().sync_data()).is_err() {
