@@ -737,11 +737,7 @@ fn eligible(ix: &Index, pos: usize, st: &ShardState, ctx: &Ctx<'_>, now: Now) ->
 /// First creative of `c` that fits an offered format and the imp's constraints.
 fn pick_creative(c: &Campaign, imp: &Imp<'_>, fmts: &[FormatKey]) -> Option<(usize, FormatKey)> {
     c.creatives.iter().enumerate().find_map(|(i, cr)| {
-        let key = match cr.format {
-            CreativeFormat::Banner => FormatKey::Banner(cr.w.unwrap_or(0), cr.h.unwrap_or(0)),
-            CreativeFormat::Video => FormatKey::Video,
-            CreativeFormat::Native => FormatKey::Native,
-        };
+        let key = cr.format_key();
         if !fmts.contains(&key) {
             return None;
         }

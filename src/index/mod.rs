@@ -172,6 +172,17 @@ impl Hot {
     }
 }
 
+impl Creative {
+    /// The format this creative fills, as indexed and as offered by impressions.
+    pub fn format_key(&self) -> FormatKey {
+        match self.format {
+            CreativeFormat::Banner => FormatKey::Banner(self.w.unwrap_or(0), self.h.unwrap_or(0)),
+            CreativeFormat::Video => FormatKey::Video,
+            CreativeFormat::Native => FormatKey::Native,
+        }
+    }
+}
+
 /// A format an impression offers, as indexed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FormatKey {
@@ -374,13 +385,7 @@ impl Index {
                 .or_insert_with(|| Bitset::new(n))
                 .set(pos);
             for (k, cr) in c.creatives.iter().enumerate() {
-                let key = match cr.format {
-                    CreativeFormat::Banner => {
-                        FormatKey::Banner(cr.w.unwrap_or(0), cr.h.unwrap_or(0))
-                    }
-                    CreativeFormat::Video => FormatKey::Video,
-                    CreativeFormat::Native => FormatKey::Native,
-                };
+                let key = cr.format_key();
                 ix.formats
                     .entry(key)
                     .or_default()
