@@ -61,6 +61,14 @@ pub enum Route {
     NotFound,
 }
 
+/// A start-up error naming the config key it is about.
+fn invalid(key: &str, message: String) -> StartError {
+    StartError::Config(crate::config::ConfigError::Invalid {
+        key: key.to_string(),
+        message,
+    })
+}
+
 /// Body of a healthy `/healthz` (11 bytes, the size the nginx baseline serves).
 pub const HEALTHZ_BODY: &[u8] = b"{\"ok\":true}";
 
@@ -100,28 +108,42 @@ impl App {
             None => Source::Embedded(EMBEDDED_CAMPAIGNS),
         };
         let poll = std::time::Duration::from_millis(cfg.campaigns.reload_poll_ms);
-        let (index, loader) = loader::start(source, poll).map_err(|e| {
-            StartError::Config(crate::config::ConfigError::Invalid {
-                key: "campaigns.path".into(),
-                message: e.to_string(),
-            })
-        })?;
+        let (index, loader) =
+            loader::start(source, poll).map_err(|e| invalid("campaigns.path", e.to_string()))?;
+        match Self::start_rest(cfg, index.clone()) {
+            Ok((server, deps, admin, store)) => Ok(App {
+                server,
+                deps,
+                loader,
+                admin,
+                store,
+            }),
+            Err(e) => {
+                // The one place a failed start-up stops the index loader.
+                let _ = index.tx.send(Command::Stop);
+                let _ = loader.join();
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything after the index: spool writers, models, admin listener, shards.
+    fn start_rest(
+        cfg: Config,
+        index: IndexHandle,
+    ) -> Result<(Server, Deps, Option<crate::admin::AdminServer>, Store), StartError> {
         let shards = cfg.shards(&crate::config::allowed_cores())?.len();
         let ev = &cfg.events;
         let interval = std::time::Duration::from_millis(ev.fsync_interval_ms);
         let (store, sinks, spool) =
-            match Store::start(&ev.spool_dir, ev.queue_capacity, ev.fsync, interval, shards) {
-                Ok(x) => x,
-                Err(e) => {
-                    let _ = index.tx.send(Command::Stop);
-                    let _ = loader.join();
-                    let message = format!("{}: {e}", ev.spool_dir.display());
-                    return Err(StartError::Config(crate::config::ConfigError::Invalid {
-                        key: "events.spool_dir".into(),
-                        message,
-                    }));
-                }
-            };
+            Store::start(&ev.spool_dir, ev.queue_capacity, ev.fsync, interval, shards).map_err(
+                |e| {
+                    invalid(
+                        "events.spool_dir",
+                        format!("{}: {e}", ev.spool_dir.display()),
+                    )
+                },
+            )?;
         let models = if cfg.scoring.enabled {
             let source = match &cfg.scoring.model {
                 Some(p) => crate::scoring::ModelSource::File(p.clone()),
@@ -129,18 +151,10 @@ impl App {
             };
             let poll = std::time::Duration::from_millis(cfg.scoring.reload_poll_ms);
             let lib = crate::scoring::library_path(&cfg.scoring.library);
-            match crate::scoring::start(&lib, source, shards, poll) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    let _ = index.tx.send(Command::Stop);
-                    let _ = loader.join();
-                    let message = e.to_string();
-                    return Err(StartError::Config(crate::config::ConfigError::Invalid {
-                        key: "scoring".into(),
-                        message,
-                    }));
-                }
-            }
+            Some(
+                crate::scoring::start(&lib, source, shards, poll)
+                    .map_err(|e| invalid("scoring", e.to_string()))?,
+            )
         } else {
             None
         };
@@ -153,47 +167,34 @@ impl App {
         let admin = if cfg.admin.listen.is_empty() {
             None
         } else {
-            match crate::admin::AdminServer::start(&cfg.admin, deps.clone()) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    let _ = deps.index.tx.send(Command::Stop);
-                    let _ = loader.join();
-                    let message = format!("cannot listen on {}: {e}", cfg.admin.listen);
-                    return Err(StartError::Config(crate::config::ConfigError::Invalid {
-                        key: "admin.listen".into(),
-                        message,
-                    }));
-                }
-            }
+            let a = crate::admin::AdminServer::start(&cfg.admin, deps.clone()).map_err(|e| {
+                invalid(
+                    "admin.listen",
+                    format!("cannot listen on {}: {e}", cfg.admin.listen),
+                )
+            })?;
+            Some(a)
         };
         let d = deps.clone();
         // Each shard takes its own sink; only shards hold them, so the writers
         // finish once every shard has stopped.
         let sinks = std::sync::Mutex::new(sinks.into_iter().map(Some).collect::<Vec<_>>());
-        let server = match Server::start(cfg, move |ctx: &ShardCtx| {
+        let server = Server::start(cfg, move |ctx: &ShardCtx| {
             let sink = sinks
                 .lock()
                 .ok()
                 .and_then(|mut v| v.get_mut(ctx.id).and_then(Option::take));
             Api::new(ctx, &d, sink)
-        }) {
-            Ok(s) => s,
+        });
+        match server {
+            Ok(s) => Ok((s, deps, admin, store)),
             Err(e) => {
                 if let Some(a) = admin {
                     a.stop();
                 }
-                let _ = deps.index.tx.send(Command::Stop);
-                let _ = loader.join();
-                return Err(e);
+                Err(e)
             }
-        };
-        Ok(App {
-            server,
-            deps,
-            loader,
-            admin,
-            store,
-        })
+        }
     }
 
     /// The bound address.
@@ -547,10 +548,8 @@ impl Api {
             ),
         ];
         for (name, kind, help, v) in gauges {
-            let _ = writeln!(
-                text,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
+            crate::metrics::family(&mut text, name, kind, help);
+            let _ = writeln!(text, "{name} {v}");
         }
         for (name, help, get) in [
             (
@@ -569,7 +568,7 @@ impl Api {
                 2,
             ),
         ] {
-            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
+            crate::metrics::family(&mut text, name, "counter", help);
             for (i, st) in self.deps.spool.iter().enumerate() {
                 let v = [&st.spooled, &st.dropped, &st.errors][get]
                     .load(std::sync::atomic::Ordering::Relaxed);
@@ -602,10 +601,8 @@ impl Api {
                     ms.errors,
                 ),
             ] {
-                let _ = writeln!(
-                    text,
-                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-                );
+                crate::metrics::family(&mut text, name, kind, help);
+                let _ = writeln!(text, "{name} {v}");
             }
         }
         if let Some(e) = &st.last_error {
@@ -613,7 +610,14 @@ impl Api {
                 .replace('\\', "\\\\")
                 .replace('"', "\\\"")
                 .replace('\n', " ");
-            let _ = writeln!(text, "# HELP adshard_index_last_error Last refused reload (value is 1).\n# TYPE adshard_index_last_error gauge\nadshard_index_last_error{{error=\"{e}\"}} 1");
+            let name = "adshard_index_last_error";
+            crate::metrics::family(
+                &mut text,
+                name,
+                "gauge",
+                "Last refused reload (value is 1).",
+            );
+            let _ = writeln!(text, "{name}{{error=\"{e}\"}} 1");
         }
         text
     }

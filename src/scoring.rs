@@ -343,14 +343,14 @@ pub fn start(
     });
     if let ModelSource::File(path) = source {
         let m = Arc::downgrade(&models);
-        let mut stamp = file_stamp(&path);
+        let mut stamp = crate::index::loader::stamp(&path);
         std::thread::Builder::new()
             .name("model-loader".into())
             .spawn(move || loop {
                 std::thread::sleep(poll);
                 // The server dropped its handle: stop.
                 let Some(m) = m.upgrade() else { return };
-                let now = file_stamp(&path);
+                let now = crate::index::loader::stamp(&path);
                 if now.is_none() || now == stamp {
                     continue;
                 }
@@ -381,12 +381,6 @@ pub fn start(
             .map_err(|e| ScoringError::Model { origin: "model loader".into(), message: e.to_string() })?;
     }
     Ok(models)
-}
-
-fn file_stamp(p: &Path) -> Option<(SystemTime, u64)> {
-    std::fs::metadata(p)
-        .ok()
-        .and_then(|m| Some((m.modified().ok()?, m.len())))
 }
 
 /// UTC hour of day now.

@@ -81,7 +81,8 @@ fn read(path: &PathBuf) -> Result<String, IndexError> {
     })
 }
 
-fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
+/// Modification time and length of a file: what the loaders poll for change.
+pub(crate) fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     std::fs::metadata(path)
         .ok()
         .and_then(|m| Some((m.modified().ok()?, m.len())))
