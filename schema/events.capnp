@@ -28,4 +28,8 @@ struct Event {
   # for win and bill).
   priceMicros @9 :Int64;
   currency @10 :Text;
+  # Spend this event charged to its campaign, in millionths of USD (0 when
+  # it charged nothing: bids, losses, duplicates, test traffic). Feeds the
+  # spend counters in the database.
+  spendMicros @11 :Int64;
 }

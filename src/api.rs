@@ -86,6 +86,8 @@ pub struct Deps {
     pub models: Option<Arc<crate::scoring::Models>>,
     /// Per-shard spool counters.
     pub spool: Arc<Vec<Arc<SpoolStats>>>,
+    /// Database writer counters, when a database is configured.
+    pub db: Option<Arc<crate::cql::DbStats>>,
 }
 
 /// The running application: shards plus the index loader.
@@ -134,16 +136,17 @@ impl App {
     ) -> Result<(Server, Deps, Option<crate::admin::AdminServer>, Store), StartError> {
         let shards = cfg.shards(&crate::config::allowed_cores())?.len();
         let ev = &cfg.events;
-        let interval = std::time::Duration::from_millis(ev.fsync_interval_ms);
-        let (store, sinks, spool) =
-            Store::start(&ev.spool_dir, ev.queue_capacity, ev.fsync, interval, shards).map_err(
-                |e| {
-                    invalid(
-                        "events.spool_dir",
-                        format!("{}: {e}", ev.spool_dir.display()),
-                    )
-                },
-            )?;
+        let crate::store::Started {
+            store,
+            sinks,
+            spool,
+            db,
+        } = Store::start(ev, shards).map_err(|e| {
+            invalid(
+                "events.spool_dir",
+                format!("{}: {e}", ev.spool_dir.display()),
+            )
+        })?;
         let models = if cfg.scoring.enabled {
             let source = match &cfg.scoring.model {
                 Some(p) => crate::scoring::ModelSource::File(p.clone()),
@@ -163,6 +166,7 @@ impl App {
             dedupe: Arc::new(Dedupe::new(cfg.bidder.dedupe_slots)),
             models,
             spool: Arc::new(spool),
+            db,
         };
         let admin = if cfg.admin.listen.is_empty() {
             None
@@ -564,7 +568,7 @@ impl Api {
             ),
             (
                 "adshard_spool_errors_total",
-                "Failed spool flushes or syncs.",
+                "Failed spool segment opens, flushes or syncs.",
                 2,
             ),
         ] {
@@ -573,6 +577,89 @@ impl Api {
                 let v = [&st.spooled, &st.dropped, &st.errors][get]
                     .load(std::sync::atomic::Ordering::Relaxed);
                 let _ = writeln!(text, "{name}{{shard=\"{i}\"}} {v}");
+            }
+        }
+        if let Some(db) = &self.deps.db {
+            use std::sync::atomic::Ordering::Relaxed;
+            let name = "adshard_events_spilled_total";
+            crate::metrics::family(
+                &mut text,
+                name,
+                "counter",
+                "Events sent to the spool instead of the database, by reason.",
+            );
+            for (i, st) in self.deps.spool.iter().enumerate() {
+                let v = st.spilled_queue_full.load(Relaxed);
+                let _ = writeln!(text, "{name}{{shard=\"{i}\",reason=\"queue_full\"}} {v}");
+            }
+            let _ = writeln!(
+                text,
+                "{name}{{reason=\"db_down\"}} {}",
+                db.spilled_down.load(Relaxed)
+            );
+            let _ = writeln!(
+                text,
+                "{name}{{reason=\"write_failed\"}} {}",
+                db.spilled_failed.load(Relaxed)
+            );
+            for (name, kind, help, v) in [
+                (
+                    "adshard_db_up",
+                    "gauge",
+                    "1 while the event database takes writes.",
+                    db.up.load(Relaxed) as i64,
+                ),
+                (
+                    "adshard_db_in_flight",
+                    "gauge",
+                    "Event batches being written now.",
+                    db.in_flight.load(Relaxed),
+                ),
+                (
+                    "adshard_db_events_stored_total",
+                    "counter",
+                    "Events stored in the database (first writes and replays).",
+                    db.stored.load(Relaxed) as i64,
+                ),
+                (
+                    "adshard_db_write_errors_total",
+                    "counter",
+                    "Failed batch attempts.",
+                    db.write_errors.load(Relaxed) as i64,
+                ),
+                (
+                    "adshard_db_retries_total",
+                    "counter",
+                    "Retried batch attempts.",
+                    db.retries.load(Relaxed) as i64,
+                ),
+                (
+                    "adshard_db_events_lost_total",
+                    "counter",
+                    "Events the database writer could neither store nor spool.",
+                    db.dropped.load(Relaxed) as i64,
+                ),
+                (
+                    "adshard_events_replayed_total",
+                    "counter",
+                    "Events replayed from spool segments into the database.",
+                    db.replayed.load(Relaxed) as i64,
+                ),
+                (
+                    "adshard_replay_segments_total",
+                    "counter",
+                    "Spool segments replayed.",
+                    db.replayed_segments.load(Relaxed) as i64,
+                ),
+                (
+                    "adshard_replay_errors_total",
+                    "counter",
+                    "Spool segments that could not be replayed (kept as .bad) or removed.",
+                    db.replay_errors.load(Relaxed) as i64,
+                ),
+            ] {
+                crate::metrics::family(&mut text, name, kind, help);
+                let _ = writeln!(text, "{name} {v}");
             }
         }
         if let Some(m) = &self.deps.models {

@@ -101,18 +101,23 @@ pub struct Config {
     pub events: EventsConfig,
 }
 
-/// `[events]`: where events go (no database yet: the spool).
+/// `[events]`: where events go. With no database (`[events.db] nodes`
+/// empty, the embedded default) every event goes to the spool; with one,
+/// events are written behind to it and the spool takes what it cannot.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
-    /// Directory of the per-shard spool files (created if missing).
+    /// Directory of the per-shard spool segments (created if missing).
     pub spool_dir: std::path::PathBuf,
-    /// Events each shard may queue for its writer before it drops (and counts).
+    /// Events each shard may queue for the database writer, and again for
+    /// its spool writer, before it drops one (and counts it).
     pub queue_capacity: usize,
     /// `never`, `interval` or `always`.
     pub fsync: crate::store::Fsync,
     /// With `fsync = "interval"`: the longest gap between syncs.
     pub fsync_interval_ms: u64,
+    /// The CQL database (ScyllaDB or Cassandra).
+    pub db: DbConfig,
 }
 
 impl Default for EventsConfig {
@@ -122,8 +127,67 @@ impl Default for EventsConfig {
             queue_capacity: 65_536,
             fsync: crate::store::Fsync::Interval,
             fsync_interval_ms: 1000,
+            db: DbConfig::default(),
         }
     }
+}
+
+/// `[events.db]`: write-behind of events to ScyllaDB (or Cassandra).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbConfig {
+    /// Contact points, `host:port`; empty = no database, spool only.
+    pub nodes: Vec<String>,
+    /// Keyspace of the event tables.
+    pub keyspace: String,
+    /// Create the keyspace and tables at start-up if missing.
+    pub create_schema: bool,
+    /// Replication map used when creating the keyspace (CQL map literal).
+    pub replication: String,
+    /// How long event rows live, in days (table default TTL).
+    pub ttl_days: u32,
+    /// Most events in one unlogged batch (one partition per batch).
+    pub batch_size: usize,
+    /// Most batches in flight at once.
+    pub max_in_flight: usize,
+    /// Retries of a failed batch before it is spilled to the spool.
+    pub retries: u32,
+    /// First retry delay; doubles each retry.
+    pub retry_backoff_ms: u64,
+    /// Per-request timeout.
+    pub request_timeout_ms: u64,
+    /// Connection set-up timeout.
+    pub connect_timeout_ms: u64,
+    /// While the database is down: how often it is probed; while it is up:
+    /// how often spilled segments are looked for and replayed.
+    pub probe_interval_ms: u64,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig {
+            nodes: Vec::new(),
+            keyspace: "adshard".into(),
+            create_schema: true,
+            replication: "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}".into(),
+            ttl_days: 90,
+            batch_size: 64,
+            max_in_flight: 64,
+            retries: 3,
+            retry_backoff_ms: 50,
+            request_timeout_ms: 2000,
+            connect_timeout_ms: 2000,
+            probe_interval_ms: 1000,
+        }
+    }
+}
+
+fn is_cql_identifier(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 48
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 /// `[overload]`: shed load when a shard's event loop lags.
@@ -606,6 +670,47 @@ impl Config {
                 return Err(invalid(
                     "admin.token",
                     "required (at least 8 characters) when admin.listen is set",
+                ));
+            }
+        }
+        let db = &self.events.db;
+        for (key, v) in [
+            ("events.db.batch_size", db.batch_size as u64),
+            ("events.db.max_in_flight", db.max_in_flight as u64),
+            ("events.db.request_timeout_ms", db.request_timeout_ms),
+            ("events.db.connect_timeout_ms", db.connect_timeout_ms),
+            ("events.db.probe_interval_ms", db.probe_interval_ms),
+            ("events.db.ttl_days", u64::from(db.ttl_days)),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if db.batch_size > 1000 {
+            return Err(invalid("events.db.batch_size", "at most 1000"));
+        }
+        if !is_cql_identifier(&db.keyspace) {
+            return Err(invalid(
+                "events.db.keyspace",
+                "must be a CQL identifier: a letter, then letters, digits or _ (at most 48)",
+            ));
+        }
+        if !(db.replication.starts_with('{') && db.replication.ends_with('}'))
+            || db.replication.contains(';')
+        {
+            return Err(invalid(
+                "events.db.replication",
+                "must be a CQL map literal such as {'class': 'NetworkTopologyStrategy', 'replication_factor': 3}",
+            ));
+        }
+        for n in &db.nodes {
+            if n.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(invalid(
+                    "events.db.nodes",
+                    format!("{n:?} is not host:port"),
                 ));
             }
         }

@@ -50,6 +50,8 @@ pub struct Event {
     pub price_micros: i64,
     /// ISO 4217 currency.
     pub currency: String,
+    /// Spend charged to the campaign by this event, millionths of USD.
+    pub spend_micros: i64,
 }
 
 /// Why a frame did not decode.
@@ -112,6 +114,7 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
     b.set_creative_id(ev.creative_id.as_str());
     b.set_price_micros(ev.price_micros);
     b.set_currency(ev.currency.as_str());
+    b.set_spend_micros(ev.spend_micros);
     // Writing into a Vec cannot fail.
     let _ = capnp::serialize::write_message(out, &msg);
 }
@@ -148,6 +151,7 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
             creative_id: text(r.get_creative_id())?,
             price_micros: r.get_price_micros(),
             currency: text(r.get_currency())?,
+            spend_micros: r.get_spend_micros(),
         },
         used,
     ))
@@ -200,6 +204,7 @@ mod tests {
             creative_id: "cr-9".into(),
             price_micros: 1_250_000,
             currency: "USD".into(),
+            spend_micros: 1_250,
         }
     }
 

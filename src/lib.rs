@@ -8,6 +8,7 @@ pub mod admin;
 pub mod adserve;
 pub mod api;
 pub mod config;
+pub mod cql;
 pub mod events;
 pub mod http;
 pub mod index;

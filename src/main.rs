@@ -45,8 +45,29 @@ enum Cmd {
     },
     /// Print the events in a spool file as JSON lines (a torn tail is reported).
     SpoolDump {
-        /// Spool file (spool/shard-N.spool).
+        /// Spool segment (spool/shard-N-SEQ.spool).
         file: PathBuf,
+    },
+    /// Load spool files into the database of [events.db] (idempotent: event
+    /// ids are the key). Without files: every segment in events.spool_dir
+    /// (stop the server first, or it may still be writing one).
+    Replay {
+        /// Config file (TOML) naming the database; without it the embedded
+        /// default plus ADSHARD__EVENTS__DB__NODES and friends.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Delete each file once all its events are stored.
+        #[arg(long)]
+        delete: bool,
+        /// Spool files.
+        files: Vec<PathBuf>,
+    },
+    /// Print the CQL schema of the event store for a config (keyspace,
+    /// tables, TTLs); deploy/cql/schema.cql is this for the default.
+    CqlSchema {
+        /// Config file (TOML); without it the embedded default.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Validate a config file and print the shards it would start.
     CheckConfig {
@@ -106,6 +127,7 @@ fn main() -> ExitCode {
                             "creative_id": ev.creative_id,
                             "price_micros": ev.price_micros,
                             "currency": ev.currency,
+                            "spend_micros": ev.spend_micros,
                         });
                         if std::io::Write::write_fmt(&mut out, format_args!("{line}\n")).is_err() {
                             return ExitCode::FAILURE;
@@ -120,6 +142,27 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Replay {
+            config,
+            delete,
+            files,
+        } => match load(config.as_ref()) {
+            Ok(cfg) => replay(&cfg, files, delete),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::CqlSchema { config } => match load(config.as_ref()) {
+            Ok(cfg) => {
+                print!("{}", adshard::cql::schema_script(&cfg.events.db));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Cmd::CheckConfig { file } => {
             match Config::load(&file)
                 .and_then(|c| c.shards(&adshard::config::allowed_cores()).map(|s| (c, s)))
@@ -176,6 +219,79 @@ fn main() -> ExitCode {
             serve(cfg)
         }
     }
+}
+
+/// `adshard replay`: exit 0 when every file is stored, 1 when the database
+/// failed part-way (files kept; running again is safe), 2 for bad input.
+fn replay(cfg: &Config, files: Vec<PathBuf>, delete: bool) -> ExitCode {
+    let db_cfg = &cfg.events.db;
+    if db_cfg.nodes.is_empty() {
+        eprintln!(
+            "error: events.db.nodes: no database configured (set it in the config file or ADSHARD__EVENTS__DB__NODES='[\"host:9042\"]')"
+        );
+        return ExitCode::from(2);
+    }
+    let files = if files.is_empty() {
+        match adshard::store::list_segments(&cfg.events.spool_dir) {
+            Ok(segs) => segs.into_iter().map(|s| s.path).collect(),
+            Err(e) => {
+                eprintln!("error: {}: {e}", cfg.events.spool_dir.display());
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        files
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let db = match adshard::cql::Db::connect(db_cfg).await {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("error: events.db: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let stats = adshard::cql::DbStats::default();
+        let conc = db_cfg.max_in_flight;
+        for f in &files {
+            match adshard::cql::replay_file(&db, f, db_cfg.batch_size, conc, &stats).await {
+                Ok(r) => {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "file": f.display().to_string(),
+                            "events": r.events,
+                            "torn_tail_bytes": r.torn_bytes,
+                        })
+                    );
+                    if delete {
+                        if let Err(e) = std::fs::remove_file(f) {
+                            eprintln!("error: {}: stored, but cannot delete: {e}", f.display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                Err(e @ adshard::cql::ReplayError::Db { .. }) => {
+                    eprintln!("error: {e} (files kept; replay again when the database is back)");
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 fn serve(cfg: Config) -> ExitCode {

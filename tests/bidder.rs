@@ -289,7 +289,9 @@ fn notices_over_the_wire() {
     assert!(m.contains("adshard_duplicate_notices_total{shard=\"0\"} 1"));
     app.stop();
     // Every event reached this shard's spool: the bid and each first notice.
-    let bytes = std::fs::read(adshard::store::spool_path(&spool, 0)).unwrap();
+    let segs = adshard::store::list_segments(&spool).unwrap();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    let bytes = std::fs::read(&segs[0].path).unwrap();
     let (events, tail) = adshard::store::read_spool(&bytes).unwrap();
     assert_eq!(tail, 0, "stop drains and syncs");
     use adshard::events::Kind::*;

@@ -695,6 +695,7 @@ fn bid_imp(
         creative_id: cr.id.clone(),
         price_micros: (price_usd * 1e6) as i64,
         currency: "USD".into(),
+        spend_micros: 0,
     };
     Ok((c.seat.clone(), bid, ev))
 }
@@ -703,11 +704,22 @@ fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
-/// Unique event id: time, shard and per-shard sequence.
+/// Unique event id: time (64 bits), a random process id (16), shard (12)
+/// and per-shard sequence (36). The process id keeps two servers' shards
+/// apart when they write to one database.
 pub fn event_id(shard: u16, seq: u64, now: Now) -> u128 {
     (u128::from(now.micros as u64) << 64)
-        | (u128::from(shard) << 48)
-        | u128::from(seq & 0xffff_ffff_ffff)
+        | (u128::from(process_tag()) << 48)
+        | (u128::from(shard & 0xfff) << 36)
+        | u128::from(seq & 0xf_ffff_ffff)
+}
+
+fn process_tag() -> u16 {
+    static TAG: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *TAG.get_or_init(|| {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(std::process::id()) as u16
+    })
 }
 
 /// Whether a deal (if bidding through one) admits the campaign's seat and domains.
@@ -948,6 +960,7 @@ pub fn notice(
         creative_id: n.creative.clone(),
         price_micros: n.price.map_or(0, |p| (p * 1e6) as i64),
         currency: "USD".into(),
+        spend_micros: (out.charged * 1e6).round() as i64,
     });
     Ok(out)
 }
