@@ -15,11 +15,13 @@
 //! Event ids are the primary key, so a replay writes the same rows again
 //! and nothing is stored twice. Spend counters (CQL counters cannot be
 //! written idempotently) are guarded per event by a lightweight transaction
-//! on `spend_applied`: an event's spend is added only by the writer whose
-//! `INSERT ... IF NOT EXISTS` applied; if the increment then fails the guard
-//! is deleted so that the replay adds it. A timed-out increment that the
-//! database did apply is the one case that can count twice (counters are
-//! not idempotent in Cassandra or ScyllaDB); the events table stays exact.
+//! on `spend_applied`: a writer claims the event (`INSERT ... IF NOT
+//! EXISTS`, counted = false), adds the spend, then marks it counted. A
+//! writer that finds a claim not yet marked counted adds it (the earlier
+//! writer failed in between), one that finds it counted skips it. So spend
+//! is never lost; it can count twice only when an increment the database
+//! applied was reported as failed (a timeout, a node killed mid-reply):
+//! CQL counters are not idempotent. The events table stays exact.
 
 use crate::config::DbConfig;
 use crate::events::{Event, Kind};
@@ -127,7 +129,8 @@ pub fn schema(cfg: &DbConfig) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {ks}.spend_applied (\n  \
              id uuid PRIMARY KEY,\n  \
              campaign_id bigint,\n  \
-             spend_micros bigint\n\
+             spend_micros bigint,\n  \
+             counted boolean      -- false: claimed, not yet added\n\
              ) WITH default_time_to_live = {ttl}"
         ),
     ]
@@ -162,7 +165,7 @@ pub struct Db {
     session: Session,
     insert: PreparedStatement,
     guard: PreparedStatement,
-    unguard: PreparedStatement,
+    counted: PreparedStatement,
     add_spend: PreparedStatement,
     retries: u32,
     backoff: Duration,
@@ -273,11 +276,14 @@ impl Db {
         ))
         .await?;
         let guard = prep(format!(
-            "INSERT INTO {ks}.spend_applied (id, campaign_id, spend_micros) VALUES (?, ?, ?) \
-             IF NOT EXISTS"
+            "INSERT INTO {ks}.spend_applied (id, campaign_id, spend_micros, counted) \
+             VALUES (?, ?, ?, false) IF NOT EXISTS"
         ))
         .await?;
-        let unguard = prep(format!("DELETE FROM {ks}.spend_applied WHERE id = ?")).await?;
+        let counted = prep(format!(
+            "UPDATE {ks}.spend_applied SET counted = true WHERE id = ?"
+        ))
+        .await?;
         let add_spend = prep(format!(
             "UPDATE {ks}.campaign_spend SET spend_micros = spend_micros + ? \
              WHERE campaign_id = ? AND day = ?"
@@ -287,7 +293,7 @@ impl Db {
             session,
             insert,
             guard,
-            unguard,
+            counted,
             add_spend,
             retries: cfg.retries,
             backoff: Duration::from_millis(cfg.retry_backoff_ms),
@@ -331,27 +337,20 @@ impl Db {
                 .execute_unpaged(&self.guard, (id, ev.campaign_id as i64, ev.spend_micros))
                 .await
                 .map_err(w)?;
-            let applied = res
-                .into_rows_result()
-                .ok()
-                .and_then(|r| r.first_row::<scylla::value::Row>().ok())
-                .and_then(|r| r.columns.into_iter().next().flatten())
-                .is_some_and(|v| matches!(v, CqlValue::Boolean(true)));
-            if !applied {
-                continue; // Already counted by an earlier write.
+            if !claim_needs_adding(res)? {
+                continue; // Already added by an earlier write.
             }
-            let add = self
-                .session
+            self.session
                 .execute_unpaged(
                     &self.add_spend,
                     (Counter(ev.spend_micros), ev.campaign_id as i64, day(ev)),
                 )
-                .await;
-            if let Err(e) = add {
-                // Let the replay add it.
-                let _ = self.session.execute_unpaged(&self.unguard, (id,)).await;
-                return Err(w(e));
-            }
+                .await
+                .map_err(w)?;
+            self.session
+                .execute_unpaged(&self.counted, (id,))
+                .await
+                .map_err(w)?;
         }
         Ok(())
     }
@@ -379,6 +378,31 @@ impl Db {
             }
         }
     }
+}
+
+/// From the answer to the claim (`INSERT ... IF NOT EXISTS`): whether this
+/// writer must add the event's spend: it made the claim, or an earlier
+/// writer claimed it and failed before marking it counted.
+fn claim_needs_adding(res: scylla::response::query_result::QueryResult) -> Result<bool, DbError> {
+    let bad = |m: String| DbError::Write(format!("unexpected answer to a spend claim: {m}"));
+    let rows = res.into_rows_result().map_err(|e| bad(e.to_string()))?;
+    let names: Vec<String> = rows
+        .column_specs()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let row = rows
+        .first_row::<scylla::value::Row>()
+        .map_err(|e| bad(e.to_string()))?;
+    let col = |n: &str| {
+        names
+            .iter()
+            .position(|x| x == n)
+            .and_then(|i| row.columns.get(i).cloned().flatten())
+    };
+    let applied = matches!(col("[applied]"), Some(CqlValue::Boolean(true)));
+    let counted = matches!(col("counted"), Some(CqlValue::Boolean(true)));
+    Ok(applied || !counted)
 }
 
 /// Splits events into runs of one partition, at most `max` long, in order.

@@ -578,7 +578,7 @@ impl crate::scoring::CtrModel for Fixed {
         out.clear();
         match self.0 {
             Some(p) => {
-                out.extend(std::iter::repeat(p).take(rows.len()));
+                out.extend(std::iter::repeat_n(p, rows.len()));
                 true
             }
             None => false,

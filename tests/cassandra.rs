@@ -1,0 +1,520 @@
+//! Event write-behind against a real CQL server: Apache Cassandra 5.0 from
+//! Maven Central (deploy/cassandra/cassandra.sh fetches it on first use and
+//! runs it on Java 17 on loopback). ScyllaDB speaks the same protocol.
+//!
+//! Two tests, run one after the other (each starts its own node):
+//! - `write_behind_and_replay`: bids and notices over the wire land in the
+//!   events table once each, with spend counters equal to the spend charged;
+//!   `adshard replay` of a spool file twice stores each event once and adds
+//!   its spend once; replay against a dead address fails and keeps the file.
+//! - `node_killed_under_load_loses_nothing`: the node is killed (SIGKILL)
+//!   while events stream in and restarted later; every event id is stored
+//!   exactly once afterwards and spend is never lost.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use adshard::events::{Event, Kind};
+use common::*;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_adshard");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openrtb");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/cassandra/cassandra.sh");
+
+/// One node at a time: two JVMs at once would crowd a small machine.
+static ONE_NODE: Mutex<()> = Mutex::new(());
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Cassandra node; killed when dropped.
+struct Node {
+    dir: PathBuf,
+    native: u16,
+    storage: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn new(name: &str) -> Node {
+        let dir = std::env::temp_dir().join(format!("adshard-cass-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut n = Node {
+            dir,
+            native: free_port(),
+            storage: free_port(),
+            child: None,
+        };
+        n.start();
+        n
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.native)
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .unwrap();
+        let mut cmd = Command::new("bash");
+        cmd.arg(SCRIPT)
+            .arg("run")
+            .arg(&self.dir)
+            .arg(self.native.to_string())
+            .arg(self.storage.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        // The node dies with the test process, whatever ends it.
+        // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.child = Some(
+            cmd.spawn()
+                .expect("bash runs deploy/cassandra/cassandra.sh"),
+        );
+        let t = Instant::now();
+        let rt = rt();
+        loop {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "Cassandra exited ({st}) during start-up:\n{}",
+                    self.log_tail()
+                );
+            }
+            if rt.block_on(cql(&self.addr())).is_some() {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(300),
+                "Cassandra did not answer CQL within 300 s (the first run fetches it from Maven Central):\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
+        s.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn cql(addr: &str) -> Option<Session> {
+    let s = tokio::time::timeout(
+        Duration::from_secs(5),
+        SessionBuilder::new()
+            .known_node(addr)
+            .connection_timeout(Duration::from_secs(2))
+            .build(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    s.query_unpaged("SELECT release_version FROM system.local", &[])
+        .await
+        .ok()?;
+    Some(s)
+}
+
+const SIMPLE: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
+
+/// Every stored event: id -> (how many rows, kind, spend).
+fn stored(addr: &str, ks: &str) -> (HashMap<u128, (u32, String, i64)>, i64) {
+    rt().block_on(async {
+        use futures_lite::StreamExt;
+        let s = cql(addr).await.expect("node answers");
+        let mut rows = s
+            .query_iter(
+                format!("SELECT id, kind, spend_micros FROM {ks}.events"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .rows_stream::<(uuid::Uuid, String, i64)>()
+            .unwrap();
+        let mut out: HashMap<u128, (u32, String, i64)> = HashMap::new();
+        while let Some(r) = rows.next().await {
+            let (id, kind, spend) = r.unwrap();
+            let e = out.entry(id.as_u128()).or_insert((0, kind, spend));
+            e.0 += 1;
+        }
+        let mut spend = s
+            .query_iter(format!("SELECT spend_micros FROM {ks}.campaign_spend"), &[])
+            .await
+            .unwrap()
+            .rows_stream::<(scylla::value::Counter,)>()
+            .unwrap();
+        let mut total = 0;
+        while let Some(r) = spend.next().await {
+            total += r.unwrap().0 .0;
+        }
+        (out, total)
+    })
+}
+
+fn db_toml(addr: &str, ks: &str) -> String {
+    format!(
+        "[events.db]\nnodes = [\"{addr}\"]\nkeyspace = \"{ks}\"\nreplication = \"{SIMPLE}\"\n\
+         probe_interval_ms = 200\nretry_backoff_ms = 20\nrequest_timeout_ms = 2000\n\
+         connect_timeout_ms = 1000"
+    )
+}
+
+fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(line_start))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+fn wait_for(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !pred() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn event(id: u128, shard: u16, spend: i64) -> Event {
+    Event {
+        id,
+        kind: if spend > 0 { Kind::Win } else { Kind::Bid },
+        ts_micros: (id >> 64) as i64,
+        shard,
+        auction_id: format!("auc-{id:x}"),
+        imp_id: "1".into(),
+        campaign_id: 1 + (id % 7) as u64,
+        creative_id: "cr".into(),
+        price_micros: 1_500_000,
+        currency: "USD".into(),
+        spend_micros: spend,
+    }
+}
+
+fn now_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+}
+
+#[test]
+fn write_behind_and_replay() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let node = Node::new("wb");
+    let addr = node.addr();
+
+    // 1. Over the wire: bids, wins (charged), bills (already charged).
+    let app = start_api(&db_toml(&addr, "t_wire"));
+    let a = app.local_addr();
+    let m = get(a, "/metrics").text();
+    assert!(m.contains("adshard_db_up 1"), "{m}");
+    let body = std::fs::read(format!("{FIXTURES}/bid-request-2.5_simple-banner.json")).unwrap();
+    let mut req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut r = Reader::new(connect(a));
+    let mut wins = 0;
+    for n in 0..300 {
+        req["id"] = serde_json::Value::String(format!("cass-{n}"));
+        let b = serde_json::to_vec(&req).unwrap();
+        let resp = post(&mut r, &b);
+        if resp.status != 200 {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        let bid = &v["seatbid"][0]["bid"][0];
+        let nurl = path(bid["nurl"].as_str().unwrap()).replace("${AUCTION_PRICE}", "1.25");
+        assert_eq!(get(a, &nurl).status, 200);
+        wins += 1;
+        if n % 2 == 0 {
+            let burl = path(bid["burl"].as_str().unwrap()).replace("${AUCTION_PRICE}", "1.25");
+            assert_eq!(get(a, &burl).status, 200);
+        }
+    }
+    assert!(wins > 50, "most requests bid ({wins})");
+    std::thread::sleep(Duration::from_millis(150));
+    let m = get(a, "/metrics").text();
+    let emitted = metric(&m, "adshard_events_total{");
+    app.stop();
+    let spilled = metric(&m, "adshard_events_spilled_total");
+    let (rows, spend) = stored(&addr, "t_wire");
+    assert_eq!(rows.len() as u64, emitted, "every event stored");
+    assert!(rows.values().all(|r| r.0 == 1), "each once");
+    let kinds = |k: &str| rows.values().filter(|r| r.1 == k).count();
+    assert_eq!(kinds("win"), wins);
+    assert_eq!(kinds("bid"), wins);
+    let charged: i64 = rows.values().map(|r| r.2).sum();
+    assert_eq!(
+        charged,
+        wins as i64 * 1250,
+        "one charge per auction: win, not bill"
+    );
+    assert_eq!(spend, charged, "spend counters add each charge once");
+    assert_eq!(spilled, 0, "nothing spilled while the database was up");
+
+    // 2. `adshard replay`: twice, same rows, spend added once.
+    let dir = std::env::temp_dir().join(format!("adshard-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("shard-0-0000000001.spool");
+    let base = now_micros() << 64;
+    let mut bytes = Vec::new();
+    let mut want_spend = 0;
+    for i in 0..1000u128 {
+        let spend = if i % 4 == 0 { 2_000 } else { 0 };
+        want_spend += spend;
+        adshard::events::encode(&event(base | i, (i % 3) as u16, spend), &mut bytes);
+    }
+    // A torn last write: replayed up to it, reported.
+    let mut torn = Vec::new();
+    adshard::events::encode(&event(base | 5000, 0, 7), &mut torn);
+    bytes.extend_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(&file, &bytes).unwrap();
+    let replay = |nodes: &str, extra: &[&str]| {
+        Command::new(BIN)
+            .arg("replay")
+            .args(extra)
+            .arg(&file)
+            .env("ADSHARD__EVENTS__DB__NODES", format!("[\"{nodes}\"]"))
+            .env("ADSHARD__EVENTS__DB__KEYSPACE", "t_replay")
+            .env("ADSHARD__EVENTS__DB__REPLICATION", SIMPLE)
+            .env("ADSHARD__EVENTS__DB__CONNECT_TIMEOUT_MS", "1000")
+            .env("ADSHARD__SCORING__ENABLED", "false")
+            .output()
+            .unwrap()
+    };
+    for round in 0..2 {
+        let out = replay(&addr, &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "round {round}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("\"events\":1000"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("\"torn_tail_bytes\":{}", torn.len() / 2)),
+            "{stdout}"
+        );
+        let (rows, spend) = stored(&addr, "t_replay");
+        assert_eq!(rows.len(), 1000, "round {round}");
+        assert!(rows.values().all(|r| r.0 == 1));
+        assert_eq!(spend, want_spend, "round {round}: spend added once");
+    }
+    // No database: exit 1, file kept.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let out = replay(&dead, &["--delete"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("events.db"));
+    assert!(file.exists());
+    let out = replay(&addr, &["--delete"]);
+    assert!(out.status.success());
+    assert!(!file.exists(), "--delete removes a stored file");
+    // No database configured at all: a clear error, exit 2.
+    let out = Command::new(BIN)
+        .args(["replay", "x.spool"])
+        .env("ADSHARD__SCORING__ENABLED", "false")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("events.db.nodes"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn post(r: &mut Reader, body: &[u8]) -> Resp {
+    r.send(
+        format!(
+            "POST /openrtb2/bid HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    r.send(body);
+    r.response()
+}
+
+fn path(u: &str) -> String {
+    u.split_once("://")
+        .unwrap()
+        .1
+        .split_once('/')
+        .map(|(_, p)| format!("/{p}"))
+        .unwrap()
+}
+
+#[test]
+fn node_killed_under_load_loses_nothing() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut node = Node::new("fault");
+    let addr = node.addr();
+    let spool = std::env::temp_dir().join(format!("adshard-fault-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spool);
+    let mut cfg = adshard::config::EventsConfig {
+        spool_dir: spool.clone(),
+        queue_capacity: 8192,
+        ..Default::default()
+    };
+    cfg.db = adshard::config::DbConfig {
+        nodes: vec![addr.clone()],
+        keyspace: "t_fault".into(),
+        replication: SIMPLE.into(),
+        retries: 2,
+        retry_backoff_ms: 20,
+        request_timeout_ms: 1000,
+        connect_timeout_ms: 1000,
+        probe_interval_ms: 200,
+        ..Default::default()
+    };
+    let started = adshard::store::Store::start(&cfg, 2).unwrap();
+    let db = started.db.clone().unwrap();
+    wait_for("the database writer to connect", 30, || {
+        db.up.load(Relaxed) == 1
+    });
+    let sinks: Vec<Arc<adshard::store::Sink>> = started.sinks.into_iter().map(Arc::new).collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Two producers (one per shard), about 4000 events/s each; every fifth
+    // charges spend.
+    let producers: Vec<_> = (0..2u16)
+        .map(|shard| {
+            let (sink, stop) = (sinks[usize::from(shard)].clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut pushed = Vec::new();
+                let mut spend = 0i64;
+                let mut seq = 0u128;
+                while !stop.load(Relaxed) {
+                    for _ in 0..8 {
+                        let id = (now_micros() << 64) | (u128::from(shard) << 48) | seq;
+                        seq += 1;
+                        let s = if seq.is_multiple_of(5) { 1_000 } else { 0 };
+                        spend += s;
+                        sink.push(event(id, shard, s));
+                        pushed.push(id);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                (pushed, spend)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    node.kill();
+    wait_for("the writer to see the node down", 30, || {
+        db.up.load(Relaxed) == 0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    node.start();
+    wait_for("the writer to see the node back", 60, || {
+        db.up.load(Relaxed) == 1
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Relaxed);
+    let mut pushed = Vec::new();
+    let mut want_spend = 0;
+    for p in producers {
+        let (ids, s) = p.join().unwrap();
+        pushed.extend(ids);
+        want_spend += s;
+    }
+    // Everything spilled while the node was down is replayed and deleted.
+    wait_for("the spool to be replayed", 120, || {
+        adshard::store::list_segments(&spool).unwrap().is_empty() && db.in_flight.load(Relaxed) == 0
+    });
+    drop(sinks);
+    started.store.join();
+    let lost = started
+        .spool
+        .iter()
+        .map(|s| s.dropped.load(Relaxed))
+        .sum::<u64>()
+        + db.dropped.load(Relaxed);
+    assert_eq!(lost, 0, "no event dropped");
+    let spilled = db.spilled_down.load(Relaxed)
+        + db.spilled_failed.load(Relaxed)
+        + started
+            .spool
+            .iter()
+            .map(|s| s.spilled_queue_full.load(Relaxed))
+            .sum::<u64>();
+    assert!(spilled > 0, "the fault sent events to the spool");
+    assert!(
+        db.replayed.load(Relaxed) >= spilled,
+        "and they were replayed"
+    );
+    assert!(
+        adshard::store::list_segments(&spool).unwrap().is_empty(),
+        "nothing left behind at shutdown"
+    );
+    let (rows, spend) = stored(&addr, "t_fault");
+    let missing = pushed.iter().filter(|id| !rows.contains_key(id)).count();
+    assert_eq!(missing, 0, "of {} events, {missing} missing", pushed.len());
+    assert_eq!(rows.len(), pushed.len(), "no rows but the events pushed");
+    let twice = rows.values().filter(|r| r.0 != 1).count();
+    assert_eq!(twice, 0, "each event id stored exactly once");
+    assert!(
+        spend >= want_spend,
+        "spend is never lost: {spend} stored, {want_spend} charged"
+    );
+    eprintln!(
+        "fault test: {} events, {spilled} spilled and replayed, spend {spend} of {want_spend} (excess from ambiguous counter writes: {})",
+        pushed.len(),
+        spend - want_spend
+    );
+    let _ = std::fs::remove_dir_all(&spool);
+}
