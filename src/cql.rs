@@ -16,7 +16,9 @@
 //! and nothing is stored twice. Spend counters (CQL counters cannot be
 //! written idempotently) are guarded per event by a lightweight transaction
 //! on `spend_applied`: a writer claims the event (`INSERT ... IF NOT
-//! EXISTS`, counted = false), adds the spend, then marks it counted. A
+//! EXISTS`, counted = false), adds the spend, then marks it counted; the
+//! events of one campaign and day in a batch share one conditional batch,
+//! one increment and one marking batch. A
 //! writer that finds a claim not yet marked counted adds it (the earlier
 //! writer failed in between), one that finds it counted skips it. So spend
 //! is never lost; it can count twice only when an increment the database
@@ -127,10 +129,12 @@ pub fn schema(cfg: &DbConfig) -> Vec<String> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.spend_applied (\n  \
-             id uuid PRIMARY KEY,\n  \
              campaign_id bigint,\n  \
+             day date,\n  \
+             id uuid,\n  \
              spend_micros bigint,\n  \
-             counted boolean      -- false: claimed, not yet added\n\
+             counted boolean,     -- false: claimed, not yet added\n  \
+             PRIMARY KEY ((campaign_id, day), id)\n\
              ) WITH default_time_to_live = {ttl}"
         ),
     ]
@@ -167,6 +171,7 @@ pub struct Db {
     guard: PreparedStatement,
     counted: PreparedStatement,
     add_spend: PreparedStatement,
+    spend_stripes: Vec<tokio::sync::Mutex<()>>,
     retries: u32,
     backoff: Duration,
 }
@@ -276,12 +281,13 @@ impl Db {
         ))
         .await?;
         let guard = prep(format!(
-            "INSERT INTO {ks}.spend_applied (id, campaign_id, spend_micros, counted) \
-             VALUES (?, ?, ?, false) IF NOT EXISTS"
+            "INSERT INTO {ks}.spend_applied (campaign_id, day, id, spend_micros, counted) \
+             VALUES (?, ?, ?, ?, false) IF NOT EXISTS"
         ))
         .await?;
         let counted = prep(format!(
-            "UPDATE {ks}.spend_applied SET counted = true WHERE id = ?"
+            "UPDATE {ks}.spend_applied SET counted = true \
+             WHERE campaign_id = ? AND day = ? AND id = ?"
         ))
         .await?;
         let add_spend = prep(format!(
@@ -295,6 +301,7 @@ impl Db {
             guard,
             counted,
             add_spend,
+            spend_stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             retries: cfg.retries,
             backoff: Duration::from_millis(cfg.retry_backoff_ms),
         })
@@ -330,28 +337,84 @@ impl Db {
             let values: Vec<Row<'_>> = evs.iter().map(row).collect();
             self.session.batch(&batch, values).await.map_err(w)?;
         }
+        // Spend: one claim, one increment and one mark per campaign and
+        // day, the groups concurrently.
+        let mut groups: Vec<Vec<&Event>> = Vec::new();
         for ev in evs.iter().filter(|e| e.spend_micros > 0) {
-            let id = uuid::Uuid::from_u128(ev.id);
-            let res = self
-                .session
-                .execute_unpaged(&self.guard, (id, ev.campaign_id as i64, ev.spend_micros))
-                .await
-                .map_err(w)?;
-            if !claim_needs_adding(res)? {
-                continue; // Already added by an earlier write.
+            let key = (ev.campaign_id, day(ev).0);
+            match groups
+                .iter_mut()
+                .find(|g| (g[0].campaign_id, day(g[0]).0) == key)
+            {
+                Some(g) => g.push(ev),
+                None => groups.push(vec![ev]),
             }
-            self.session
-                .execute_unpaged(
-                    &self.add_spend,
-                    (Counter(ev.spend_micros), ev.campaign_id as i64, day(ev)),
-                )
-                .await
-                .map_err(w)?;
-            self.session
-                .execute_unpaged(&self.counted, (id,))
-                .await
-                .map_err(w)?;
         }
+        for r in join_all(groups.iter().map(|g| self.add_spend_once(g)).collect()).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Adds the spend of `evs` (one campaign, one day) unless an earlier
+    /// write added it: claims them all in one conditional batch (one Paxos
+    /// round on the claims' partition); if any was claimed before (a
+    /// replay), claims them one by one and adds only those not counted.
+    async fn add_spend_once(&self, evs: &[&Event]) -> Result<(), DbError> {
+        let w = |e: scylla::errors::ExecutionError| DbError::Write(e.to_string());
+        let key = |ev: &Event| (ev.campaign_id as i64, day(ev));
+        // One writer at a time per campaign and day (striped): concurrent
+        // Paxos rounds and counter updates on one partition contend, time
+        // out, and a timed-out increment may still have been applied.
+        let stripe = (evs[0].campaign_id ^ u64::from(day(evs[0]).0).rotate_left(17))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            >> 58;
+        let _turn = self.spend_stripes[stripe as usize].lock().await;
+        let claim = |ev: &Event| {
+            let (c, d) = key(ev);
+            (c, d, uuid::Uuid::from_u128(ev.id), ev.spend_micros)
+        };
+        let mut batch = Batch::new(BatchType::Unlogged);
+        for _ in evs {
+            batch.append_statement(self.guard.clone());
+        }
+        let values: Vec<_> = evs.iter().map(|e| claim(e)).collect();
+        let res = self.session.batch(&batch, values).await.map_err(w)?;
+        let todo: Vec<&Event> = if claim_answer(res)?.0 {
+            evs.to_vec()
+        } else {
+            let mut todo = Vec::new();
+            for ev in evs {
+                let res = self
+                    .session
+                    .execute_unpaged(&self.guard, claim(ev))
+                    .await
+                    .map_err(w)?;
+                let (applied, counted) = claim_answer(res)?;
+                if applied || !counted {
+                    todo.push(*ev);
+                }
+            }
+            todo
+        };
+        let Some(first) = todo.first() else {
+            return Ok(()); // All added by an earlier write.
+        };
+        let (campaign, d) = key(first);
+        let sum: i64 = todo.iter().map(|e| e.spend_micros).sum();
+        self.session
+            .execute_unpaged(&self.add_spend, (Counter(sum), campaign, d))
+            .await
+            .map_err(w)?;
+        let mut marks = Batch::new(BatchType::Unlogged);
+        for _ in &todo {
+            marks.append_statement(self.counted.clone());
+        }
+        let values: Vec<_> = todo
+            .iter()
+            .map(|e| (campaign, d, uuid::Uuid::from_u128(e.id)))
+            .collect();
+        self.session.batch(&marks, values).await.map_err(w)?;
         Ok(())
     }
 
@@ -380,10 +443,10 @@ impl Db {
     }
 }
 
-/// From the answer to the claim (`INSERT ... IF NOT EXISTS`): whether this
-/// writer must add the event's spend: it made the claim, or an earlier
-/// writer claimed it and failed before marking it counted.
-fn claim_needs_adding(res: scylla::response::query_result::QueryResult) -> Result<bool, DbError> {
+/// From the answer to a claim (`INSERT ... IF NOT EXISTS`, alone or in a
+/// conditional batch): whether it applied, and, when it did not, whether
+/// the existing claim is marked counted.
+fn claim_answer(res: scylla::response::query_result::QueryResult) -> Result<(bool, bool), DbError> {
     let bad = |m: String| DbError::Write(format!("unexpected answer to a spend claim: {m}"));
     let rows = res.into_rows_result().map_err(|e| bad(e.to_string()))?;
     let names: Vec<String> = rows
@@ -402,7 +465,31 @@ fn claim_needs_adding(res: scylla::response::query_result::QueryResult) -> Resul
     };
     let applied = matches!(col("[applied]"), Some(CqlValue::Boolean(true)));
     let counted = matches!(col("counted"), Some(CqlValue::Boolean(true)));
-    Ok(applied || !counted)
+    Ok((applied, counted))
+}
+
+/// Runs futures concurrently on the current task; outputs in input order.
+async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 /// Splits events into runs of one partition, at most `max` long, in order.

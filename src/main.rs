@@ -87,7 +87,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ADSHARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,scylla=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -290,6 +290,15 @@ fn replay(cfg: &Config, files: Vec<PathBuf>, delete: bool) -> ExitCode {
                 }
             }
         }
+        eprintln!(
+            "{} files, {} events stored; {} failed attempts, {} retries",
+            files.len(),
+            stats.stored.load(std::sync::atomic::Ordering::Relaxed),
+            stats
+                .write_errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+            stats.retries.load(std::sync::atomic::Ordering::Relaxed)
+        );
         ExitCode::SUCCESS
     })
 }

@@ -14,162 +14,22 @@
 
 mod common;
 use adshard::events::{Event, Kind};
+use common::cassandra::{cql, free_port, rt, Node, ONE_NODE};
 use common::*;
-use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_adshard");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openrtb");
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/cassandra/cassandra.sh");
-
-/// One node at a time: two JVMs at once would crowd a small machine.
-static ONE_NODE: Mutex<()> = Mutex::new(());
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Cassandra node; killed when dropped.
-struct Node {
-    dir: PathBuf,
-    native: u16,
-    storage: u16,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn new(name: &str) -> Node {
-        let dir = std::env::temp_dir().join(format!("adshard-cass-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut n = Node {
-            dir,
-            native: free_port(),
-            storage: free_port(),
-            child: None,
-        };
-        n.start();
-        n
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.native)
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("node.log"))
-            .unwrap();
-        let mut cmd = Command::new("bash");
-        cmd.arg(SCRIPT)
-            .arg("run")
-            .arg(&self.dir)
-            .arg(self.native.to_string())
-            .arg(self.storage.to_string())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        // The node dies with the test process, whatever ends it.
-        // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        self.child = Some(
-            cmd.spawn()
-                .expect("bash runs deploy/cassandra/cassandra.sh"),
-        );
-        let t = Instant::now();
-        let rt = rt();
-        loop {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "Cassandra exited ({st}) during start-up:\n{}",
-                    self.log_tail()
-                );
-            }
-            if rt.block_on(cql(&self.addr())).is_some() {
-                return;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(300),
-                "Cassandra did not answer CQL within 300 s (the first run fetches it from Maven Central):\n{}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
-        s.lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn cql(addr: &str) -> Option<Session> {
-    let s = tokio::time::timeout(
-        Duration::from_secs(5),
-        SessionBuilder::new()
-            .known_node(addr)
-            .connection_timeout(Duration::from_secs(2))
-            .build(),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    s.query_unpaged("SELECT release_version FROM system.local", &[])
-        .await
-        .ok()?;
-    Some(s)
-}
 
 const SIMPLE: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
 
-/// Every stored event: id -> (how many rows, kind, spend).
-fn stored(addr: &str, ks: &str) -> (HashMap<u128, (u32, String, i64)>, i64) {
+/// Every stored event: id -> (how many rows, kind, spend); the sum of the
+/// spend counters; the sum of the spend ledger (`spend_applied`).
+fn stored(addr: &str, ks: &str) -> (HashMap<u128, (u32, String, i64)>, i64, i64) {
     rt().block_on(async {
         use futures_lite::StreamExt;
         let s = cql(addr).await.expect("node answers");
@@ -198,7 +58,17 @@ fn stored(addr: &str, ks: &str) -> (HashMap<u128, (u32, String, i64)>, i64) {
         while let Some(r) = spend.next().await {
             total += r.unwrap().0 .0;
         }
-        (out, total)
+        let mut claims = s
+            .query_iter(format!("SELECT spend_micros FROM {ks}.spend_applied"), &[])
+            .await
+            .unwrap()
+            .rows_stream::<(i64,)>()
+            .unwrap();
+        let mut ledger = 0;
+        while let Some(r) = claims.next().await {
+            ledger += r.unwrap().0;
+        }
+        (out, total, ledger)
     })
 }
 
@@ -289,7 +159,7 @@ fn write_behind_and_replay() {
     let emitted = metric(&m, "adshard_events_total{");
     app.stop();
     let spilled = metric(&m, "adshard_events_spilled_total");
-    let (rows, spend) = stored(&addr, "t_wire");
+    let (rows, spend, ledger) = stored(&addr, "t_wire");
     assert_eq!(rows.len() as u64, emitted, "every event stored");
     assert!(rows.values().all(|r| r.0 == 1), "each once");
     let kinds = |k: &str| rows.values().filter(|r| r.1 == k).count();
@@ -302,6 +172,7 @@ fn write_behind_and_replay() {
         "one charge per auction: win, not bill"
     );
     assert_eq!(spend, charged, "spend counters add each charge once");
+    assert_eq!(ledger, charged, "the spend ledger holds each charge once");
     assert_eq!(spilled, 0, "nothing spilled while the database was up");
 
     // 2. `adshard replay`: twice, same rows, spend added once.
@@ -343,14 +214,22 @@ fn write_behind_and_replay() {
             "round {round}: {stdout} {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        eprintln!(
+            "replay round {round}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         assert!(stdout.contains("\"events\":1000"), "{stdout}");
         assert!(
             stdout.contains(&format!("\"torn_tail_bytes\":{}", torn.len() / 2)),
             "{stdout}"
         );
-        let (rows, spend) = stored(&addr, "t_replay");
+        let (rows, spend, ledger) = stored(&addr, "t_replay");
         assert_eq!(rows.len(), 1000, "round {round}");
         assert!(rows.values().all(|r| r.0 == 1));
+        assert_eq!(
+            ledger, want_spend,
+            "round {round}: each charge once in the ledger"
+        );
         assert_eq!(spend, want_spend, "round {round}: spend added once");
     }
     // No database: exit 1, file kept.
@@ -501,15 +380,19 @@ fn node_killed_under_load_loses_nothing() {
         adshard::store::list_segments(&spool).unwrap().is_empty(),
         "nothing left behind at shutdown"
     );
-    let (rows, spend) = stored(&addr, "t_fault");
+    let (rows, spend, ledger) = stored(&addr, "t_fault");
     let missing = pushed.iter().filter(|id| !rows.contains_key(id)).count();
     assert_eq!(missing, 0, "of {} events, {missing} missing", pushed.len());
     assert_eq!(rows.len(), pushed.len(), "no rows but the events pushed");
     let twice = rows.values().filter(|r| r.0 != 1).count();
     assert_eq!(twice, 0, "each event id stored exactly once");
+    assert_eq!(
+        ledger, want_spend,
+        "the spend ledger holds each charge once"
+    );
     assert!(
         spend >= want_spend,
-        "spend is never lost: {spend} stored, {want_spend} charged"
+        "counted spend is never lost: {spend} counted, {want_spend} charged"
     );
     eprintln!(
         "fault test: {} events, {spilled} spilled and replayed, spend {spend} of {want_spend} (excess from ambiguous counter writes: {})",

@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
+pub mod cassandra;
+
 use adshard::config::Config;
 use adshard::http::{Request, Response};
 use adshard::shard::{Server, Service, ShardCtx};
