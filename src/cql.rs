@@ -12,6 +12,13 @@
 //! it once all its events are stored; a segment with a torn tail (a crash
 //! mid-write) is kept, renamed `.torn`, after its whole events are stored.
 //!
+//! Spend is added apart from the event rows, so that slow conditional
+//! writes never hold up the rows: once a batch's rows are stored, its
+//! charges go to the spend task, which gathers them for [`SPEND_ROUND`] and
+//! then writes one claim batch, one increment and one marking batch per
+//! campaign and day. A failed round spills its charges' events; the replay
+//! rewrites their rows (no change) and adds the spend not yet counted.
+//!
 //! Event ids are the primary key, so a replay writes the same rows again
 //! and nothing is stored twice. Spend counters (CQL counters cannot be
 //! written idempotently) are guarded per event by a lightweight transaction
@@ -320,9 +327,9 @@ impl Db {
             .is_ok()
     }
 
-    /// One attempt: the events in one unlogged batch (they should share a
-    /// partition), then the spend of those that charged any.
-    async fn write_once(&self, evs: &[Event]) -> Result<(), DbError> {
+    /// One attempt at the event rows: one unlogged batch (the events should
+    /// share a partition).
+    async fn write_events_once(&self, evs: &[Event]) -> Result<(), DbError> {
         let w = |e: scylla::errors::ExecutionError| DbError::Write(e.to_string());
         if let [one] = evs {
             self.session
@@ -337,14 +344,19 @@ impl Db {
             let values: Vec<Row<'_>> = evs.iter().map(row).collect();
             self.session.batch(&batch, values).await.map_err(w)?;
         }
-        // Spend: one claim, one increment and one mark per campaign and
-        // day, the groups concurrently.
+        Ok(())
+    }
+
+    /// One attempt at the spend of `evs` (those without spend are skipped):
+    /// one claim batch, one increment and one marking batch per campaign,
+    /// day and [`SPEND_GROUP`] events, the groups concurrently.
+    async fn add_spend(&self, evs: &[Event]) -> Result<(), DbError> {
         let mut groups: Vec<Vec<&Event>> = Vec::new();
         for ev in evs.iter().filter(|e| e.spend_micros > 0) {
             let key = (ev.campaign_id, day(ev).0);
             match groups
                 .iter_mut()
-                .find(|g| (g[0].campaign_id, day(g[0]).0) == key)
+                .find(|g| g.len() < SPEND_GROUP && (g[0].campaign_id, day(g[0]).0) == key)
             {
                 Some(g) => g.push(ev),
                 None => groups.push(vec![ev]),
@@ -354,6 +366,50 @@ impl Db {
             r?;
         }
         Ok(())
+    }
+
+    /// `f` until it succeeds or has failed `retries + 1` times, with
+    /// doubling back-off.
+    async fn retrying<'a, F, Fut>(&self, stats: &DbStats, f: F) -> Result<(), DbError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), DbError>> + 'a,
+    {
+        let mut delay = self.backoff;
+        let mut attempt = 0;
+        loop {
+            match f().await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    stats.write_errors.fetch_add(1, Relaxed);
+                    if attempt >= self.retries {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    stats.retries.fetch_add(1, Relaxed);
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                }
+            }
+        }
+    }
+
+    /// Writes the event rows of `evs` (retrying), not their spend.
+    pub async fn write_events(&self, evs: &[Event], stats: &DbStats) -> Result<(), DbError> {
+        self.retrying(stats, || self.write_events_once(evs)).await?;
+        stats.stored.fetch_add(evs.len() as u64, Relaxed);
+        Ok(())
+    }
+
+    /// Adds the spend of `evs` to the counters (retrying), each charge once.
+    pub async fn write_spend(&self, evs: &[Event], stats: &DbStats) -> Result<(), DbError> {
+        self.retrying(stats, || self.add_spend(evs)).await
+    }
+
+    /// Writes `evs`: rows, then spend (retrying each).
+    pub async fn write(&self, evs: &[Event], stats: &DbStats) -> Result<(), DbError> {
+        self.write_events(evs, stats).await?;
+        self.write_spend(evs, stats).await
     }
 
     /// Adds the spend of `evs` (one campaign, one day) unless an earlier
@@ -416,30 +472,6 @@ impl Db {
             .collect();
         self.session.batch(&marks, values).await.map_err(w)?;
         Ok(())
-    }
-
-    /// Writes `evs`, retrying with doubling back-off.
-    pub async fn write(&self, evs: &[Event], stats: &DbStats) -> Result<(), DbError> {
-        let mut delay = self.backoff;
-        let mut attempt = 0;
-        loop {
-            match self.write_once(evs).await {
-                Ok(()) => {
-                    stats.stored.fetch_add(evs.len() as u64, Relaxed);
-                    return Ok(());
-                }
-                Err(e) => {
-                    stats.write_errors.fetch_add(1, Relaxed);
-                    if attempt >= self.retries {
-                        return Err(e);
-                    }
-                    attempt += 1;
-                    stats.retries.fetch_add(1, Relaxed);
-                    tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
-                }
-            }
-        }
     }
 }
 
@@ -646,6 +678,15 @@ struct Writer {
     down: AtomicBool,
 }
 
+/// Most charges in one claim batch (Cassandra refuses batches over 50 KB).
+const SPEND_GROUP: usize = 64;
+
+/// How long spend waits to gather more charges before a round of claims.
+const SPEND_ROUND: Duration = Duration::from_millis(20);
+
+/// Charges waiting for the spend task before they are spilled instead.
+const SPEND_BACKLOG: usize = 65_536;
+
 /// How long an idle database writer sleeps between polls of the queues.
 const POLL: Duration = Duration::from_millis(1);
 
@@ -693,9 +734,36 @@ impl Writer {
         }
     }
 
+    /// Adds spend in rounds: waits [`SPEND_ROUND`] after a charge arrives so
+    /// that one claim batch per campaign and day carries many charges.
+    /// Charges whose round fails are spilled with their events (the replay
+    /// rewrites the rows and adds what is not counted).
+    async fn spend_loop(self: Arc<Self>, db: Arc<Db>, mut rx: tokio::sync::mpsc::Receiver<Event>) {
+        while let Some(first) = rx.recv().await {
+            tokio::time::sleep(SPEND_ROUND).await;
+            let mut round = vec![first];
+            while round.len() < SPEND_BACKLOG {
+                match rx.try_recv() {
+                    Ok(ev) => round.push(ev),
+                    Err(_) => break,
+                }
+            }
+            if self.down.load(Relaxed) {
+                self.spill(round, &self.stats.spilled_down);
+            } else if db.write_spend(&round, &self.stats).await.is_err() {
+                self.set_down(true);
+                self.spill(round, &self.stats.spilled_failed);
+            }
+        }
+    }
+
     async fn run(self, queues: Vec<Receiver<Event>>) {
         let this = Arc::new(self);
         let mut db = this.connect().await;
+        let mut spend: Option<(
+            tokio::sync::mpsc::Sender<Event>,
+            tokio::task::JoinHandle<()>,
+        )> = None;
         let limit = this.cfg.max_in_flight;
         let sem = Arc::new(tokio::sync::Semaphore::new(limit));
         let probe_every = Duration::from_millis(this.cfg.probe_interval_ms);
@@ -724,18 +792,39 @@ impl Writer {
                 if evs.is_empty() {
                     continue;
                 }
-                match &db {
-                    Some(d) if !this.down.load(Relaxed) => {
+                if let Some(d) = &db {
+                    if spend.is_none() {
+                        let (tx, rx) = tokio::sync::mpsc::channel(SPEND_BACKLOG);
+                        let h = tokio::task::spawn(this.clone().spend_loop(d.clone(), rx));
+                        spend = Some((tx, h));
+                    }
+                }
+                match (&db, &spend) {
+                    (Some(d), Some((spend_tx, _))) if !this.down.load(Relaxed) => {
                         for chunk in chunks(evs, batch) {
                             let Ok(permit) = sem.clone().acquire_owned().await else {
                                 return;
                             };
-                            let (d, w) = (d.clone(), this.clone());
+                            let (d, w, spend_tx) = (d.clone(), this.clone(), spend_tx.clone());
                             w.stats.in_flight.fetch_add(1, Relaxed);
                             tokio::task::spawn(async move {
-                                if d.write(&chunk, &w.stats).await.is_err() {
+                                if d.write_events(&chunk, &w.stats).await.is_err() {
                                     w.set_down(true);
                                     w.spill(chunk, &w.stats.spilled_failed);
+                                } else {
+                                    for ev in chunk.into_iter().filter(|e| e.spend_micros > 0) {
+                                        if let Err(e) = spend_tx.try_send(ev) {
+                                            let ev = match e {
+                                                tokio::sync::mpsc::error::TrySendError::Full(
+                                                    ev,
+                                                )
+                                                | tokio::sync::mpsc::error::TrySendError::Closed(
+                                                    ev,
+                                                ) => ev,
+                                            };
+                                            w.spill(vec![ev], &w.stats.spilled_failed);
+                                        }
+                                    }
                                 }
                                 w.stats.in_flight.fetch_sub(1, Relaxed);
                                 drop(permit);
@@ -770,8 +859,13 @@ impl Writer {
                 tokio::time::sleep(POLL).await;
             }
         }
-        // Stopping: every batch in flight finishes (stored or spilled).
+        // Stopping: every batch in flight finishes (stored or spilled), then
+        // the spend rounds it queued.
         let _ = sem.acquire_many(limit as u32).await;
+        if let Some((tx, h)) = spend {
+            drop(tx);
+            let _ = h.await;
+        }
         if let Some(h) = replay {
             // A segment cut off mid-replay stays on disk and is replayed in
             // full next time; rows already written are simply rewritten.
