@@ -116,6 +116,9 @@ pub struct EventsConfig {
     pub fsync: crate::store::Fsync,
     /// With `fsync = "interval"`: the longest gap between syncs.
     pub fsync_interval_ms: u64,
+    /// A spool segment is sealed (and a new one opened) once it reaches
+    /// this size, so a replay reads bounded files.
+    pub segment_max_bytes: u64,
     /// The CQL database (ScyllaDB or Cassandra).
     pub db: DbConfig,
 }
@@ -127,6 +130,7 @@ impl Default for EventsConfig {
             queue_capacity: 65_536,
             fsync: crate::store::Fsync::Interval,
             fsync_interval_ms: 1000,
+            segment_max_bytes: 64 * 1024 * 1024,
             db: DbConfig::default(),
         }
     }
@@ -148,6 +152,8 @@ pub struct DbConfig {
     pub ttl_days: u32,
     /// Most events in one unlogged batch (one partition per batch).
     pub batch_size: usize,
+    /// Longest an event waits for its batch to fill before it is sent.
+    pub linger_ms: u64,
     /// Most batches in flight at once.
     pub max_in_flight: usize,
     /// Retries of a failed batch before it is spilled to the spool.
@@ -172,6 +178,7 @@ impl Default for DbConfig {
             replication: "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}".into(),
             ttl_days: 90,
             batch_size: 64,
+            linger_ms: 5,
             max_in_flight: 64,
             retries: 3,
             retry_backoff_ms: 50,
@@ -713,6 +720,9 @@ impl Config {
                     format!("{n:?} is not host:port"),
                 ));
             }
+        }
+        if self.events.segment_max_bytes < 4096 {
+            return Err(invalid("events.segment_max_bytes", "at least 4096"));
         }
         if self.events.queue_capacity == 0 {
             return Err(invalid("events.queue_capacity", "must be greater than 0"));

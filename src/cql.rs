@@ -349,8 +349,8 @@ impl Db {
 
     /// One attempt at the spend of `evs` (those without spend are skipped):
     /// one claim batch, one increment and one marking batch per campaign,
-    /// day and [`SPEND_GROUP`] events, the groups concurrently.
-    async fn add_spend(&self, evs: &[Event]) -> Result<(), DbError> {
+    /// day and [`SPEND_GROUP`] events, up to `concurrency` groups at once.
+    async fn add_spend(&self, evs: &[Event], concurrency: usize) -> Result<(), DbError> {
         let mut groups: Vec<Vec<&Event>> = Vec::new();
         for ev in evs.iter().filter(|e| e.spend_micros > 0) {
             let key = (ev.campaign_id, day(ev).0);
@@ -362,10 +362,8 @@ impl Db {
                 None => groups.push(vec![ev]),
             }
         }
-        for r in join_all(groups.iter().map(|g| self.add_spend_once(g)).collect()).await {
-            r?;
-        }
-        Ok(())
+        let writes: Vec<_> = groups.iter().map(|g| self.add_spend_once(g)).collect();
+        bounded(writes, concurrency).await
     }
 
     /// `f` until it succeeds or has failed `retries + 1` times, with
@@ -403,7 +401,8 @@ impl Db {
 
     /// Adds the spend of `evs` to the counters (retrying), each charge once.
     pub async fn write_spend(&self, evs: &[Event], stats: &DbStats) -> Result<(), DbError> {
-        self.retrying(stats, || self.add_spend(evs)).await
+        self.retrying(stats, || self.add_spend(evs, SPEND_CONCURRENCY))
+            .await
     }
 
     /// Writes `evs`: rows, then spend (retrying each).
@@ -500,28 +499,36 @@ fn claim_answer(res: scylla::response::query_result::QueryResult) -> Result<(boo
     Ok((applied, counted))
 }
 
-/// Runs futures concurrently on the current task; outputs in input order.
-async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *o = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
+/// Runs the futures, up to `limit` at once on the current task (they may
+/// borrow; nothing is spawned); stops at the first error.
+async fn bounded<F>(futs: impl IntoIterator<Item = F>, limit: usize) -> Result<(), DbError>
+where
+    F: std::future::Future<Output = Result<(), DbError>>,
+{
+    let mut pending = futs.into_iter();
+    let mut slots: Vec<std::pin::Pin<Box<F>>> = Vec::new();
+    loop {
+        while slots.len() < limit.max(1) {
+            match pending.next() {
+                Some(f) => slots.push(Box::pin(f)),
+                None => break,
             }
         }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
+        if slots.is_empty() {
+            return Ok(());
         }
-    })
-    .await;
-    out.into_iter().flatten().collect()
+        let (res, i) = std::future::poll_fn(|cx| {
+            for (i, f) in slots.iter_mut().enumerate() {
+                if let std::task::Poll::Ready(r) = f.as_mut().poll(cx) {
+                    return std::task::Poll::Ready((r, i));
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        drop(slots.swap_remove(i));
+        res?;
+    }
 }
 
 /// Splits events into runs of one partition, at most `max` long, in order.
@@ -597,44 +604,22 @@ pub async fn replay_file(
         source,
     })?;
     let n = evs.len() as u64;
-    // Up to `concurrency` batches at once, as local futures polled together
-    // (they borrow `db`; nothing is spawned).
-    type Write<'a> =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), DbError>> + Send + 'a>>;
-    let mut pending = chunks(evs, batch_size).into_iter();
-    let mut slots: Vec<Write<'_>> = Vec::new();
-    let mut failure = None;
-    loop {
-        while slots.len() < concurrency.max(1) {
-            match pending.next() {
-                Some(chunk) => slots.push(Box::pin(async move { db.write(&chunk, stats).await })),
-                None => break,
-            }
-        }
-        if slots.is_empty() {
-            break;
-        }
-        let (res, i) = std::future::poll_fn(|cx| {
-            for (i, f) in slots.iter_mut().enumerate() {
-                if let std::task::Poll::Ready(r) = f.as_mut().poll(cx) {
-                    return std::task::Poll::Ready((r, i));
-                }
-            }
-            std::task::Poll::Pending
-        })
-        .await;
-        drop(slots.swap_remove(i));
-        if let Err(e) = res {
-            failure = Some(e);
-            break;
-        }
-    }
-    if let Some(source) = failure {
-        return Err(ReplayError::Db {
-            path: path.into(),
-            source,
-        });
-    }
+    let spend: Vec<Event> = evs.iter().filter(|e| e.spend_micros > 0).cloned().collect();
+    let db_err = |source| ReplayError::Db {
+        path: path.into(),
+        source,
+    };
+    // Rows first, then the spend of the whole file in rounds of one claim
+    // batch per campaign and day (far fewer conditional writes than per
+    // batch of rows).
+    let writes: Vec<_> = chunks(evs, batch_size)
+        .into_iter()
+        .map(|chunk| async move { db.write_events(&chunk, stats).await })
+        .collect();
+    bounded(writes, concurrency).await.map_err(db_err)?;
+    db.retrying(stats, || db.add_spend(&spend, concurrency))
+        .await
+        .map_err(db_err)?;
     stats.replayed.fetch_add(n, Relaxed);
     Ok(Replayed {
         events: n,
@@ -680,6 +665,9 @@ struct Writer {
 
 /// Most charges in one claim batch (Cassandra refuses batches over 50 KB).
 const SPEND_GROUP: usize = 64;
+
+/// Most claim groups written at once by a spend round.
+const SPEND_CONCURRENCY: usize = 16;
 
 /// How long spend waits to gather more charges before a round of claims.
 const SPEND_ROUND: Duration = Duration::from_millis(20);
@@ -771,16 +759,27 @@ impl Writer {
         let mut open = vec![true; queues.len()];
         let mut replay: Option<tokio::task::JoinHandle<()>> = None;
         let batch = this.cfg.batch_size;
+        let linger = Duration::from_millis(this.cfg.linger_ms);
+        // Per shard: events gathered, and when the oldest arrived. A shard's
+        // events go out once a batch is full or the oldest has waited
+        // `linger_ms` (fewer, fuller batches: less CPU here and there).
+        let mut bufs: Vec<Vec<Event>> = queues.iter().map(|_| Vec::new()).collect();
+        let mut since = vec![tokio::time::Instant::now(); queues.len()];
         loop {
             let mut got = 0;
             for (i, rx) in queues.iter().enumerate() {
                 if !open[i] {
                     continue;
                 }
-                let mut evs = Vec::new();
-                while evs.len() < batch * 4 {
+                while bufs[i].len() < batch * 4 {
                     match rx.try_recv() {
-                        Ok(ev) => evs.push(ev),
+                        Ok(ev) => {
+                            if bufs[i].is_empty() {
+                                since[i] = tokio::time::Instant::now();
+                            }
+                            bufs[i].push(ev);
+                            got += 1;
+                        }
                         Err(TryRecvError::Empty) => break,
                         Err(TryRecvError::Disconnected) => {
                             open[i] = false;
@@ -788,10 +787,11 @@ impl Writer {
                         }
                     }
                 }
-                got += evs.len();
-                if evs.is_empty() {
+                let due = bufs[i].len() >= batch || since[i].elapsed() >= linger || !open[i];
+                if bufs[i].is_empty() || !due {
                     continue;
                 }
+                let evs = std::mem::take(&mut bufs[i]);
                 if let Some(d) = &db {
                     if spend.is_none() {
                         let (tx, rx) = tokio::sync::mpsc::channel(SPEND_BACKLOG);

@@ -189,6 +189,7 @@ impl Store {
             });
             let (tx, rx) = sync_channel(cfg.queue_capacity);
             let w = SpoolWriter {
+                max_bytes: cfg.segment_max_bytes,
                 dir: dir.clone(),
                 shard: id,
                 fsync: cfg.fsync,
@@ -261,6 +262,7 @@ impl Store {
 }
 
 struct SpoolWriter {
+    max_bytes: u64,
     dir: PathBuf,
     shard: usize,
     fsync: Fsync,
@@ -277,6 +279,7 @@ impl SpoolWriter {
         let mut buf = Vec::with_capacity(512);
         let mut last_sync = Instant::now();
         let mut dirty = false;
+        let mut size = 0u64;
         loop {
             // Poll rather than block: a sender only wakes a receiver that is
             // blocked, so a polling writer keeps futex wake-ups off the shards.
@@ -292,8 +295,19 @@ impl SpoolWriter {
                         buf.clear();
                         events::encode(&ev, &mut buf);
                         match out.as_mut().map(|o| o.write_all(&buf)) {
-                            Some(Ok(())) => n += 1,
+                            Some(Ok(())) => {
+                                n += 1;
+                                size += buf.len() as u64;
+                            }
                             _ => failed += 1,
+                        }
+                        if size >= self.max_bytes {
+                            // Full: sealed as on a rotation request.
+                            sync(&mut out, c);
+                            out = None;
+                            size = 0;
+                            seq += 1;
+                            self.ctl.active_seq.store(seq, Release);
                         }
                     }
                     Err(TryRecvError::Empty) => break,
@@ -320,6 +334,7 @@ impl SpoolWriter {
                 // Sealed: synced and closed before the new number shows.
                 sync(&mut out, c);
                 out = None;
+                size = 0;
                 dirty = false;
                 seq += 1;
                 self.ctl.active_seq.store(seq, Release);
@@ -496,6 +511,34 @@ mod tests {
             .unwrap()
             .iter()
             .any(|s| (s.shard, s.seq) == (3, 0)));
+    }
+
+    #[test]
+    fn segments_are_sealed_at_their_size_limit() {
+        let dir = temp_dir("segsize");
+        let cfg = EventsConfig {
+            segment_max_bytes: 4096,
+            ..events_cfg(&dir, 4096)
+        };
+        let st = Store::start(&cfg, 1).unwrap();
+        for i in 0..300 {
+            st.sinks[0].push(ev(i));
+        }
+        drop(st.sinks);
+        st.store.join();
+        let segs = list_segments(&dir).unwrap();
+        assert!(segs.len() > 3, "{} segments", segs.len());
+        let mut ids = Vec::new();
+        for (k, s) in segs.iter().enumerate() {
+            assert_eq!(s.seq, k as u64 + 1, "consecutive numbers");
+            let bytes = std::fs::read(&s.path).unwrap();
+            // Each holds up to one event past the limit.
+            assert!(bytes.len() < 4096 + 512, "{} bytes", bytes.len());
+            let (evs, tail) = read_spool(&bytes).unwrap();
+            assert_eq!(tail, 0);
+            ids.extend(evs.iter().map(|e| e.id));
+        }
+        assert_eq!(ids, (0..300u128).collect::<Vec<_>>(), "all, in order");
     }
 
     #[test]

@@ -217,6 +217,49 @@ fn invalid_requests_get_400_naming_the_field() {
     app.stop();
 }
 
+/// A database that is not there: the server still starts and serves; its
+/// events go to the spool, counted as spilled (db_down); nothing is lost.
+#[test]
+fn database_down_spills_to_the_spool() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let spool = spool_dir();
+    let app = start_api(&format!(
+        "[events]\nspool_dir = {:?}\n[events.db]\nnodes = [\"{dead}\"]\nconnect_timeout_ms = 100\nprobe_interval_ms = 100",
+        spool.to_str().unwrap()
+    ));
+    let a = app.local_addr();
+    let mut r = Reader::new(connect(a));
+    let body = std::fs::read(format!("{FIXTURES}/bid-request-2.5_simple-banner.json")).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            post(&mut r, "/openrtb2/bid", "application/json", "", &body).status,
+            200
+        );
+    }
+    let t = Instant::now();
+    let m = loop {
+        let m = get(a, "/metrics").text();
+        if m.contains("adshard_events_spilled_total{reason=\"db_down\"} 3") {
+            break m;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{m}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(m.contains("adshard_db_up 0"), "{m}");
+    app.stop();
+    let segs = adshard::store::list_segments(&spool).unwrap();
+    let mut n = 0;
+    for s in &segs {
+        let (evs, tail) = adshard::store::read_spool(&std::fs::read(&s.path).unwrap()).unwrap();
+        assert_eq!(tail, 0);
+        n += evs.len();
+    }
+    assert_eq!(n, 3, "every bid event is in the spool");
+}
+
 #[test]
 fn notices_over_the_wire() {
     let spool = spool_dir();

@@ -334,12 +334,12 @@ fn node_killed_under_load_loses_nothing() {
         .collect();
     std::thread::sleep(Duration::from_secs(2));
     node.kill();
-    wait_for("the writer to see the node down", 30, || {
+    wait_for("the writer to see the node down", 60, || {
         db.up.load(Relaxed) == 0
     });
     std::thread::sleep(Duration::from_secs(2));
     node.start();
-    wait_for("the writer to see the node back", 60, || {
+    wait_for("the writer to see the node back", 180, || {
         db.up.load(Relaxed) == 1
     });
     std::thread::sleep(Duration::from_secs(2));
@@ -352,7 +352,7 @@ fn node_killed_under_load_loses_nothing() {
         want_spend += s;
     }
     // Everything spilled while the node was down is replayed and deleted.
-    wait_for("the spool to be replayed", 120, || {
+    wait_for("the spool to be replayed", 300, || {
         adshard::store::list_segments(&spool).unwrap().is_empty() && db.in_flight.load(Relaxed) == 0
     });
     drop(sinks);

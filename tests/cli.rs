@@ -32,6 +32,41 @@ fn check_config_accepts_shipped_configs() {
     }
 }
 
+/// The Kubernetes ConfigMap's adshard.toml and the manifest's ADSHARD__
+/// variables are a valid configuration (a misspelt key would stop every pod).
+#[test]
+fn kubernetes_config_is_valid() {
+    let yaml = std::fs::read_to_string("deploy/k8s/adshard.yaml").unwrap();
+    let mut toml = String::new();
+    let mut inside = false;
+    for line in yaml.lines() {
+        if line.trim_end() == "  adshard.toml: |" {
+            inside = true;
+        } else if inside {
+            match line.strip_prefix("    ") {
+                Some(l) => {
+                    toml.push_str(l);
+                    toml.push('\n');
+                }
+                None if line.trim().is_empty() => toml.push('\n'),
+                None => break,
+            }
+        }
+    }
+    assert!(toml.contains("[server]"), "ConfigMap block found");
+    let env: Vec<(String, String)> = yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: "))
+        .filter(|n| n.starts_with("ADSHARD__"))
+        .map(|n| (n.to_string(), "k8s-test-token-0123".to_string()))
+        .collect();
+    assert!(!env.is_empty(), "the manifest sets the admin token");
+    let cfg = adshard::config::Config::from_toml(&toml, "deploy/k8s/adshard.yaml", env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!cfg.events.db.nodes.is_empty());
+    assert!(!cfg.admin.listen.is_empty());
+}
+
 #[test]
 fn bad_config_fails_naming_the_key() {
     let cases = [
