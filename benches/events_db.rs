@@ -73,7 +73,12 @@ fn main() {
         .map(|s| s.parse().expect("SECS: seconds per step"))
         .unwrap_or(10);
     let _one = cassandra::ONE_NODE.lock().unwrap();
-    let node = cassandra::Node::new("bench");
+    // A larger heap than the tests' node: 512 MiB ran out at 40k events/s.
+    if std::env::var_os("CASSANDRA_HEAP").is_none() {
+        // Single-threaded here: nothing else reads the environment yet.
+        std::env::set_var("CASSANDRA_HEAP", "2g");
+    }
+    let mut node = cassandra::Node::new("bench");
     let spool = std::env::temp_dir().join(format!("adshard-bench-spool-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&spool);
     let mut cfg = adshard::config::EventsConfig {
@@ -154,6 +159,7 @@ fn main() {
             < pushed
         {
             assert!(d.elapsed() < Duration::from_secs(300), "drain stalled");
+            node.assert_alive();
             std::thread::sleep(Duration::from_millis(5));
         }
         let drain_ms = d.elapsed().as_millis();
@@ -169,6 +175,7 @@ fn main() {
         let r = Instant::now();
         while !adshard::store::list_segments(&spool).unwrap().is_empty() {
             assert!(r.elapsed() < Duration::from_secs(600), "replay stalled");
+            node.assert_alive();
             std::thread::sleep(Duration::from_millis(50));
         }
         if sp > 0 {

@@ -29,6 +29,7 @@ CASS_CPU=${CASS_CPU:-}
 PORT=${PORT:-18490}
 NATIVE=${NATIVE:-19142}
 STORAGE=${STORAGE:-17142}
+export CASSANDRA_HEAP=${CASSANDRA_HEAP:-2g}
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2" >&2; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk

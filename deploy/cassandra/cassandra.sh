@@ -74,7 +74,7 @@ YAML
 XML
   # JVM flags from Cassandra's conf/jvm17-server.options (module access the
   # server needs on Java 17), plus a small heap for a test node.
-  exec "${JAVA:-java}" -Xms${CASSANDRA_HEAP:-512m} -Xmx${CASSANDRA_HEAP:-512m} \
+  exec "${JAVA:-java}" -Xms${CASSANDRA_HEAP:-1g} -Xmx${CASSANDRA_HEAP:-1g} \
     -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:+ExitOnOutOfMemoryError -XX:MaxTenuringThreshold=1 \
     -Djdk.attach.allowAttachSelf=true \
     --add-exports java.base/jdk.internal.misc=ALL-UNNAMED \

@@ -99,6 +99,13 @@ impl Node {
         }
     }
 
+    /// Panics with the log's tail if the node has exited.
+    pub fn assert_alive(&mut self) {
+        if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            panic!("Cassandra exited ({st}):\n{}", self.log_tail());
+        }
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
