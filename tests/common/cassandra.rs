@@ -101,7 +101,11 @@ impl Node {
 
     /// Panics with the log's tail if the node has exited.
     pub fn assert_alive(&mut self) {
-        if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+        if let Some(st) = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        {
             panic!("Cassandra exited ({st}):\n{}", self.log_tail());
         }
     }
