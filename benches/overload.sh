@@ -45,7 +45,7 @@ taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d10s -s benches/bid.lua "http://127.0.0.1
 CAP=$(awk '/Requests\/sec/ {printf "%d", $2}' "$TMP/wrk.out")
 echo "capacity (wrk closed loop, 64 connections): $CAP req/s"
 curl -sf "http://127.0.0.1:$PORT/metrics" | grep -E '^adshard_(shed_total|no_bids_total\{.*tmax)' > "$TMP/before" || true
-RATE=$((CAP * FACTOR))
+RATE=$(awk -v c="$CAP" -v f="$FACTOR" 'BEGIN {printf "%d", c * f}')
 echo "open loop at ${FACTOR}x: $RATE req/s for ${SECS} s over $CONNS connections"
 TARGET="127.0.0.1:$PORT" RATE=$RATE SECS=$SECS CONNS=$CONNS taskset -c "$CLIENT_CPU" "$GEN"
 echo "metrics before -> after:"
