@@ -57,6 +57,13 @@ fn now_micros() -> u128 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`: this
+    // one needs minutes (and, for overload, a server), so it only runs
+    // under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("events_db: a benchmark; run it with `cargo bench --bench events_db`");
+        return;
+    }
     // `cargo bench` passes --bench; nothing else is taken from argv.
     let rates: Vec<u64> = std::env::var("RATES")
         .unwrap_or_else(|_| "5000,10000,20000,40000".into())
