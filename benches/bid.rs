@@ -13,30 +13,21 @@ use adshard::openrtb::{decode_json, encode_json};
 use criterion::{black_box, BenchmarkId, Criterion};
 use std::time::{Duration, Instant};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openrtb");
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures_dir;
 
+/// The IAB examples, named by what follows `bid-request-` (2.5_mobile, ...).
 fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(FIXTURES)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("bid-request")
+    fixtures_dir::bid_requests()
+        .into_iter()
+        .map(|(name, body)| {
+            let short = name
+                .trim_start_matches("bid-request-")
+                .trim_end_matches(".json")
+                .to_string();
+            (short, body)
         })
-        .map(|p| {
-            (
-                p.file_stem()
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace("bid-request-", ""),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
+        .collect()
 }
 
 /// One full request: decode, decide, encode. Returns the response size.

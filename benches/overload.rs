@@ -17,22 +17,14 @@
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openrtb");
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures;
 
 fn bodies() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(FIXTURES)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("bid-request")
-        })
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
-    v.sort();
-    v
+    fixtures::bid_requests()
+        .into_iter()
+        .map(|(_, body)| String::from_utf8(body).unwrap())
+        .collect()
 }
 
 fn env<T: std::str::FromStr>(k: &str, d: T) -> T {

@@ -6,26 +6,10 @@ use common::*;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openrtb");
+const FIXTURES: &str = common::fixtures::DIR;
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(FIXTURES)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("bid-request")
-        })
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
+    let v = common::fixtures::bid_requests();
     assert_eq!(v.len(), 11);
     v
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_adshard");
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openrtb");
+const FIXTURES: &str = common::fixtures::DIR;
 
 const SIMPLE: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
 

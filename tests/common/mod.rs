@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cassandra;
+pub mod fixtures;
 
 use adshard::config::Config;
 use adshard::http::{Request, Response};
