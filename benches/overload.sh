@@ -47,7 +47,7 @@ echo "capacity (wrk closed loop, 64 connections): $CAP req/s"
 curl -sf "http://127.0.0.1:$PORT/metrics" | grep -E '^adshard_(shed_total|no_bids_total\{.*tmax)' > "$TMP/before" || true
 RATE=$(awk -v c="$CAP" -v f="$FACTOR" 'BEGIN {printf "%d", c * f}')
 echo "open loop at ${FACTOR}x: $RATE req/s for ${SECS} s over $CONNS connections"
-TARGET="127.0.0.1:$PORT" RATE=$RATE SECS=$SECS CONNS=$CONNS taskset -c "$CLIENT_CPU" "$GEN"
+TARGET="127.0.0.1:$PORT" RATE=$RATE SECS=$SECS CONNS=$CONNS taskset -c "$CLIENT_CPU" "$GEN" --bench
 echo "metrics before -> after:"
 curl -sf "http://127.0.0.1:$PORT/metrics" | grep -E '^adshard_(shed_total|no_bids_total\{.*tmax)' > "$TMP/after" || true
 paste -d' ' "$TMP/before" "$TMP/after" | awk '{print "  " $1 " " $2 " -> " $4}'
