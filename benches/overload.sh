@@ -21,25 +21,20 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-18500}
 
-need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2" >&2; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+. benches/lib.sh
 need wrk wrk
 need taskset util-linux
-cargo build --release --quiet
+build_server
 cargo bench --bench overload --no-run --quiet 2>/dev/null
 GEN=$(ls -t target/release/deps/overload-* | grep -v '\.d$' | head -1)
-if [ -z "${ORT_DYLIB_PATH:-}" ]; then
-  ORT_DYLIB_PATH=$(ls "$PWD"/target/ort/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1 || true)
-  export ORT_DYLIB_PATH
-fi
-[ -n "$ORT_DYLIB_PATH" ] || export ADSHARD__SCORING__ENABLED=false
 TMP=$(mktemp -d)
 cleanup() { [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 ADSHARD_LOG=warn ADSHARD__EVENTS__SPOOL_DIR="$TMP/spool" \
-  taskset -c "$SERVER_CPU" target/release/adshard serve --listen "127.0.0.1:$PORT" --cores "$SERVER_CPU" &
+  taskset -c "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$PORT" --cores "$SERVER_CPU" &
 APID=$!
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.05; done
+wait_ok "http://127.0.0.1:$PORT/readyz"
 
 taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d10s -s benches/bid.lua "http://127.0.0.1:$PORT/openrtb2/bid" >"$TMP/wrk.out"
 CAP=$(awk '/Requests\/sec/ {printf "%d", $2}' "$TMP/wrk.out")

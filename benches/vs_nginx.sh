@@ -23,23 +23,11 @@ SPIN_US=${SPIN_US:-10000}
 A_PORT=${A_PORT:-18480}
 N_PORT=${N_PORT:-18481}
 
-need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2" >&2; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+. benches/lib.sh
 need wrk wrk
 need nginx nginx-light
 need taskset util-linux
-
-cargo build --release --quiet
-BIN=target/release/adshard
-# CTR scoring needs libonnxruntime: use the one deploy/dev.sh extracted, else
-# benchmark with rule-based pricing (and say so).
-if [ -z "${ORT_DYLIB_PATH:-}" ]; then
-  ORT_DYLIB_PATH=$(ls "$PWD"/target/ort/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1 || true)
-  export ORT_DYLIB_PATH
-fi
-if [ -z "$ORT_DYLIB_PATH" ]; then
-  echo "note: no libonnxruntime (run deploy/dev.sh test once); scoring disabled for this run" >&2
-  export ADSHARD__SCORING__ENABLED=false
-fi
+build_server
 TMP=$(mktemp -d)
 cleanup() {
   [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true
@@ -74,7 +62,7 @@ taskset -c "$SERVER_CPU" nginx -c "$TMP/nginx.conf" -e "$TMP/nginx.err"
 ADSHARD__SERVER__SPIN_BEFORE_PARK_US=$SPIN_US ADSHARD_LOG=warn \
   taskset -c "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$A_PORT" --cores "$SERVER_CPU" &
 APID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$A_PORT/healthz" >/dev/null && break; sleep 0.05; done
+wait_ok "http://127.0.0.1:$A_PORT/healthz"
 curl -sf "http://127.0.0.1:$N_PORT$URL_PATH" >/dev/null
 
 run() { # port -> req/s

@@ -31,20 +31,10 @@ NATIVE=${NATIVE:-19142}
 STORAGE=${STORAGE:-17142}
 export CASSANDRA_HEAP=${CASSANDRA_HEAP:-2g}
 
-need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2" >&2; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+. benches/lib.sh
 need wrk wrk
 need taskset util-linux
-
-cargo build --release --quiet
-BIN=target/release/adshard
-if [ -z "${ORT_DYLIB_PATH:-}" ]; then
-  ORT_DYLIB_PATH=$(ls "$PWD"/target/ort/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1 || true)
-  export ORT_DYLIB_PATH
-fi
-if [ -z "$ORT_DYLIB_PATH" ]; then
-  echo "note: no libonnxruntime (run deploy/dev.sh test once); scoring disabled for this run" >&2
-  export ADSHARD__SCORING__ENABLED=false
-fi
+build_server
 deploy/cassandra/cassandra.sh fetch
 TMP=$(mktemp -d)
 cleanup() {
@@ -77,8 +67,7 @@ start() { # mode
   fi
   env "${env[@]}" taskset -c "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$PORT" --cores "$SERVER_CPU" &
   APID=$!
-  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return; sleep 0.05; done
-  echo "adshard did not start" >&2; exit 1
+  wait_ok "http://127.0.0.1:$PORT/readyz"
 }
 stop() {
   kill -TERM "$APID"; wait "$APID" || true; APID=
