@@ -314,11 +314,6 @@ impl Db {
         })
     }
 
-    /// The session (for queries of the caller's own).
-    pub fn session(&self) -> &Session {
-        &self.session
-    }
-
     /// True when the database answers.
     pub async fn probe(&self) -> bool {
         self.session
@@ -403,12 +398,6 @@ impl Db {
     pub async fn write_spend(&self, evs: &[Event], stats: &DbStats) -> Result<(), DbError> {
         self.retrying(stats, || self.add_spend(evs, SPEND_CONCURRENCY))
             .await
-    }
-
-    /// Writes `evs`: rows, then spend (retrying each).
-    pub async fn write(&self, evs: &[Event], stats: &DbStats) -> Result<(), DbError> {
-        self.write_events(evs, stats).await?;
-        self.write_spend(evs, stats).await
     }
 
     /// Adds the spend of `evs` (one campaign, one day) unless an earlier
@@ -663,6 +652,13 @@ struct Writer {
     down: AtomicBool,
 }
 
+/// A connected database and the spend task that goes with it.
+struct Live {
+    db: Arc<Db>,
+    spend: tokio::sync::mpsc::Sender<Event>,
+    spend_task: tokio::task::JoinHandle<()>,
+}
+
 /// Most charges in one claim batch (Cassandra refuses batches over 50 KB).
 const SPEND_GROUP: usize = 64;
 
@@ -708,11 +704,19 @@ impl Writer {
         }
     }
 
-    async fn connect(&self) -> Option<Arc<Db>> {
+    /// Connects and starts the spend task that goes with the connection.
+    async fn connect(self: &Arc<Self>) -> Option<Live> {
         match Db::connect(&self.cfg).await {
             Ok(db) => {
                 self.set_down(false);
-                Some(Arc::new(db))
+                let db = Arc::new(db);
+                let (spend, rx) = tokio::sync::mpsc::channel(SPEND_BACKLOG);
+                let spend_task = tokio::task::spawn(self.clone().spend_loop(db.clone(), rx));
+                Some(Live {
+                    db,
+                    spend,
+                    spend_task,
+                })
             }
             Err(e) => {
                 tracing::warn!(error = %e, "event database unavailable");
@@ -747,11 +751,7 @@ impl Writer {
 
     async fn run(self, queues: Vec<Receiver<Event>>) {
         let this = Arc::new(self);
-        let mut db = this.connect().await;
-        let mut spend: Option<(
-            tokio::sync::mpsc::Sender<Event>,
-            tokio::task::JoinHandle<()>,
-        )> = None;
+        let mut live = this.connect().await;
         let limit = this.cfg.max_in_flight;
         let sem = Arc::new(tokio::sync::Semaphore::new(limit));
         let probe_every = Duration::from_millis(this.cfg.probe_interval_ms);
@@ -792,20 +792,13 @@ impl Writer {
                     continue;
                 }
                 let evs = std::mem::take(&mut bufs[i]);
-                if let Some(d) = &db {
-                    if spend.is_none() {
-                        let (tx, rx) = tokio::sync::mpsc::channel(SPEND_BACKLOG);
-                        let h = tokio::task::spawn(this.clone().spend_loop(d.clone(), rx));
-                        spend = Some((tx, h));
-                    }
-                }
-                match (&db, &spend) {
-                    (Some(d), Some((spend_tx, _))) if !this.down.load(Relaxed) => {
+                match &live {
+                    Some(l) if !this.down.load(Relaxed) => {
                         for chunk in chunks(evs, batch) {
                             let Ok(permit) = sem.clone().acquire_owned().await else {
                                 return;
                             };
-                            let (d, w, spend_tx) = (d.clone(), this.clone(), spend_tx.clone());
+                            let (d, w, spend_tx) = (l.db.clone(), this.clone(), l.spend.clone());
                             w.stats.in_flight.fetch_add(1, Relaxed);
                             tokio::task::spawn(async move {
                                 if d.write_events(&chunk, &w.stats).await.is_err() {
@@ -839,18 +832,18 @@ impl Writer {
             }
             if tokio::time::Instant::now() >= next_probe {
                 next_probe = tokio::time::Instant::now() + probe_every;
-                match &db {
-                    None => db = this.connect().await,
-                    Some(d) if this.down.load(Relaxed) => {
-                        if d.probe().await {
+                match &live {
+                    None => live = this.connect().await,
+                    Some(l) if this.down.load(Relaxed) => {
+                        if l.db.probe().await {
                             this.set_down(false);
                         }
                     }
                     Some(_) => {}
                 }
-                if let Some(d) = &db {
+                if let Some(l) = &live {
                     if !this.down.load(Relaxed) && replay.as_ref().is_none_or(|h| h.is_finished()) {
-                        let (d, w) = (d.clone(), this.clone());
+                        let (d, w) = (l.db.clone(), this.clone());
                         replay = Some(tokio::task::spawn(async move { w.replay(&d).await }));
                     }
                 }
@@ -862,9 +855,9 @@ impl Writer {
         // Stopping: every batch in flight finishes (stored or spilled), then
         // the spend rounds it queued.
         let _ = sem.acquire_many(limit as u32).await;
-        if let Some((tx, h)) = spend {
-            drop(tx);
-            let _ = h.await;
+        if let Some(l) = live {
+            drop(l.spend);
+            let _ = l.spend_task.await;
         }
         if let Some(h) = replay {
             // A segment cut off mid-replay stays on disk and is replayed in
