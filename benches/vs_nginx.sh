@@ -9,6 +9,9 @@
 # to SERVER_CPU (default 0) and wrk to CLIENT_CPU (default 1). nginx answers the
 # same path with the same 11-byte body adshard's /healthz sends. Rounds
 # alternate nginx and adshard; the ratio is adshard/nginx of the medians.
+# Overload shedding is off (OVERLOAD=true turns it on): closed-loop wrk with
+# enough connections keeps a standing queue, which the shard would shed, and
+# this measures how much it serves.
 # Needs: wrk, nginx (Debian: wrk nginx-light), taskset; installs them if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +23,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 URL_PATH=${URL_PATH:-/healthz}
 SCRIPT=${SCRIPT:-}
 SPIN_US=${SPIN_US:-10000}
+OVERLOAD=${OVERLOAD:-false}
 A_PORT=${A_PORT:-18480}
 N_PORT=${N_PORT:-18481}
 
@@ -59,7 +63,7 @@ http {
 NGX
 taskset -c "$SERVER_CPU" nginx -c "$TMP/nginx.conf" -e "$TMP/nginx.err"
 
-ADSHARD__SERVER__SPIN_BEFORE_PARK_US=$SPIN_US ADSHARD_LOG=warn \
+ADSHARD__SERVER__SPIN_BEFORE_PARK_US=$SPIN_US ADSHARD__OVERLOAD__ENABLED=$OVERLOAD ADSHARD_LOG=warn \
   taskset -c "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$A_PORT" --cores "$SERVER_CPU" &
 APID=$!
 wait_ok "http://127.0.0.1:$A_PORT/healthz"

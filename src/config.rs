@@ -197,17 +197,27 @@ fn is_cql_identifier(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
-/// `[overload]`: shed load when a shard's event loop lags.
+/// `[overload]`: shed load when a shard's event loop lags or keeps a
+/// standing queue (see [`crate::shard::Load`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OverloadConfig {
-    /// Measure lag and shed.
+    /// Measure load and shed.
     pub enabled: bool,
-    /// How often each shard measures its event-loop lag.
+    /// How often each shard samples its event-loop lag.
     pub check_interval_ms: u64,
     /// Smoothed lag above which the shard sheds a growing share of requests
     /// (bids get 204, other routes 503; health and metrics are never shed).
     pub max_lag_ms: u64,
+    /// A queue whose lag stays above this for `standing_window_ms` (never
+    /// emptying) also sheds: the client is queueing on its side.
+    pub standing_lag_ms: u64,
+    /// See `standing_lag_ms`.
+    pub standing_window_ms: u64,
+    /// How fast the shed fraction rises while overloaded, per second.
+    pub shed_rise_per_s: f64,
+    /// How fast it decays otherwise, per second.
+    pub shed_decay_per_s: f64,
 }
 
 impl Default for OverloadConfig {
@@ -216,6 +226,10 @@ impl Default for OverloadConfig {
             enabled: true,
             check_interval_ms: 2,
             max_lag_ms: 20,
+            standing_lag_ms: 2,
+            standing_window_ms: 50,
+            shed_rise_per_s: 10.0,
+            shed_decay_per_s: 5.0,
         }
     }
 }
@@ -733,6 +747,20 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        for (key, v) in [
+            ("overload.shed_rise_per_s", self.overload.shed_rise_per_s),
+            ("overload.shed_decay_per_s", self.overload.shed_decay_per_s),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.overload.standing_window_ms == 0 {
+            return Err(invalid(
+                "overload.standing_window_ms",
+                "must be greater than 0",
+            ));
+        }
         if self.scoring.reload_poll_ms == 0 {
             return Err(invalid("scoring.reload_poll_ms", "must be greater than 0"));
         }
@@ -868,6 +896,14 @@ mod tests {
             ("[server]\ncores = \"3-1\"", "server.cores"),
             ("[server]\nmax_connections = 0", "server.max_connections"),
             ("[[shard]]\ncore = 0\n[[shard]]\ncore = 0", "shard[1].core"),
+            (
+                "[overload]\nstanding_window_ms = 0",
+                "overload.standing_window_ms",
+            ),
+            (
+                "[overload]\nshed_decay_per_s = 0.0",
+                "overload.shed_decay_per_s",
+            ),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err().to_string();

@@ -63,6 +63,9 @@ pub struct ShardCounters {
     pub duplicate_notices: AtomicU64,
     /// Requests answered by the overload path (204 / 503).
     pub shed: AtomicU64,
+    /// The overload monitor's last sample (`f64` bits): smoothed loop lag
+    /// in microseconds, shed fraction.
+    load: [AtomicU64; 2],
     /// Candidates scored by the CTR model.
     pub scored: AtomicU64,
     /// Model runs that failed (rule-based values used instead).
@@ -94,6 +97,7 @@ impl ShardCounters {
             no_bids: Default::default(),
             duplicate_notices: AtomicU64::new(0),
             shed: AtomicU64::new(0),
+            load: Default::default(),
             scored: AtomicU64::new(0),
             score_failures: AtomicU64::new(0),
             published: Mutex::new((0..routes).map(|_| new_hist()).collect()),
@@ -103,6 +107,19 @@ impl ShardCounters {
     /// Requests answered on `route` with `status` so far.
     pub fn requests(&self, route: usize, status: u16) -> u64 {
         self.requests[route][status_index(status)].load(Relaxed)
+    }
+
+    /// Records the overload monitor's sample: smoothed loop lag (µs) and
+    /// shed fraction.
+    pub fn set_load(&self, lag_us: f64, shed_fraction: f64) {
+        self.load[0].store(lag_us.to_bits(), Relaxed);
+        self.load[1].store(shed_fraction.to_bits(), Relaxed);
+    }
+
+    /// The last sample [`set_load`](Self::set_load) recorded.
+    pub fn load(&self) -> (f64, f64) {
+        let get = |x: &AtomicU64| f64::from_bits(x.load(Relaxed));
+        (get(&self.load[0]), get(&self.load[1]))
     }
 }
 
@@ -296,6 +313,25 @@ impl Registry {
                 .saturating_sub(s.conns_closed.load(Relaxed));
             let _ = writeln!(out, "adshard_connections_open{{shard=\"{i}\"}} {n}");
         }
+        type LoadGauge = (&'static str, &'static str, fn((f64, f64)) -> f64);
+        let load: [LoadGauge; 2] = [
+            (
+                "adshard_loop_lag_seconds",
+                "Smoothed event-loop lag (how late the overload monitor's timer fires).",
+                |l| l.0 / 1e6,
+            ),
+            (
+                "adshard_shed_ratio",
+                "Share of sheddable requests the shard sheds now.",
+                |l| l.1,
+            ),
+        ];
+        for (name, help, get) in load {
+            family(out, name, "gauge", help);
+            for (i, s) in shards.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", get(s.load()));
+            }
+        }
         family(
             out,
             "adshard_http_request_duration_seconds",
@@ -440,6 +476,12 @@ mod tests {
             s.contains("adshard_http_request_duration_seconds_count{shard=\"all\",route=\"a\"} 2")
         );
         assert!(s.contains("adshard_connections_open{shard=\"0\"} 1"));
+        reg.shard(1).set_load(2500.0, 0.25);
+        assert!(s.contains("adshard_shed_ratio{shard=\"0\"} 0\n"), "{s}");
+        s.clear();
+        reg.render(&mut s);
+        assert!(s.contains("adshard_loop_lag_seconds{shard=\"1\"} 0.0025\n"));
+        assert!(s.contains("adshard_shed_ratio{shard=\"1\"} 0.25\n"));
         assert!(
             !s.contains("route=\"b\",status=\"200\""),
             "zero series are left out"

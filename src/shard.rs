@@ -48,19 +48,48 @@ pub trait Service: 'static {
     }
 }
 
-/// A shard's load, measured as event-loop lag: how late a timer set for
-/// `overload.check_interval_ms` fires. Under overload every runnable
-/// connection runs before the timer does, so the lag is the queueing delay a
-/// request sees. While the smoothed lag is above `overload.max_lag_ms` the
-/// shed fraction rises; below it, it decays. Owned by one shard.
+/// A shard's load, from its event-loop lag: how late a timer set for
+/// `overload.check_interval_ms` fires. Every runnable connection runs before
+/// the timer does, so the lag is the queueing delay a request sees inside
+/// the shard. Two rules make a shard overloaded:
+/// - the smoothed lag is above `max_lag_ms` (a long queue), or
+/// - every sample for `standing_window_ms` was above `standing_lag_ms` (a
+///   standing queue, as CoDel defines one). A client that keeps its
+///   connections busy and queues the rest on its side shows the shard a short
+///   queue (256 connections of 50 µs requests: 13 ms) that never empties,
+///   while its own queue grows without bound; a shard that keeps up empties
+///   its queue now and then, and one low sample resets the window.
+///
+/// While overloaded, the shed fraction rises by `shed_rise_per_s` (10: 2
+/// points per 2 ms sample), up to 0.95; otherwise it decays by
+/// `shed_decay_per_s` (5), more slowly, so that shedding does not stop the
+/// moment it has emptied the queue and let the backlog straight back.
+/// Owned by one shard.
 #[derive(Debug, Default)]
 pub struct Load {
     /// Smoothed lag in microseconds.
     pub lag_us: Cell<f64>,
-    /// Fraction of sheddable requests to shed now (0..=1).
+    /// How long every sample has been above `standing_lag`.
+    standing: Cell<Duration>,
+    /// Fraction of sheddable requests to shed now (0..=0.95).
     pub shed_fraction: Cell<f64>,
     /// Requests seen, for deterministic spreading of sheds.
     seq: Cell<u64>,
+}
+
+/// The thresholds [`Load::observe`] compares against (from `[overload]`).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadLimits {
+    /// Smoothed lag above which the shard sheds.
+    pub max_lag: Duration,
+    /// Lag a queue may keep for `standing_window` before the shard sheds.
+    pub standing_lag: Duration,
+    /// See `standing_lag`.
+    pub standing_window: Duration,
+    /// Shed fraction gained per second overloaded.
+    pub rise_per_s: f64,
+    /// Shed fraction lost per second otherwise.
+    pub decay_per_s: f64,
 }
 
 impl Load {
@@ -76,15 +105,22 @@ impl Load {
         ((n as f64) * 0.618_033_988_749_895).fract() < f
     }
 
-    fn observe(&self, lag: Duration, max_lag: Duration) {
-        let l = lag.as_secs_f64() * 1e6;
-        let s = 0.8 * self.lag_us.get() + 0.2 * l;
-        self.lag_us.set(s);
-        let f = self.shed_fraction.get();
-        let f = if s > max_lag.as_secs_f64() * 1e6 {
-            (f + 0.05).min(0.95)
+    /// Takes one sample: the timer fired `lag` late, `wall` after the last sample.
+    pub fn observe(&self, lag: Duration, wall: Duration, lim: &LoadLimits) {
+        let l = 0.8 * self.lag_us.get() + 0.2 * lag.as_secs_f64() * 1e6;
+        self.lag_us.set(l);
+        let standing = if lag > lim.standing_lag {
+            self.standing.get() + wall
         } else {
-            (f - 0.01).max(0.0)
+            Duration::ZERO
+        };
+        self.standing.set(standing);
+        let overloaded = l > lim.max_lag.as_secs_f64() * 1e6 || standing >= lim.standing_window;
+        let f = self.shed_fraction.get();
+        let f = if overloaded {
+            (f + lim.rise_per_s * wall.as_secs_f64()).min(0.95)
+        } else {
+            (f - lim.decay_per_s * wall.as_secs_f64()).max(0.0)
         };
         self.shed_fraction.set(f);
     }
@@ -358,13 +394,26 @@ async fn run_shard<S, F>(
     let ov = shared.config.overload.clone();
     let monitor = ov.enabled.then(|| {
         let load = load.clone();
+        let metrics = metrics.clone();
         let every = Duration::from_millis(ov.check_interval_ms);
-        let max_lag = Duration::from_millis(ov.max_lag_ms);
+        let lim = LoadLimits {
+            max_lag: Duration::from_millis(ov.max_lag_ms),
+            standing_lag: Duration::from_millis(ov.standing_lag_ms),
+            standing_window: Duration::from_millis(ov.standing_window_ms),
+            rise_per_s: ov.shed_rise_per_s,
+            decay_per_s: ov.shed_decay_per_s,
+        };
         glommio::spawn_local(async move {
+            let mut t = Instant::now();
             loop {
-                let t = Instant::now();
                 glommio::timer::sleep(every).await;
-                load.observe(t.elapsed().saturating_sub(every), max_lag);
+                let now = Instant::now();
+                let wall = now - t;
+                load.observe(wall.saturating_sub(every), wall, &lim);
+                metrics
+                    .counters
+                    .set_load(load.lag_us.get(), load.shed_fraction.get());
+                t = now;
             }
         })
     });
@@ -797,13 +846,9 @@ fn dispatch<S: Service>(
     out: &mut Vec<u8>,
     t0: Instant,
 ) -> Result<bool, HttpError> {
-    let body = if framing.gzip {
-        http::body::gunzip(wire_body, inflated, rt.cfg.limits.max_body_bytes)?;
-        &inflated[..]
-    } else {
-        wire_body
-    };
     resp.reset();
+    // Shed before the body is inflated: a shed request costs its read and
+    // its head parse, nothing more.
     let shed = if rt.load.should_shed() {
         rt.svc.shed(req, resp)
     } else {
@@ -814,11 +859,95 @@ fn dispatch<S: Service>(
             bump(&rt.metrics.counters.shed, 1);
             r + 1
         }
-        None => rt.svc.handle(req, body, resp) + 1,
+        None => {
+            let body = if framing.gzip {
+                http::body::gunzip(wire_body, inflated, rt.cfg.limits.max_body_bytes)?;
+                &inflated[..]
+            } else {
+                wire_body
+            };
+            rt.svc.handle(req, body, resp) + 1
+        }
     };
     let keep_alive = framing.keep_alive && !rt.shared.draining.load(Ordering::Relaxed);
     resp.write_to(out, &rt.date.borrow(), keep_alive, req.method == "HEAD");
     rt.metrics
         .record(route, resp.status, t0.elapsed().as_nanos() as u64);
     Ok(!keep_alive || resp.close)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIM: LoadLimits = LoadLimits {
+        max_lag: Duration::from_millis(20),
+        standing_lag: Duration::from_millis(2),
+        standing_window: Duration::from_millis(50),
+        rise_per_s: 25.0,
+        decay_per_s: 1.0,
+    };
+    const MS: Duration = Duration::from_millis(1);
+
+    /// `n` samples 2 ms apart, each `lag` late.
+    fn feed(load: &Load, n: usize, lag: Duration) {
+        for _ in 0..n {
+            load.observe(lag, 2 * MS, &LIM);
+        }
+    }
+
+    #[test]
+    fn a_long_queue_sheds() {
+        let load = Load::default();
+        feed(&load, 40, 30 * MS);
+        assert!(load.lag_us.get() > 20_000.0);
+        assert_eq!(load.shed_fraction.get(), 0.95, "capped below a blackout");
+    }
+
+    #[test]
+    fn a_standing_short_queue_sheds_after_the_window() {
+        // 256 connections of 50 us, always ready: 13 ms of lag, under max_lag.
+        let load = Load::default();
+        feed(&load, 24, 13 * MS);
+        assert_eq!(load.shed_fraction.get(), 0.0, "48 ms: not yet standing");
+        feed(&load, 1, 13 * MS);
+        assert!(load.shed_fraction.get() > 0.0, "50 ms: standing");
+        feed(&load, 40, 13 * MS);
+        assert_eq!(load.shed_fraction.get(), 0.95);
+    }
+
+    #[test]
+    fn a_queue_that_empties_does_not_shed() {
+        // The same lag, but one sample in twenty finds the loop empty.
+        let load = Load::default();
+        for _ in 0..50 {
+            feed(&load, 19, 13 * MS);
+            feed(&load, 1, Duration::ZERO);
+        }
+        assert_eq!(load.shed_fraction.get(), 0.0);
+        // A few busy connections: always a queue, but under standing_lag.
+        feed(&load, 500, MS);
+        assert_eq!(load.shed_fraction.get(), 0.0);
+    }
+
+    #[test]
+    fn shedding_decays_slowly_when_load_falls() {
+        let load = Load::default();
+        feed(&load, 100, 13 * MS);
+        assert_eq!(load.shed_fraction.get(), 0.95);
+        feed(&load, 100, Duration::ZERO);
+        let f = load.shed_fraction.get();
+        assert!((f - 0.75).abs() < 1e-9, "200 ms later: {f}");
+        feed(&load, 400, Duration::ZERO);
+        assert_eq!(load.shed_fraction.get(), 0.0);
+        assert!(!load.should_shed());
+    }
+
+    #[test]
+    fn sheds_the_fraction_asked() {
+        let load = Load::default();
+        load.shed_fraction.set(0.3);
+        let shed = (0..10_000).filter(|_| load.should_shed()).count();
+        assert!((2_900..=3_100).contains(&shed), "{shed}");
+    }
 }

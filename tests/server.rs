@@ -466,18 +466,20 @@ impl adshard::shard::Service for Slow {
     }
 }
 
-#[test]
-fn overload_sheds_excess_but_serves_health() {
-    let cfg = config("[overload]\nenabled = true\ncheck_interval_ms = 1\nmax_lag_ms = 2");
-    let srv = adshard::shard::Server::start(cfg, |_: &adshard::shard::ShardCtx| Slow).unwrap();
+/// Statuses of `/slow` requests (`0`) and `/healthz` checks (`1`) from
+/// `conns` connections of `per_conn` requests each; connection 0 sends every
+/// third as a health check. Returns them with the shed counter.
+fn run_slow(toml: &str, conns: usize, per_conn: usize) -> (Vec<(u16, u16)>, u64) {
+    let srv =
+        adshard::shard::Server::start(config(toml), |_: &adshard::shard::ShardCtx| Slow).unwrap();
     let addr = srv.local_addr();
     let results: Vec<(u16, u16)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..8)
+        let hs: Vec<_> = (0..conns)
             .map(|i| {
                 s.spawn(move || {
                     let mut r = Reader::new(connect(addr));
                     let mut out = Vec::new();
-                    for k in 0..30 {
+                    for k in 0..per_conn {
                         let path = if i == 0 && k % 3 == 0 {
                             "/healthz"
                         } else {
@@ -493,6 +495,23 @@ fn overload_sheds_excess_but_serves_health() {
             .collect();
         hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
+    let counted = srv
+        .shared()
+        .registry
+        .shard(0)
+        .shed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    srv.stop();
+    (results, counted)
+}
+
+#[test]
+fn overload_sheds_excess_but_serves_health() {
+    let (results, counted) = run_slow(
+        "[overload]\nenabled = true\ncheck_interval_ms = 1\nmax_lag_ms = 2",
+        8,
+        30,
+    );
     let served = results.iter().filter(|(k, s)| *k == 0 && *s == 200).count();
     let shed = results.iter().filter(|(k, s)| *k == 0 && *s == 503).count();
     assert_eq!(
@@ -512,12 +531,31 @@ fn overload_sheds_excess_but_serves_health() {
             .all(|(_, s)| *s == 200),
         "health is never shed"
     );
-    let counted = srv
-        .shared()
-        .registry
-        .shard(0)
-        .shed
-        .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(counted as usize, shed, "every shed request is counted");
-    srv.stop();
+}
+
+/// Two connections keep a queue of one 3 ms request, far under
+/// `max_lag_ms`, that never empties: the standing-queue rule alone sheds when
+/// `standing_lag_ms` is under that lag, and not when it is over it.
+#[test]
+fn overload_sheds_a_standing_short_queue() {
+    let toml = |standing_lag_ms: u64| {
+        format!(
+            "[overload]\nenabled = true\ncheck_interval_ms = 1\nmax_lag_ms = 10000\nstanding_lag_ms = {standing_lag_ms}\nstanding_window_ms = 20"
+        )
+    };
+    let (results, counted) = run_slow(&toml(1), 2, 60);
+    let shed = results.iter().filter(|(k, s)| *k == 0 && *s == 503).count();
+    assert!(shed > 0, "a standing queue over 1 ms: {results:?}");
+    assert!(
+        results.iter().any(|(k, s)| *k == 0 && *s == 200),
+        "shedding is partial"
+    );
+    assert_eq!(counted as usize, shed);
+    let (results, counted) = run_slow(&toml(10_000), 2, 60);
+    assert!(
+        results.iter().all(|(_, s)| *s == 200),
+        "the same load under standing_lag_ms is served in full"
+    );
+    assert_eq!(counted, 0);
 }
