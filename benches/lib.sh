@@ -23,9 +23,10 @@ build_server() {
   fi
 }
 
-# wait_ok URL: until it answers 2xx (10 s at most); fails the script otherwise.
+# wait_ok URL [SECONDS]: until it answers 2xx (10 s at most unless told);
+# fails the script otherwise.
 wait_ok() {
-  for _ in $(seq 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.05; done
+  for _ in $(seq $((${2:-10} * 20))); do curl -sf "$1" >/dev/null && return 0; sleep 0.05; done
   echo "no answer from $1" >&2
   exit 1
 }

@@ -49,9 +49,7 @@ start_server() {
   env "$@" ADSHARD_LOG=warn ADSHARD__EVENTS__SPOOL_DIR="$TMP/spool" \
     taskset -c "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$PORT" --cores "$SERVER_CPU" &
   APID=$!
-  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return; sleep 0.1; done
-  echo "server not ready" >&2
-  exit 1
+  wait_ok "http://127.0.0.1:$PORT/readyz" 60
 }
 stop_server() { kill "$APID"; wait "$APID" 2>/dev/null || true; APID=; }
 
