@@ -3,7 +3,8 @@ fn main() {
     println!("cargo:rerun-if-changed=schema");
     let mut cmd = capnpc::CompilerCommand::new();
     cmd.src_prefix("schema");
-    // Generated modules are included under `crate::events` (src/events.rs).
+    // Generated modules are included under `crate::schema` (src/schema.rs),
+    // from OUT_DIR; nothing generated is checked in.
     cmd.default_parent_module(vec!["schema".into()]);
     let mut entries: Vec<_> = std::fs::read_dir("schema")
         .expect("schema/ exists in the source tree")

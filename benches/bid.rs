@@ -6,31 +6,19 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use adshard::adserve::{decide, Now, ShardState};
+use adshard::adserve::{bid_response, decide, Now, ShardState};
 use adshard::config::BidderConfig;
 use adshard::index::{synth, Index};
 use adshard::openrtb::{decode_json, encode_json};
 use criterion::{black_box, BenchmarkId, Criterion};
 use std::time::{Duration, Instant};
 
-#[path = "../tests/common/fixtures.rs"]
-mod fixtures_dir;
-
 /// The IAB examples, named by what follows `bid-request-` (2.5_mobile, ...).
 fn fixtures() -> Vec<(String, Vec<u8>)> {
-    fixtures_dir::bid_requests()
-        .into_iter()
-        .map(|(name, body)| {
-            let short = name
-                .trim_start_matches("bid-request-")
-                .trim_end_matches(".json")
-                .to_string();
-            (short, body)
-        })
-        .collect()
+    adshard::testkit::fixtures::bid_requests_short()
 }
 
-/// One full request: decode, decide, encode. Returns the response size.
+/// One full request: decode, decide, render, encode. Returns the response size.
 fn once(
     ix: &Index,
     st: &mut ShardState,
@@ -42,8 +30,8 @@ fn once(
     out.clear();
     let req = decode_json(body).unwrap();
     let d = decide(ix, st, &req, cfg, now);
-    if let Some(r) = &d.response {
-        encode_json(r, out);
+    if let Some(r) = bid_response(ix, &req, &d, cfg) {
+        encode_json(&r, out);
     }
     out.len()
 }

@@ -112,13 +112,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match adshard::store::read_spool(&bytes) {
+            match adshard::events::read_spool(&bytes) {
                 Ok((events, tail)) => {
                     let mut out = std::io::stdout().lock();
                     for ev in &events {
                         let line = serde_json::json!({
                             "id": format!("{:032x}", ev.id),
-                            "kind": format!("{:?}", ev.kind).to_lowercase(),
+                            "kind": ev.kind.label(),
                             "ts_micros": ev.ts_micros,
                             "shard": ev.shard,
                             "auction_id": ev.auction_id,
@@ -155,7 +155,7 @@ fn main() -> ExitCode {
         },
         Cmd::CqlSchema { config } => match load(config.as_ref()) {
             Ok(cfg) => {
-                print!("{}", adshard::cql::schema_script(&cfg.events.db));
+                print!("{}", adshard::events::db::schema_script(&cfg.events.db));
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -165,7 +165,7 @@ fn main() -> ExitCode {
         },
         Cmd::CheckConfig { file } => {
             match Config::load(&file)
-                .and_then(|c| c.shards(&adshard::config::allowed_cores()).map(|s| (c, s)))
+                .and_then(|c| c.shards(&adshard::sys::allowed_cores()).map(|s| (c, s)))
             {
                 Ok((c, shards)) => {
                     println!(
@@ -224,83 +224,29 @@ fn main() -> ExitCode {
 /// `adshard replay`: exit 0 when every file is stored, 1 when the database
 /// failed part-way (files kept; running again is safe), 2 for bad input.
 fn replay(cfg: &Config, files: Vec<PathBuf>, delete: bool) -> ExitCode {
-    let db_cfg = &cfg.events.db;
-    if db_cfg.nodes.is_empty() {
-        eprintln!(
-            "error: events.db.nodes: no database configured (set it in the config file or ADSHARD__EVENTS__DB__NODES='[\"host:9042\"]')"
+    let each = |f: &std::path::Path, r: &adshard::events::db::Replayed| {
+        println!(
+            "{}",
+            serde_json::json!({
+                "file": f.display().to_string(),
+                "events": r.events,
+                "torn_tail_bytes": r.torn_bytes,
+            })
         );
-        return ExitCode::from(2);
-    }
-    let files = if files.is_empty() {
-        match adshard::store::list_segments(&cfg.events.spool_dir) {
-            Ok(segs) => segs.into_iter().map(|s| s.path).collect(),
-            Err(e) => {
-                eprintln!("error: {}: {e}", cfg.events.spool_dir.display());
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        files
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    match adshard::events::db::replay_files(&cfg.events, files, delete, each) {
+        Ok(s) => {
+            eprintln!(
+                "{} files, {} events stored; {} failed attempts, {} retries",
+                s.files, s.events, s.write_errors, s.retries
+            );
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
         }
-    };
-    rt.block_on(async {
-        let db = match adshard::cql::Db::connect(db_cfg).await {
-            Ok(db) => db,
-            Err(e) => {
-                eprintln!("error: events.db: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let stats = adshard::cql::DbStats::default();
-        let conc = db_cfg.max_in_flight;
-        for f in &files {
-            match adshard::cql::replay_file(&db, f, db_cfg.batch_size, conc, &stats).await {
-                Ok(r) => {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "file": f.display().to_string(),
-                            "events": r.events,
-                            "torn_tail_bytes": r.torn_bytes,
-                        })
-                    );
-                    if delete {
-                        if let Err(e) = std::fs::remove_file(f) {
-                            eprintln!("error: {}: stored, but cannot delete: {e}", f.display());
-                            return ExitCode::FAILURE;
-                        }
-                    }
-                }
-                Err(e @ adshard::cql::ReplayError::Db { .. }) => {
-                    eprintln!("error: {e} (files kept; replay again when the database is back)");
-                    return ExitCode::FAILURE;
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            }
-        }
-        eprintln!(
-            "{} files, {} events stored; {} failed attempts, {} retries",
-            files.len(),
-            stats.stored.load(std::sync::atomic::Ordering::Relaxed),
-            stats
-                .write_errors
-                .load(std::sync::atomic::Ordering::Relaxed),
-            stats.retries.load(std::sync::atomic::Ordering::Relaxed)
-        );
-        ExitCode::SUCCESS
-    })
+    }
 }
 
 fn serve(cfg: Config) -> ExitCode {

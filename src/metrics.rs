@@ -7,7 +7,10 @@
 //! `metrics.publish_interval_ms` by a timer task, so a scrape sees quantiles at
 //! most one interval old; the scraping shard publishes its own fresh.
 
+use crate::adserve::NoBid;
+use crate::events::Kind;
 use crate::http::HttpError;
+use crate::prom::family;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -26,10 +29,26 @@ fn status_index(code: u16) -> usize {
         .unwrap_or(STATUS_CODES.len() - 1)
 }
 
-/// Labels of `adshard_events_total{kind}`, indexed like `events::Kind`.
-pub const EVENT_KINDS: [&str; 6] = ["bid", "win", "bill", "loss", "impression", "click"];
-/// Labels of `adshard_no_bids_total{reason}`, indexed like `adserve::NoBid`.
-pub const NO_BID_REASONS: [&str; 4] = ["no_candidate", "filtered", "tmax", "currency"];
+/// Labels of `adshard_events_total{kind}`: the event kind table.
+pub const EVENT_KINDS: [&str; Kind::ALL.len()] = {
+    let mut l = [""; Kind::ALL.len()];
+    let mut i = 0;
+    while i < l.len() {
+        l[i] = Kind::ALL[i].label();
+        i += 1;
+    }
+    l
+};
+/// Labels of `adshard_no_bids_total{reason}`: the no-bid reason table.
+pub const NO_BID_REASONS: [&str; NoBid::ALL.len()] = {
+    let mut l = [""; NoBid::ALL.len()];
+    let mut i = 0;
+    while i < l.len() {
+        l[i] = NoBid::ALL[i].label();
+        i += 1;
+    }
+    l
+};
 
 /// Bumps a single-writer counter. Only the owning shard calls this.
 #[inline]
@@ -203,7 +222,7 @@ impl Registry {
             (
                 "adshard_shed_total",
                 "counter",
-                "Requests answered 204 (bids) or 503 (others) because the shard was overloaded.",
+                "Requests answered 204 (bids) or 503 (/ad) because the shard was overloaded.",
                 |s| s.shed.load(Relaxed),
             ),
             (
@@ -361,11 +380,6 @@ impl Registry {
     }
 }
 
-/// Writes the `# HELP` and `# TYPE` lines of a metric family.
-pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
 fn summary(out: &mut String, shard: &str, route: &str, h: &Histogram<u64>) {
     if h.is_empty() {
         return;
@@ -426,6 +440,18 @@ impl LocalMetrics {
     #[inline]
     pub fn http_error(&self, e: HttpError) {
         bump(&self.counters.http_errors[e.index()], 1);
+    }
+
+    /// Counts an event produced.
+    #[inline]
+    pub fn event(&self, k: Kind) {
+        bump(&self.counters.events[k.index()], 1);
+    }
+
+    /// Counts `n` impressions answered without a bid for `why`.
+    #[inline]
+    pub fn no_bid(&self, why: NoBid, n: u64) {
+        bump(&self.counters.no_bids[why.index()], n);
     }
 
     /// Copies the live histograms into the scrape slot.

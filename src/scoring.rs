@@ -270,6 +270,34 @@ pub struct ModelStatus {
     pub last_error: Option<String>,
 }
 
+impl ModelStatus {
+    /// The model loader's families on the `/metrics` page.
+    pub fn render(&self, out: &mut String) {
+        use crate::prom::single;
+        single(
+            out,
+            "adshard_model_version",
+            "gauge",
+            "Version of the CTR model in service.",
+            self.version,
+        );
+        single(
+            out,
+            "adshard_model_reloads_total",
+            "counter",
+            "Successful CTR model reloads.",
+            self.reloads,
+        );
+        single(
+            out,
+            "adshard_model_reload_errors_total",
+            "counter",
+            "Refused CTR models (old model kept).",
+            self.errors,
+        );
+    }
+}
+
 /// Per-shard session slots filled by the loader thread. A shard whose
 /// version is behind takes its new session from its slot (an uncontended
 /// lock, once per reload).

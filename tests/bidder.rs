@@ -1,23 +1,16 @@
 //! Bidder over the wire: fixtures, encodings, notices, publisher ads, reloads.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-use common::*;
+use adshard::testkit::*;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-const FIXTURES: &str = common::fixtures::DIR;
+const FIXTURES: &str = fixtures::DIR;
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let v = common::fixtures::bid_requests();
+    let v = fixtures::bid_requests();
     assert_eq!(v.len(), 11);
     v
-}
-
-fn post(r: &mut Reader, path: &str, ctype: &str, extra: &str, body: &[u8]) -> Resp {
-    r.send(format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}\r\n", body.len()).as_bytes());
-    r.send(body);
-    r.response()
 }
 
 /// Checks a 200 bid response against its request.
@@ -234,10 +227,10 @@ fn database_down_spills_to_the_spool() {
     };
     assert!(m.contains("adshard_db_up 0"), "{m}");
     app.stop();
-    let segs = adshard::store::list_segments(&spool).unwrap();
+    let segs = adshard::events::list_segments(&spool).unwrap();
     let mut n = 0;
     for s in &segs {
-        let (evs, tail) = adshard::store::read_spool(&std::fs::read(&s.path).unwrap()).unwrap();
+        let (evs, tail) = adshard::events::read_spool(&std::fs::read(&s.path).unwrap()).unwrap();
         assert_eq!(tail, 0);
         n += evs.len();
     }
@@ -257,14 +250,6 @@ fn notices_over_the_wire() {
     let resp = post(&mut r, "/openrtb2/bid", "application/json", "", &body);
     let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
     let b = &v["seatbid"][0]["bid"][0];
-    let path = |u: &str| {
-        u.split_once("://")
-            .unwrap()
-            .1
-            .split_once('/')
-            .map(|(_, p)| format!("/{p}"))
-            .unwrap()
-    };
     let nurl = path(b["nurl"].as_str().unwrap()).replace("${AUCTION_PRICE}", "1.25");
     let first = get(a, &nurl);
     assert_eq!(
@@ -316,10 +301,10 @@ fn notices_over_the_wire() {
     assert!(m.contains("adshard_duplicate_notices_total{shard=\"0\"} 1"));
     app.stop();
     // Every event reached this shard's spool: the bid and each first notice.
-    let segs = adshard::store::list_segments(&spool).unwrap();
+    let segs = adshard::events::list_segments(&spool).unwrap();
     assert_eq!(segs.len(), 1, "{segs:?}");
     let bytes = std::fs::read(&segs[0].path).unwrap();
-    let (events, tail) = adshard::store::read_spool(&bytes).unwrap();
+    let (events, tail) = adshard::events::read_spool(&bytes).unwrap();
     assert_eq!(tail, 0, "stop drains and syncs");
     use adshard::events::Kind::*;
     let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
@@ -382,17 +367,6 @@ fn publisher_ad_requests() {
     app.stop();
 }
 
-fn wait_for(mut f: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(5) {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 #[test]
 fn campaign_file_reload_keeps_old_index_on_error() {
     let dir = std::env::temp_dir().join(format!("adshard-reload-{}", std::process::id()));
@@ -405,7 +379,7 @@ fn campaign_file_reload_keeps_old_index_on_error() {
     assert_eq!(version(), 1);
     // A broken file: old index stays, error reported.
     std::fs::write(&file, "[[campaign]]\nid = \"not a number\"\n").unwrap();
-    assert!(wait_for(|| app.deps.index.status.load().errors == 1));
+    assert!(eventually(|| app.deps.index.status.load().errors == 1));
     assert_eq!(version(), 1);
     let m = get(a, "/metrics").text();
     assert!(m.contains("adshard_index_reload_errors_total 1"), "{m}");
@@ -421,7 +395,7 @@ fn campaign_file_reload_keeps_old_index_on_error() {
     let only_mobile =
         adshard::api::EMBEDDED_CAMPAIGNS.replace("w = 300\nh = 250", "w = 301\nh = 251");
     std::fs::write(&file, &only_mobile).unwrap();
-    assert!(wait_for(|| version() == 2));
+    assert!(eventually(|| version() == 2));
     assert_eq!(
         post(&mut r, "/openrtb2/bid", "application/json", "", &body).status,
         204
@@ -452,7 +426,7 @@ fn campaign_file_reload_keeps_old_index_on_error() {
         upload,
     );
     assert_eq!(ok.status, 202, "{}", ok.text());
-    assert!(wait_for(|| version() == 3));
+    assert!(eventually(|| version() == 3));
     assert_eq!(
         post(&mut r, "/openrtb2/bid", "application/json", "", &body).status,
         200
@@ -476,7 +450,7 @@ fn campaign_file_reload_keeps_old_index_on_error() {
     std::io::Write::write_all(&mut s, b"POST /admin/campaigns HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret-token\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
     std::io::Write::write_all(&mut s, &chunked).unwrap();
     assert_eq!(Reader::new(s).response().status, 202);
-    assert!(wait_for(|| version() == 4));
+    assert!(eventually(|| version() == 4));
     let st: serde_json::Value = serde_json::from_slice(
         &admin_req(
             admin,

@@ -12,18 +12,17 @@
 //!   exactly once afterwards and spend is never lost.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-use adshard::events::{Event, Kind};
-use common::cassandra::{cql, free_port, rt, Node, ONE_NODE};
-use common::*;
+use adshard::testkit::cassandra::{cql, free_port, rt, Node, ONE_NODE};
+use adshard::testkit::events::charge as event;
+use adshard::testkit::*;
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_adshard");
-const FIXTURES: &str = common::fixtures::DIR;
+const FIXTURES: &str = fixtures::DIR;
 
 const SIMPLE: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
 
@@ -80,47 +79,6 @@ fn db_toml(addr: &str, ks: &str) -> String {
     )
 }
 
-fn metric(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(line_start))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
-}
-
-fn wait_for(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !pred() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn event(id: u128, shard: u16, spend: i64) -> Event {
-    Event {
-        id,
-        kind: if spend > 0 { Kind::Win } else { Kind::Bid },
-        ts_micros: (id >> 64) as i64,
-        shard,
-        auction_id: format!("auc-{id:x}"),
-        imp_id: "1".into(),
-        campaign_id: 1 + (id % 7) as u64,
-        creative_id: "cr".into(),
-        price_micros: 1_500_000,
-        currency: "USD".into(),
-        spend_micros: spend,
-    }
-}
-
-fn now_micros() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros()
-}
-
 #[test]
 fn write_behind_and_replay() {
     let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
@@ -139,7 +97,7 @@ fn write_behind_and_replay() {
     for n in 0..300 {
         req["id"] = serde_json::Value::String(format!("cass-{n}"));
         let b = serde_json::to_vec(&req).unwrap();
-        let resp = post(&mut r, &b);
+        let resp = post_bid(&mut r, &b);
         if resp.status != 200 {
             continue;
         }
@@ -257,27 +215,6 @@ fn write_behind_and_replay() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn post(r: &mut Reader, body: &[u8]) -> Resp {
-    r.send(
-        format!(
-            "POST /openrtb2/bid HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    r.send(body);
-    r.response()
-}
-
-fn path(u: &str) -> String {
-    u.split_once("://")
-        .unwrap()
-        .1
-        .split_once('/')
-        .map(|(_, p)| format!("/{p}"))
-        .unwrap()
-}
-
 #[test]
 fn node_killed_under_load_loses_nothing() {
     let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
@@ -301,12 +238,12 @@ fn node_killed_under_load_loses_nothing() {
         probe_interval_ms: 200,
         ..Default::default()
     };
-    let started = adshard::store::Store::start(&cfg, 2).unwrap();
+    let started = adshard::events::Store::start(&cfg, 2).unwrap();
     let db = started.db.clone().unwrap();
     wait_for("the database writer to connect", 30, || {
         db.up.load(Relaxed) == 1
     });
-    let sinks: Vec<Arc<adshard::store::Sink>> = started.sinks.into_iter().map(Arc::new).collect();
+    let sinks: Vec<Arc<adshard::events::Sink>> = started.sinks.into_iter().map(Arc::new).collect();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Two producers (one per shard), about 4000 events/s each; every fifth
     // charges spend.
@@ -353,7 +290,8 @@ fn node_killed_under_load_loses_nothing() {
     }
     // Everything spilled while the node was down is replayed and deleted.
     wait_for("the spool to be replayed", 300, || {
-        adshard::store::list_segments(&spool).unwrap().is_empty() && db.in_flight.load(Relaxed) == 0
+        adshard::events::list_segments(&spool).unwrap().is_empty()
+            && db.in_flight.load(Relaxed) == 0
     });
     drop(sinks);
     started.store.join();
@@ -377,7 +315,7 @@ fn node_killed_under_load_loses_nothing() {
         "and they were replayed"
     );
     assert!(
-        adshard::store::list_segments(&spool).unwrap().is_empty(),
+        adshard::events::list_segments(&spool).unwrap().is_empty(),
         "nothing left behind at shutdown"
     );
     let (rows, spend, ledger) = stored(&addr, "t_fault");

@@ -3,19 +3,8 @@
 //! (ORT_DYLIB_PATH, set by deploy/dev.sh test).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-use common::*;
+use adshard::testkit::*;
 use std::time::{Duration, Instant};
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| {
-            l.starts_with(name)
-                && (l.len() == name.len() || matches!(l.as_bytes()[name.len()], b' ' | b'{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
 
 #[test]
 fn scoring_reloads_and_refuses_corrupt_models() {

@@ -1,8 +1,7 @@
 //! Wire tests: raw bytes over TCP to a server on 127.0.0.1:0.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-use common::*;
+use adshard::testkit::*;
 use std::io::Write;
 use std::time::{Duration, Instant};
 

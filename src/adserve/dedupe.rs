@@ -64,6 +64,19 @@ impl Dedupe {
     }
 }
 
+impl Dedupe {
+    /// The table's families on the `/metrics` page.
+    pub fn render(&self, out: &mut String) {
+        crate::prom::single(
+            out,
+            "adshard_dedupe_overflows_total",
+            "counter",
+            "Notice de-duplication inserts that found no free slot.",
+            self.overflows(),
+        );
+    }
+}
+
 /// Stored today or yesterday (16-bit day arithmetic wraps).
 fn fresh(stored: u16, today: u16) -> bool {
     today.wrapping_sub(stored) <= 1

@@ -1,5 +1,8 @@
+use super::dedupe::Dedupe;
 use super::*;
+use crate::events::Kind;
 use crate::openrtb::decode_json;
+use crate::openrtb::BidRequest;
 
 const CAMPAIGNS: &str = r#"
 [currencies]
@@ -70,9 +73,47 @@ fn cfg() -> BidderConfig {
 /// Monday 2026-11-23 12:00 UTC.
 const NOON: u64 = 1_795_392_000 + 12 * 3600;
 
-fn run(ix: &Index, st: &mut ShardState, json: &str) -> Decision {
+/// A decision and the bid response rendered from it.
+struct Ran {
+    response: Option<crate::openrtb::BidResponse>,
+    d: Decision,
+}
+
+impl std::ops::Deref for Ran {
+    type Target = Decision;
+    fn deref(&self) -> &Decision {
+        &self.d
+    }
+}
+
+fn run(ix: &Index, st: &mut ShardState, json: &str) -> Ran {
     let req = decode_json(json.as_bytes()).unwrap();
-    decide(ix, st, &req, &cfg(), Now::at(NOON))
+    let d = decide(ix, st, &req, &cfg(), Now::at(NOON));
+    Ran {
+        response: bid_response(ix, &req, &d, &cfg()),
+        d,
+    }
+}
+
+/// `decide` and the response rendered from its decision.
+fn ran(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>, cfg: &BidderConfig, now: Now) -> Ran {
+    ran_with(ix, st, req, cfg, now, None)
+}
+
+/// `decide_with` and the response rendered from its decision.
+fn ran_with(
+    ix: &Index,
+    st: &mut ShardState,
+    req: &BidRequest<'_>,
+    cfg: &BidderConfig,
+    now: Now,
+    model: Option<&mut dyn crate::scoring::CtrModel>,
+) -> Ran {
+    let d = decide_with(ix, st, req, cfg, now, model);
+    Ran {
+        response: bid_response(ix, req, &d, cfg),
+        d,
+    }
 }
 
 fn banner(extra: &str) -> String {
@@ -81,7 +122,7 @@ fn banner(extra: &str) -> String {
     )
 }
 
-fn winner(d: &Decision) -> Option<(String, f64)> {
+fn winner(d: &Ran) -> Option<(String, f64)> {
     d.response
         .as_ref()
         .map(|r| (r.seatbid[0].bid[0].cid.clone(), r.seatbid[0].bid[0].price))
@@ -97,7 +138,7 @@ fn highest_value_wins_second_price_bids_value() {
     let d = run(&ix, &mut st(), &banner(""));
     // cpc 0.5 x 0.002 x 1000 = 1.0 CPM loses to the 2.0 CPM campaign.
     assert_eq!(winner(&d), Some(("1".into(), 2.0)));
-    let r = d.response.unwrap();
+    let r = d.response.clone().unwrap();
     assert_eq!(r.id, "req-1");
     assert_eq!(r.cur, "USD");
     let b = &r.seatbid[0].bid[0];
@@ -397,13 +438,11 @@ fn targeting_dimensions_each_exclude() {
     );
     // Daypart: Monday 9-17 UTC only.
     let req = decode_json(good.as_bytes()).unwrap();
+    assert!(ran(&ix, &mut st(), &req, &cfg(), Now::at(NOON - 4 * 3600))
+        .response
+        .is_none());
     assert!(
-        decide(&ix, &mut st(), &req, &cfg(), Now::at(NOON - 4 * 3600))
-            .response
-            .is_none()
-    );
-    assert!(
-        decide(&ix, &mut st(), &req, &cfg(), Now::at(NOON + 86400))
+        ran(&ix, &mut st(), &req, &cfg(), Now::at(NOON + 86400))
             .response
             .is_none(),
         "Tuesday"
@@ -442,7 +481,7 @@ fn frequency_cap_per_user() {
     );
     let later = decode_json(req.as_bytes()).unwrap();
     assert!(
-        decide(&ix, &mut s, &later, &cfg(), Now::at(NOON + 3600))
+        ran(&ix, &mut s, &later, &cfg(), Now::at(NOON + 3600))
             .response
             .is_some(),
         "window rolls"
@@ -467,7 +506,7 @@ fn budgets_split_by_shard_and_paced() {
     let text = banner("");
     let req = decode_json(text.as_bytes()).unwrap();
     assert_eq!(
-        winner(&decide(&ix, &mut s, &req, &cfg(), Now::at(NOON + 86400)))
+        winner(&ran(&ix, &mut s, &req, &cfg(), Now::at(NOON + 86400)))
             .unwrap()
             .0,
         "1"
@@ -483,16 +522,12 @@ fn budgets_split_by_shard_and_paced() {
     let early = Now::at(NOON - 12 * 3600 + 1800);
     s.charge(&even, 1, 100.0 * 1.5 / 24.0 - 0.01, early);
     assert_eq!(
-        winner(&decide(&even, &mut s, &req, &cfg(), early))
-            .unwrap()
-            .0,
+        winner(&ran(&even, &mut s, &req, &cfg(), early)).unwrap().0,
         "1"
     );
     s.charge(&even, 1, 0.02, early);
     assert_eq!(
-        winner(&decide(&even, &mut s, &req, &cfg(), early))
-            .unwrap()
-            .0,
+        winner(&ran(&even, &mut s, &req, &cfg(), early)).unwrap().0,
         "2"
     );
 }
@@ -593,13 +628,13 @@ fn model_prices_cpc_candidates_in_one_batch() {
     let req = decode_json(text.as_bytes()).unwrap();
     // pCTR 0.01 x CPC 0.5 x 1000 = 5.0 CPM beats the 2.0 CPM campaign.
     let mut m = Fixed(Some(0.01), 0);
-    let d = decide_with(&ix, &mut st(), &req, &cfg(), Now::at(NOON), Some(&mut m));
+    let d = ran_with(&ix, &mut st(), &req, &cfg(), Now::at(NOON), Some(&mut m));
     assert_eq!(winner(&d), Some(("2".into(), 5.0)));
     assert_eq!((m.1, d.scored, d.score_failures), (1, 1, 0));
     // A low pCTR loses to the CPM campaign.
     let mut m = Fixed(Some(0.001), 0);
     assert_eq!(
-        winner(&decide_with(
+        winner(&ran_with(
             &ix,
             &mut st(),
             &req,
@@ -613,7 +648,7 @@ fn model_prices_cpc_candidates_in_one_batch() {
     );
     // A failing model falls back to expected_ctr (1.0 CPM) and is counted.
     let mut m = Fixed(None, 0);
-    let d = decide_with(&ix, &mut st(), &req, &cfg(), Now::at(NOON), Some(&mut m));
+    let d = ran_with(&ix, &mut st(), &req, &cfg(), Now::at(NOON), Some(&mut m));
     assert_eq!(winner(&d).unwrap().0, "1");
     assert_eq!(d.score_failures, 1);
     // Without a model the CPC campaign is priced rule-based, never scored.

@@ -1,5 +1,6 @@
 //! HTTP/1.1 wire handling: the incremental head parser ([`parse`]), message
-//! framing and body decoding ([`body`]), and the response writer ([`write`]).
+//! framing and body decoding ([`body`]), the socket-free request reader
+//! ([`reader`]) built from them, and the response writer ([`write`]).
 //!
 //! This module knows bytes and RFC 9110/9112 only; it knows nothing of routes,
 //! OpenRTB or campaigns. Every error is a `Copy` value that names its cause and
@@ -8,10 +9,12 @@
 pub mod body;
 pub mod parse;
 pub mod query;
+pub mod reader;
 pub mod write;
 
 pub use body::{BodyKind, ChunkedDecoder, Framing};
 pub use parse::{Header, Request, Status, EMPTY_HEADER};
+pub use reader::{content, Progress, ReaderLimits, Ready, RequestReader};
 pub use write::Response;
 
 /// Why a request was refused at the HTTP layer. Each maps to one status code;

@@ -42,6 +42,56 @@ pub struct LoadStatus {
     pub last_error: Option<String>,
 }
 
+impl LoadStatus {
+    /// The loader's families on the `/metrics` page.
+    pub fn render(&self, out: &mut String) {
+        use crate::prom::single;
+        single(
+            out,
+            "adshard_index_version",
+            "gauge",
+            "Version of the campaign index in service.",
+            self.version,
+        );
+        single(
+            out,
+            "adshard_index_campaigns",
+            "gauge",
+            "Campaigns in the index in service.",
+            self.campaigns,
+        );
+        single(
+            out,
+            "adshard_index_build_milliseconds",
+            "gauge",
+            "Time the last successful index build took.",
+            self.build_ms,
+        );
+        single(
+            out,
+            "adshard_index_reloads_total",
+            "counter",
+            "Successful index reloads.",
+            self.reloads,
+        );
+        single(
+            out,
+            "adshard_index_reload_errors_total",
+            "counter",
+            "Refused index reloads (old index kept).",
+            self.errors,
+        );
+        if let Some(e) = &self.last_error {
+            let name = "adshard_index_last_error";
+            crate::prom::family(out, name, "gauge", "Last refused reload (value is 1).");
+            out.push_str(&format!(
+                "{name}{{error=\"{}\"}} 1\n",
+                crate::prom::label_value(e)
+            ));
+        }
+    }
+}
+
 /// Requests to the loader.
 #[derive(Debug)]
 pub enum Command {

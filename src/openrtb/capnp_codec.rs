@@ -444,7 +444,7 @@ mod tests {
 
     #[test]
     fn request_roundtrips_through_capnp() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openrtb");
+        let dir = crate::testkit::fixtures::DIR;
         for name in [
             "bid-request-2.5_mobile.json",
             "bid-request-2.6_pmp-with-direct-deal.json",

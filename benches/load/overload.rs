@@ -1,0 +1,177 @@
+//! Open-loop load at a fixed rate, for the overload check: at twice the
+//! capacity, bids that are served still answer within tmax and the excess
+//! gets 204. Driven by benches/overload.sh, which finds the capacity with wrk
+//! and then runs this at a multiple of it:
+//!
+//!   TARGET=127.0.0.1:18500 RATE=50000 SECS=10 CONNS=128 cargo bench --bench overload
+//!
+//! Like wrk2, each request has a scheduled send time (RATE spread evenly over
+//! CONNS keep-alive connections) and its latency is measured from that time,
+//! so a server that falls behind is charged for the queueing it causes
+//! (no coordinated omission). Bodies: the IAB bid request examples with a
+//! fresh auction id each. Prints counts per status and latency quantiles per
+//! status, and the share of 200s answered within TMAX_MS (default 100; the
+//! examples that set tmax set 120).
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use adshard::testkit::fixtures;
+
+fn bodies() -> Vec<String> {
+    fixtures::bid_requests()
+        .into_iter()
+        .map(|(_, body)| String::from_utf8(body).unwrap())
+        .collect()
+}
+
+fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .ok()
+                .unwrap_or_else(|| panic!("{k}: bad value {v}"))
+        })
+        .unwrap_or(d)
+}
+
+/// Reads one response: status and how long until its last byte.
+async fn response(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).unwrap_or("");
+            let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + len;
+            while buf.len() < total {
+                let mut chunk = [0u8; 16384];
+                let n = s.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf.drain(..total);
+            return Ok(status);
+        }
+        let mut chunk = [0u8; 16384];
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`: this
+    // one needs minutes (and, for overload, a server), so it only runs
+    // under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("overload: a benchmark; run it with `cargo bench --bench overload`");
+        return;
+    }
+    let target: String = env("TARGET", "127.0.0.1:18500".to_string());
+    let rate: f64 = env("RATE", 20_000.0);
+    let secs: f64 = env("SECS", 10.0);
+    let conns: usize = env("CONNS", 128);
+    let tmax_ms: f64 = env("TMAX_MS", 100.0);
+    let bodies = std::rc::Rc::new(bodies());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = rt.block_on(async {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let start = tokio::time::Instant::now() + Duration::from_millis(200);
+                let per_conn = Duration::from_secs_f64(conns as f64 / rate);
+                let end = start + Duration::from_secs_f64(secs);
+                let mut tasks = Vec::new();
+                for c in 0..conns {
+                    let (target, bodies) = (target.clone(), bodies.clone());
+                    tasks.push(tokio::task::spawn_local(async move {
+                        let mut out: Vec<(u16, u32)> = Vec::new();
+                        let mut s = tokio::net::TcpStream::connect(&target).await.unwrap();
+                        s.set_nodelay(true).unwrap();
+                        let mut buf = Vec::new();
+                        // Spread the connections' schedules over one interval.
+                        let mut due = start + per_conn.mul_f64(c as f64 / conns as f64);
+                        let mut k = c;
+                        while due < end {
+                            tokio::time::sleep_until(due).await;
+                            let body = bodies[k % bodies.len()]
+                                .replacen("\"id\"", &format!("\"id\":\"ol-{c}-{k}\",\"x_id\""), 1);
+                            k += conns;
+                            let req = format!(
+                                "POST /openrtb2/bid HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if s.write_all(req.as_bytes()).await.is_err() {
+                                out.push((0, 0));
+                                break;
+                            }
+                            match response(&mut s, &mut buf).await {
+                                Ok(st) => {
+                                    let lat = tokio::time::Instant::now() - due;
+                                    out.push((st, lat.as_micros() as u32));
+                                }
+                                Err(_) => {
+                                    out.push((0, 0));
+                                    break;
+                                }
+                            }
+                            due += per_conn;
+                        }
+                        out
+                    }));
+                }
+                let mut all = Vec::new();
+                for t in tasks {
+                    all.extend(t.await.unwrap());
+                }
+                all
+            })
+            .await
+    });
+    let mut by: std::collections::BTreeMap<u16, Vec<u32>> = Default::default();
+    for (st, us) in &results {
+        by.entry(*st).or_default().push(*us);
+    }
+    let total = results.len();
+    println!(
+        "target={target} rate={rate}/s secs={secs} conns={conns}: {total} requests ({:.0}/s)",
+        total as f64 / secs
+    );
+    for (st, lats) in &mut by {
+        lats.sort_unstable();
+        let q = |p: f64| lats[((lats.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
+        println!(
+            "  status {st}: {} ({:.1}%), p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            lats.len(),
+            100.0 * lats.len() as f64 / total as f64,
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            q(1.0)
+        );
+    }
+    if let Some(ok) = by.get(&200) {
+        let within = ok.iter().filter(|u| **u as f64 <= tmax_ms * 1000.0).count();
+        println!(
+            "  200s within {tmax_ms} ms: {within} of {} ({:.2}%)",
+            ok.len(),
+            100.0 * within as f64 / ok.len() as f64
+        );
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Overload: bids at a multiple of capacity, open loop.
+#
+#   benches/scripts/overload.sh                    # capacity by wrk, then 2x capacity for 10 s
+#   FACTOR=3 SECS=20 CAMPAIGNS=0 benches/scripts/overload.sh
+#
+# 0. The campaign set: CAMPAIGNS (20000) synthetic campaigns from
+#    `adshard gen-campaigns` (a production-size index, where a bid costs
+#    about three times what shedding it does); CAMPAIGNS=0 keeps the 10
+#    built-in ones (a bid then costs little more than its read and write).
+# 1. One shard on SERVER_CPU (0), overload shedding off, scoring as
+#    configured; wrk -c64 on CLIENT_CPU (1) posts the IAB corpus closed loop
+#    for 10 s: that req/s is the capacity.
+# 2. The shard restarts with shedding on (the defaults). benches/load/overload.rs
+#    sends FACTOR x capacity bids per second, open loop (latency from each
+#    request's scheduled time, as wrk2 does), from CLIENT_CPU, over CONNS
+#    connections, and prints counts and latency per status and the share of
+#    200s within TMAX_MS (100).
+# 3. /metrics: shed and tmax no-bid counters, the monitor's lag, busy share
+#    and shed ratio at the end.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+FACTOR=${FACTOR:-2}
+SECS=${SECS:-10}
+CONNS=${CONNS:-256}
+CAMPAIGNS=${CAMPAIGNS:-20000}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+PORT=${PORT:-18500}
+
+. benches/scripts/lib.sh
+need wrk wrk
+need taskset util-linux
+build_server
+cargo bench --bench overload --no-run --quiet 2>/dev/null
+GEN=$(ls -t target/release/deps/overload-* | grep -v '\.d$' | head -1)
+TMP=$(mktemp -d)
+cleanup() { [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+if [ "$CAMPAIGNS" -gt 0 ]; then
+  "$BIN" gen-campaigns --count "$CAMPAIGNS" > "$TMP/campaigns.json"
+  export ADSHARD__CAMPAIGNS__PATH="$TMP/campaigns.json"
+fi
+
+# start_server [ENV=VALUE...]: one shard on SERVER_CPU, ready (the index may
+# take a few seconds to load).
+start_server() {
+  env "$@" ADSHARD_LOG=warn ADSHARD__EVENTS__SPOOL_DIR="$TMP/spool" \
+    taskset -c "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$PORT" --cores "$SERVER_CPU" &
+  APID=$!
+  wait_ok "http://127.0.0.1:$PORT/readyz" 60
+}
+stop_server() { kill "$APID"; wait "$APID" 2>/dev/null || true; APID=; }
+
+start_server ADSHARD__OVERLOAD__ENABLED=false
+taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d10s -s benches/scripts/bid.lua "http://127.0.0.1:$PORT/openrtb2/bid" >"$TMP/wrk.out"
+stop_server
+CAP=$(awk '/Requests\/sec/ {printf "%d", $2}' "$TMP/wrk.out")
+SET=$([ "$CAMPAIGNS" -gt 0 ] && echo "$CAMPAIGNS synthetic" || echo "10 built-in")
+echo "campaigns: $SET; capacity (wrk closed loop, 64 connections, shedding off): $CAP req/s"
+
+start_server
+RATE=$(awk -v c="$CAP" -v f="$FACTOR" 'BEGIN {printf "%d", c * f}')
+echo "open loop at ${FACTOR}x: $RATE req/s for ${SECS} s over $CONNS connections"
+TARGET="127.0.0.1:$PORT" RATE=$RATE SECS=$SECS CONNS=$CONNS taskset -c "$CLIENT_CPU" "$GEN" --bench
+echo "metrics:"
+curl -sf "http://127.0.0.1:$PORT/metrics" |
+  grep -E '^adshard_(shed_total|no_bids_total\{.*tmax|loop_lag_seconds|busy_ratio|shed_ratio)' | sed 's/^/  /'

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Throughput of adshard beside nginx on the same core, measured in one run.
+#
+#   benches/scripts/vs_nginx.sh                     # GET /healthz, 10 s per round, 3 rounds
+#   DURATION=20 ROUNDS=5 benches/scripts/vs_nginx.sh
+#   SCRIPT=benches/scripts/bid.lua URL_PATH=/openrtb2/bid benches/scripts/vs_nginx.sh   (once the bidder lands)
+#
+# The server under test (adshard with one shard, or one nginx worker) is pinned
+# to SERVER_CPU (default 0) and wrk to CLIENT_CPU (default 1). nginx answers the
+# same path with the same 11-byte body adshard's /healthz sends. Rounds
+# alternate nginx and adshard; the ratio is adshard/nginx of the medians.
+# Overload shedding is off (OVERLOAD=true turns it on): closed-loop wrk with
+# enough connections keeps a standing queue, which the shard would shed, and
+# this measures how much it serves.
+# Needs: wrk, nginx (Debian: wrk nginx-light), taskset; installs them if missing.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-64}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+URL_PATH=${URL_PATH:-/healthz}
+SCRIPT=${SCRIPT:-}
+SPIN_US=${SPIN_US:-10000}
+OVERLOAD=${OVERLOAD:-false}
+A_PORT=${A_PORT:-18480}
+N_PORT=${N_PORT:-18481}
+
+. benches/scripts/lib.sh
+need wrk wrk
+need nginx nginx-light
+need taskset util-linux
+build_server
+TMP=$(mktemp -d)
+cleanup() {
+  [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true
+  [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# nginx affinity is a bit string, rightmost bit = CPU 0.
+AFFINITY=1$(printf '%*s' "$SERVER_CPU" '' | tr ' ' 0)
+cat >"$TMP/nginx.conf" <<NGX
+worker_processes 1;
+worker_cpu_affinity $AFFINITY;
+daemon on;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx.err warn;
+user root;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 120s;
+  server {
+    listen 127.0.0.1:$N_PORT reuseport backlog=1024;
+    location $URL_PATH { default_type application/json; return 200 '{"ok":true}'; }
+  }
+}
+NGX
+taskset -c "$SERVER_CPU" nginx -c "$TMP/nginx.conf" -e "$TMP/nginx.err"
+
+ADSHARD__SERVER__SPIN_BEFORE_PARK_US=$SPIN_US ADSHARD__OVERLOAD__ENABLED=$OVERLOAD ADSHARD_LOG=warn \
+  taskset -c "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$A_PORT" --cores "$SERVER_CPU" &
+APID=$!
+wait_ok "http://127.0.0.1:$A_PORT/healthz"
+curl -sf "http://127.0.0.1:$N_PORT$URL_PATH" >/dev/null
+
+run() { # port -> req/s
+  local args=(-t1 "-c$CONNS" "-d${DURATION}s" --latency)
+  [ -n "$SCRIPT" ] && args+=(-s "$SCRIPT")
+  taskset -c "$CLIENT_CPU" wrk "${args[@]}" "http://127.0.0.1:$1$URL_PATH" >"$TMP/wrk.out"
+  grep -q "Non-2xx" "$TMP/wrk.out" && { echo "non-2xx responses on port $1:" >&2; cat "$TMP/wrk.out" >&2; exit 1; }
+  awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out"
+  awk '/ 99%/ {print "      p99 " $2 > "/dev/stderr"}' "$TMP/wrk.out"
+}
+# Warm both up.
+DURATION=2 run "$N_PORT" >/dev/null 2>&1; DURATION=2 run "$A_PORT" >/dev/null 2>&1
+ns=(); as=()
+for r in $(seq "$ROUNDS"); do
+  n=$(run "$N_PORT"); echo "round $r nginx   $n req/s" >&2; ns+=("$n")
+  a=$(run "$A_PORT"); echo "round $r adshard $a req/s" >&2; as+=("$a")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+mn=$(median "${ns[@]}"); ma=$(median "${as[@]}")
+echo "path=$URL_PATH conns=$CONNS duration=${DURATION}s rounds=$ROUNDS server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU"
+echo "nginx_rps=$mn adshard_rps=$ma ratio=$(awk -v a="$ma" -v n="$mn" 'BEGIN {printf "%.3f", a/n}')"

@@ -1,0 +1,334 @@
+//! The auction for one impression: gather the eligible campaigns through
+//! each channel (offered deals, then the open auction unless it is
+//! private), value them (CPM campaigns by their bid, CPC campaigns by one
+//! batched CTR model run), keep the best, then price the winner (second
+//! price bids value; first price shades, never below the floor) and pick
+//! its creative.
+
+use super::targeting::{eligible, offered, Ctx};
+use super::{event_id, Decision, NoBid, ShardState, Winner};
+use crate::events::{Event, Kind};
+use crate::index::{Campaign, CreativeFormat, FormatKey, Index};
+use crate::openrtb::{Imp, Pmp};
+use crate::scoring::CtrModel;
+
+/// The best channel so far.
+#[derive(Debug, Clone, Copy)]
+struct Best {
+    /// Value, CPM USD.
+    value: f64,
+    /// Campaign position in the index.
+    pos: usize,
+    /// Deal index in the impression's `pmp.deals`; `None`: open auction.
+    deal: Option<usize>,
+}
+
+/// A CPC candidate waiting for the batched model run.
+#[derive(Debug, Clone, Copy)]
+struct Cpc {
+    pos: usize,
+    deal: Option<usize>,
+    /// Floor of its channel, CPM USD.
+    floor: f64,
+}
+
+/// What the gathering found for one impression.
+struct Gathered<'c> {
+    ctx: &'c Ctx<'c, 'c>,
+    pmp: Option<&'c Pmp<'c>>,
+    has_model: bool,
+    best: Option<Best>,
+    /// Some campaign targeted the impression (a no-bid is then "filtered").
+    any: bool,
+    scored: Vec<Cpc>,
+}
+
+impl Gathered<'_> {
+    /// Weighs campaign `pos` through channel `deal` with floor `floor`.
+    fn consider(&mut self, pos: usize, deal: Option<usize>, floor: f64, st: &ShardState) {
+        let ix = self.ctx.ix;
+        self.any = true;
+        if self.has_model && ix.hot[pos].cpc.is_some() {
+            if eligible(self.ctx, pos, st) && deal_allows(ix, pos, deal, self.pmp) {
+                self.scored.push(Cpc { pos, deal, floor });
+            }
+            return;
+        }
+        let v = ix.hot[pos].value_cpm;
+        // Cheapest test first: most candidates fall below the floor or the best so far.
+        if !(v.is_finite() && v >= floor && v > 0.0) {
+            return;
+        }
+        if let Some(b) = self.best {
+            if v < b.value || (v == b.value && ix.hot[pos].id > ix.hot[b.pos].id) {
+                return;
+            }
+        }
+        if !eligible(self.ctx, pos, st) || !deal_allows(ix, pos, deal, self.pmp) {
+            return;
+        }
+        self.best = Some(Best {
+            value: v,
+            pos,
+            deal,
+        });
+    }
+
+    /// Values the CPC candidates with one model run and keeps the best.
+    fn score(&mut self, imp: &Imp<'_>, fmts: &[FormatKey], m: &mut dyn CtrModel, d: &mut Decision) {
+        let (ix, now) = (self.ctx.ix, self.ctx.now);
+        let base = crate::scoring::request_row(self.ctx.req, imp, (now.sec_of_day() / 3600) as u32);
+        let mut rows = Vec::with_capacity(self.scored.len());
+        let mut keep = Vec::with_capacity(self.scored.len());
+        for &cand in &self.scored {
+            let c = &ix.campaigns[cand.pos];
+            if let Some((ci, _)) = pick_creative(c, imp, fmts) {
+                rows.push(crate::scoring::with_ad(base, c.id, &c.creatives[ci].id));
+                keep.push(cand);
+            }
+        }
+        let mut p = Vec::with_capacity(rows.len());
+        let ok = m.predict(&rows, &mut p);
+        d.scored += rows.len() as u32;
+        if !ok {
+            d.score_failures += 1;
+        }
+        for (k, cand) in keep.iter().enumerate() {
+            let h = &ix.hot[cand.pos];
+            let v = match (ok, h.cpc) {
+                (true, Some(cpc)) => (f64::from(p[k]) * cpc * 1000.0).min(h.max_cpm),
+                _ => h.value_cpm,
+            };
+            let better = match self.best {
+                None => true,
+                Some(b) => v > b.value || (v == b.value && h.id < ix.hot[b.pos].id),
+            };
+            if v.is_finite() && v > 0.0 && v >= cand.floor && better {
+                self.best = Some(Best {
+                    value: v,
+                    pos: cand.pos,
+                    deal: cand.deal,
+                });
+            }
+        }
+    }
+}
+
+/// Runs the auction for impression `imp_ix` of the request: its winner and
+/// the bid event, or why there is none.
+pub(super) fn bid_imp(
+    ctx: &Ctx<'_, '_>,
+    st: &mut ShardState,
+    imp_ix: usize,
+    fmts: &mut Vec<FormatKey>,
+    model: &mut Option<&mut dyn CtrModel>,
+    d: &mut Decision,
+) -> Result<(Winner, Event), NoBid> {
+    let imp = &ctx.req.imp[imp_ix];
+    candidates(ctx.ix, st, imp, fmts)?;
+    // An empty currency (a request built without one) means USD.
+    let floor_cur = if imp.bidfloorcur.is_empty() {
+        "USD"
+    } else {
+        imp.bidfloorcur.as_ref()
+    };
+    let imp_floor = ctx
+        .ix
+        .to_usd(imp.bidfloor, floor_cur)
+        .ok_or(NoBid::Currency)?;
+    let mut g = gather(ctx, st, imp, imp_floor, model.is_some());
+    if let (false, Some(m)) = (g.scored.is_empty(), model.as_mut()) {
+        g.score(imp, fmts, &mut **m, d);
+    }
+    let Some(best) = g.best else {
+        return Err(if g.any {
+            NoBid::Filtered
+        } else {
+            NoBid::NoCandidate
+        });
+    };
+    let floor = channel_floor(ctx.ix, imp.pmp.as_ref(), best.deal, imp_floor);
+    win(ctx, st, imp_ix, fmts, best, floor)
+}
+
+/// Narrows `st.cand` to the targeted campaigns with a creative for one of
+/// the formats the impression offers.
+fn candidates(
+    ix: &Index,
+    st: &mut ShardState,
+    imp: &Imp<'_>,
+    fmts: &mut Vec<FormatKey>,
+) -> Result<(), NoBid> {
+    offered(imp, fmts);
+    st.tmp.clear();
+    for f in fmts.iter() {
+        if let Some(b) = ix.format_sets.get(f) {
+            st.tmp.or(b);
+        }
+    }
+    st.cand.copy_from(&st.base);
+    st.cand.and(&st.tmp);
+    if st.cand.is_empty() {
+        return Err(NoBid::NoCandidate);
+    }
+    Ok(())
+}
+
+/// Weighs every candidate through every channel the impression offers:
+/// each deal we know (at the deal's floor), then the open auction unless
+/// the auction is private.
+fn gather<'c>(
+    ctx: &'c Ctx<'c, 'c>,
+    st: &ShardState,
+    imp: &'c Imp<'c>,
+    imp_floor: f64,
+    has_model: bool,
+) -> Gathered<'c> {
+    let ix = ctx.ix;
+    let pmp = imp.pmp.as_ref();
+    let mut g = Gathered {
+        ctx,
+        pmp,
+        has_model,
+        best: None,
+        any: false,
+        scored: Vec::new(),
+    };
+    if let Some(p) = pmp {
+        for (di, dl) in p.deals.iter().enumerate() {
+            let Some(set) = ix.deals.get(dl.id.as_ref()) else {
+                continue;
+            };
+            let f = if dl.bidfloor > 0.0 {
+                ix.to_usd(dl.bidfloor, &dl.bidfloorcur)
+            } else {
+                Some(imp_floor)
+            };
+            let Some(f) = f else { continue };
+            for pos in st.cand.iter().filter(|&p| set.get(p)) {
+                g.consider(pos, Some(di), f, st);
+            }
+        }
+    }
+    if pmp.is_none_or(|p| p.private_auction != 1) {
+        for pos in st.cand.iter().filter(|&p| ix.open.get(p)) {
+            g.consider(pos, None, imp_floor, st);
+        }
+    }
+    g
+}
+
+/// The floor of the channel a bid goes through (CPM USD).
+fn channel_floor(ix: &Index, pmp: Option<&Pmp<'_>>, deal: Option<usize>, imp_floor: f64) -> f64 {
+    deal.and_then(|di| pmp.map(|p| &p.deals[di]))
+        .and_then(|dl| {
+            if dl.bidfloor > 0.0 {
+                ix.to_usd(dl.bidfloor, &dl.bidfloorcur)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(imp_floor)
+}
+
+/// Prices the best candidate, picks its creative, counts it against its
+/// frequency cap, and records the bid event.
+fn win(
+    ctx: &Ctx<'_, '_>,
+    st: &mut ShardState,
+    imp_ix: usize,
+    fmts: &[FormatKey],
+    best: Best,
+    floor: f64,
+) -> Result<(Winner, Event), NoBid> {
+    let (ix, now) = (ctx.ix, ctx.now);
+    let imp = &ctx.req.imp[imp_ix];
+    let c = &ix.campaigns[best.pos];
+    let Some((ci, fmt)) = pick_creative(c, imp, fmts) else {
+        return Err(NoBid::Filtered);
+    };
+    let cr = &c.creatives[ci];
+    let price_usd = if ctx.first_price {
+        (best.value * ctx.cfg.first_price_shade).max(floor)
+    } else {
+        best.value
+    };
+    let price = round4(price_usd / ctx.usd_per_cur);
+    st.freq_count(&ix.hot[best.pos], ctx.user, now);
+    let bid_id = st.next_id();
+    let (w, h) = match fmt {
+        FormatKey::Banner(w, h) => (Some(w), Some(h)),
+        _ => (cr.w, cr.h),
+    };
+    let ev = Event {
+        id: event_id(st.shard, st.seq, now),
+        kind: Kind::Bid,
+        ts_micros: now.micros,
+        shard: st.shard,
+        auction_id: ctx.req.id.to_string(),
+        imp_id: imp.id.to_string(),
+        campaign_id: c.id,
+        creative_id: cr.id.clone(),
+        price_micros: (price_usd * 1e6) as i64,
+        currency: "USD".into(),
+        spend_micros: 0,
+    };
+    let winner = Winner {
+        imp: imp_ix,
+        campaign: best.pos,
+        creative: ci,
+        deal: best.deal,
+        price,
+        price_usd,
+        w,
+        h,
+        bid_id,
+    };
+    Ok((winner, ev))
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// The OpenRTB `mtype` of a creative format.
+pub(super) fn mtype(f: CreativeFormat) -> u8 {
+    match f {
+        CreativeFormat::Banner => 1,
+        CreativeFormat::Video => 2,
+        CreativeFormat::Native => 4,
+    }
+}
+
+/// Whether a deal (if bidding through one) admits the campaign's seat and domains.
+fn deal_allows(ix: &Index, pos: usize, deal: Option<usize>, pmp: Option<&Pmp<'_>>) -> bool {
+    let Some(dl) = deal.and_then(|di| pmp.map(|p| &p.deals[di])) else {
+        return true;
+    };
+    let c = &ix.campaigns[pos];
+    (dl.wseat.is_empty() || dl.wseat.iter().any(|s| s == &c.seat))
+        && (dl.wadomain.is_empty() || c.adomain.iter().any(|a| dl.wadomain.iter().any(|w| w == a)))
+}
+
+/// First creative of `c` that fits an offered format and the imp's constraints.
+fn pick_creative(c: &Campaign, imp: &Imp<'_>, fmts: &[FormatKey]) -> Option<(usize, FormatKey)> {
+    c.creatives.iter().enumerate().find_map(|(i, cr)| {
+        let key = cr.format_key();
+        if !fmts.contains(&key) {
+            return None;
+        }
+        if let (CreativeFormat::Video, Some(v)) = (cr.format, &imp.video) {
+            let dur = cr.duration.unwrap_or(0);
+            if v.minduration.is_some_and(|m| dur < m)
+                || v.maxduration.is_some_and(|m| m > 0 && dur > m)
+            {
+                return None;
+            }
+            let mime = cr.mime.as_deref().unwrap_or("video/mp4");
+            if !v.mimes.is_empty() && !v.mimes.iter().any(|m| m == mime) {
+                return None;
+            }
+        }
+        Some((i, key))
+    })
+}

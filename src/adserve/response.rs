@@ -1,0 +1,82 @@
+//! The OpenRTB bid response, rendered once from a decision's winners: one
+//! bid per winner, grouped by seat, with its markup and its win, bill and
+//! loss notice URLs (the exchange substitutes `${AUCTION_PRICE}` and
+//! `${AUCTION_LOSS}`).
+
+use super::auction::mtype;
+use super::markup::{self, Ids};
+use super::{BidderConfig, Decision, Winner};
+use crate::index::Index;
+use crate::openrtb::{Bid, BidRequest, BidResponse, SeatBid};
+
+/// The bid response for `d`, or `None` when nothing won (204).
+pub fn bid_response(
+    ix: &Index,
+    req: &BidRequest<'_>,
+    d: &Decision,
+    cfg: &BidderConfig,
+) -> Option<BidResponse> {
+    if d.winners.is_empty() {
+        return None;
+    }
+    let base = cfg.public_url.trim_end_matches('/');
+    let mut seatbid: Vec<SeatBid> = Vec::new();
+    for w in &d.winners {
+        let (seat, bid) = render_bid(ix, req, w, base);
+        match seatbid.iter_mut().find(|s| s.seat == seat) {
+            Some(s) => s.bid.push(bid),
+            None => seatbid.push(SeatBid {
+                seat,
+                bid: vec![bid],
+            }),
+        }
+    }
+    Some(BidResponse {
+        id: req.id.to_string(),
+        seatbid,
+        bidid: d.bidid.clone(),
+        cur: d.cur.clone(),
+    })
+}
+
+/// The notice ids of a winner.
+pub fn ids<'a>(ix: &'a Index, req: &'a BidRequest<'_>, w: &Winner) -> Ids<'a> {
+    let c = &ix.campaigns[w.campaign];
+    Ids {
+        auction: &req.id,
+        imp: &req.imp[w.imp].id,
+        campaign: c.id,
+        creative: &c.creatives[w.creative].id,
+        test: req.test == 1,
+    }
+}
+
+/// One winner's bid and the seat it goes under.
+fn render_bid(ix: &Index, req: &BidRequest<'_>, w: &Winner, base: &str) -> (String, Bid) {
+    let imp = &req.imp[w.imp];
+    let c = &ix.campaigns[w.campaign];
+    let cr = &c.creatives[w.creative];
+    let ids = ids(ix, req, w);
+    let dealid = w
+        .deal
+        .and_then(|di| imp.pmp.as_ref().map(|p| p.deals[di].id.to_string()));
+    let bid = Bid {
+        id: w.bid_id.clone(),
+        impid: imp.id.to_string(),
+        price: w.price,
+        nurl: markup::notice_url(base, "win", &ids, "p=${AUCTION_PRICE}"),
+        burl: markup::notice_url(base, "bill", &ids, "p=${AUCTION_PRICE}"),
+        lurl: markup::notice_url(base, "loss", &ids, "r=${AUCTION_LOSS}"),
+        adm: markup::adm(base, cr, &ids, w.w, w.h),
+        adomain: c.adomain.clone(),
+        cid: c.id.to_string(),
+        crid: cr.id.clone(),
+        cat: c.cat.clone(),
+        cattax: Some(c.cattax),
+        w: w.w,
+        h: w.h,
+        dealid,
+        mtype: mtype(cr.format),
+    };
+    (c.seat.clone(), bid)
+}

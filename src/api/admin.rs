@@ -1,0 +1,277 @@
+//! The admin listener: a separate address for `/admin/*` (campaign uploads,
+//! loader and model status), bearer token required. Admin traffic is rare
+//! and may be large (a 100k-campaign upload), so it runs on its own thread
+//! with blocking sockets, one request at a time, never on a shard. It speaks
+//! HTTP/1.1 through the same parser and writer as the shards.
+//!
+//! | route | method | answer |
+//! |---|---|---|
+//! | `/admin/campaigns` | POST | replace the campaign set (TOML, or JSON with `Content-Type: application/json`); 202, built on the loader thread |
+//! | `/admin/index` | GET | campaign loader status |
+//! | `/admin/model` | GET | CTR model loader status (404 when scoring is off) |
+
+use crate::config::AdminConfig;
+use crate::http::{
+    self, write::HttpDate, HttpError, Progress, ReaderLimits, Request, RequestReader, Response,
+    EMPTY_HEADER,
+};
+use crate::index::loader::{Command, IndexHandle};
+use crate::scoring::Models;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const MAX_HEAD: usize = 16 * 1024;
+
+/// What the admin routes reach: the campaign loader and the model loader.
+#[derive(Debug, Clone)]
+pub struct AdminHandles {
+    /// The published index and its loader.
+    pub index: IndexHandle,
+    /// The CTR model loader, when scoring is on.
+    pub models: Option<Arc<Models>>,
+}
+
+/// The running admin listener. Stopped by [`AdminServer::stop`].
+#[derive(Debug)]
+pub struct AdminServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// Binds `cfg.listen` and serves on a thread of its own.
+    pub fn start(cfg: &AdminConfig, deps: AdminHandles) -> std::io::Result<AdminServer> {
+        let listener = TcpListener::bind(&cfg.listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (token, max_body, flag) = (cfg.token.clone(), cfg.max_body_bytes, stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((s, _)) => {
+                            if let Err(e) = serve(s, &token, max_body, &deps) {
+                                tracing::debug!(error = %e, "admin connection ended");
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(20))
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "admin accept failed");
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                }
+            })?;
+        tracing::info!(%addr, "admin listener");
+        Ok(AdminServer { addr, stop, thread })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and waits for the thread (a request in progress finishes).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+fn respond(s: &mut TcpStream, resp: &Response) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(256 + resp.body.len());
+    resp.write_to(&mut out, &HttpDate::default(), false, false);
+    s.write_all(&out)
+}
+
+/// One request per connection (admin clients are scripts and operators).
+fn serve(
+    mut s: TcpStream,
+    token: &str,
+    max_body: usize,
+    deps: &AdminHandles,
+) -> std::io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut buf = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut resp = Response::default();
+    let mut reader = RequestReader::new(ReaderLimits {
+        max_header_bytes: MAX_HEAD,
+        max_headers: 64,
+        max_body_bytes: max_body,
+    });
+    loop {
+        let mut h = [EMPTY_HEADER; 64];
+        match reader.next(&buf, &mut h) {
+            Ok(Progress::Ready(ready)) => {
+                let mut inflated = Vec::new();
+                let body = match http::content(
+                    &ready.framing,
+                    reader.body(&ready),
+                    &mut inflated,
+                    max_body,
+                ) {
+                    Ok(b) => b,
+                    Err(e) => return refuse(&mut s, &mut resp, e),
+                };
+                handle(&ready.req, body, token, deps, &mut resp);
+                return respond(&mut s, &resp);
+            }
+            Ok(Progress::NeedBody {
+                send_continue: true,
+            }) => s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?,
+            Ok(Progress::NeedHead | Progress::NeedBody { .. }) => {}
+            Err(e) => return refuse(&mut s, &mut resp, e),
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn refuse(s: &mut TcpStream, resp: &mut Response, e: HttpError) -> std::io::Result<()> {
+    json(
+        resp,
+        e.status(),
+        serde_json::json!({ "error": e.to_string() }),
+    );
+    respond(s, resp)
+}
+
+fn json(resp: &mut Response, status: u16, v: serde_json::Value) {
+    resp.set(status, "application/json", v.to_string().as_bytes());
+}
+
+/// Constant-time check of `Authorization: Bearer <token>`.
+fn authorized(req: &Request<'_, '_>, token: &str) -> bool {
+    let given = req
+        .header("authorization")
+        .and_then(|v| v.strip_prefix(b"Bearer "))
+        .unwrap_or(b"");
+    let token = token.as_bytes();
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn handle(
+    req: &Request<'_, '_>,
+    body: &[u8],
+    token: &str,
+    deps: &AdminHandles,
+    resp: &mut Response,
+) {
+    if !authorized(req, token) {
+        json(
+            resp,
+            401,
+            serde_json::json!({ "error": "missing or wrong bearer token" }),
+        );
+        resp.header("WWW-Authenticate", b"Bearer");
+        return;
+    }
+    let method = |allowed: &'static str, resp: &mut Response| {
+        let ok = req.method == allowed || (allowed == "GET" && req.method == "HEAD");
+        if !ok {
+            json(
+                resp,
+                405,
+                serde_json::json!({ "error": "method not allowed" }),
+            );
+            resp.header("Allow", allowed.as_bytes());
+        }
+        ok
+    };
+    match req.path {
+        "/admin/campaigns" => {
+            if !method("POST", resp) {
+                return;
+            }
+            let Ok(text) = std::str::from_utf8(body) else {
+                json(
+                    resp,
+                    400,
+                    serde_json::json!({ "error": "campaigns must be UTF-8 TOML or JSON" }),
+                );
+                return;
+            };
+            let is_json = req
+                .header("content-type")
+                .is_some_and(|v| v.starts_with(b"application/json"));
+            let origin = if is_json {
+                "admin upload.json"
+            } else {
+                "admin upload"
+            }
+            .to_string();
+            let version = deps.index.current.load().version;
+            if deps
+                .index
+                .tx
+                .send(Command::Replace {
+                    text: text.to_string(),
+                    origin,
+                })
+                .is_err()
+            {
+                json(
+                    resp,
+                    503,
+                    serde_json::json!({ "error": "index loader is not running" }),
+                );
+                return;
+            }
+            json(
+                resp,
+                202,
+                serde_json::json!({ "accepted": true, "current_version": version, "status": "/admin/index" }),
+            );
+        }
+        "/admin/index" => {
+            if method("GET", resp) {
+                let st = deps.index.status.load();
+                json(resp, 200, serde_json::to_value(&**st).unwrap_or_default());
+            }
+        }
+        "/admin/model" => {
+            if !method("GET", resp) {
+                return;
+            }
+            match &deps.models {
+                Some(m) => {
+                    let st = m
+                        .status
+                        .lock()
+                        .map(|g| g.clone())
+                        .unwrap_or_else(|p| p.into_inner().clone());
+                    json(resp, 200, serde_json::to_value(&st).unwrap_or_default());
+                }
+                None => json(
+                    resp,
+                    404,
+                    serde_json::json!({ "error": "scoring is disabled" }),
+                ),
+            }
+        }
+        _ => json(
+            resp,
+            404,
+            serde_json::json!({ "error": "no such route", "path": req.path }),
+        ),
+    }
+}

@@ -1,0 +1,190 @@
+//! Application assembly: the campaign loader, the event store, the CTR
+//! model loader, the admin listener and the shards, started in that order
+//! and stopped in reverse. A failed start stops what already started.
+
+use super::admin::{AdminHandles, AdminServer};
+use super::Api;
+use crate::adserve::dedupe::Dedupe;
+use crate::config::Config;
+use crate::events::{SpoolStats, Store};
+use crate::index::loader::{self, Command, IndexHandle, Source};
+use crate::shard::{Server, ShardCtx, Shared, StartError};
+use std::sync::Arc;
+
+/// Campaigns compiled into the binary, used when `campaigns.path` is unset.
+pub const EMBEDDED_CAMPAIGNS: &str = include_str!("../../configs/campaigns.toml");
+
+/// A start-up error naming the config key it is about.
+fn invalid(key: &str, message: String) -> StartError {
+    StartError::Config(crate::config::ConfigError::Invalid {
+        key: key.to_string(),
+        message,
+    })
+}
+
+/// What every shard's [`Api`] shares: the index handle and the notice table.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    /// Published campaign index and its loader.
+    pub index: IndexHandle,
+    /// Notice de-duplication, shared by all shards.
+    pub dedupe: Arc<Dedupe>,
+    /// Per-shard CTR model sessions, when scoring is enabled.
+    pub models: Option<Arc<crate::scoring::Models>>,
+    /// Per-shard spool counters.
+    pub spool: Arc<Vec<Arc<SpoolStats>>>,
+    /// Database writer counters, when a database is configured.
+    pub db: Option<Arc<crate::events::db::DbStats>>,
+}
+
+/// The running application: shards plus the index loader.
+#[derive(Debug)]
+pub struct App {
+    /// The shards.
+    pub server: Server,
+    /// Shared dependencies (tests reach the index through it).
+    pub deps: Deps,
+    loader: std::thread::JoinHandle<()>,
+    admin: Option<AdminServer>,
+    store: Store,
+}
+
+impl App {
+    /// Loads campaigns, starts the loader thread and the shards.
+    pub fn start(cfg: Config) -> Result<App, StartError> {
+        let source = match &cfg.campaigns.path {
+            Some(p) => Source::File(p.clone()),
+            None => Source::Embedded(EMBEDDED_CAMPAIGNS),
+        };
+        let poll = std::time::Duration::from_millis(cfg.campaigns.reload_poll_ms);
+        let (index, loader) =
+            loader::start(source, poll).map_err(|e| invalid("campaigns.path", e.to_string()))?;
+        match Self::start_rest(cfg, index.clone()) {
+            Ok((server, deps, admin, store)) => Ok(App {
+                server,
+                deps,
+                loader,
+                admin,
+                store,
+            }),
+            Err(e) => {
+                // The one place a failed start-up stops the index loader.
+                let _ = index.tx.send(Command::Stop);
+                let _ = loader.join();
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything after the index: spool writers, models, admin listener, shards.
+    fn start_rest(
+        cfg: Config,
+        index: IndexHandle,
+    ) -> Result<(Server, Deps, Option<AdminServer>, Store), StartError> {
+        let shards = cfg.shards(&crate::sys::allowed_cores())?.len();
+        let ev = &cfg.events;
+        let crate::events::Started {
+            store,
+            sinks,
+            spool,
+            db,
+        } = Store::start(ev, shards).map_err(|e| {
+            invalid(
+                "events.spool_dir",
+                format!("{}: {e}", ev.spool_dir.display()),
+            )
+        })?;
+        let models = if cfg.scoring.enabled {
+            let source = match &cfg.scoring.model {
+                Some(p) => crate::scoring::ModelSource::File(p.clone()),
+                None => crate::scoring::ModelSource::Embedded,
+            };
+            let poll = std::time::Duration::from_millis(cfg.scoring.reload_poll_ms);
+            let lib = crate::scoring::library_path(&cfg.scoring.library);
+            Some(
+                crate::scoring::start(&lib, source, shards, poll)
+                    .map_err(|e| invalid("scoring", e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let deps = Deps {
+            index,
+            dedupe: Arc::new(Dedupe::new(cfg.bidder.dedupe_slots)),
+            models,
+            spool: Arc::new(spool),
+            db,
+        };
+        let admin = if cfg.admin.listen.is_empty() {
+            None
+        } else {
+            let a = AdminServer::start(
+                &cfg.admin,
+                AdminHandles {
+                    index: deps.index.clone(),
+                    models: deps.models.clone(),
+                },
+            )
+            .map_err(|e| {
+                invalid(
+                    "admin.listen",
+                    format!("cannot listen on {}: {e}", cfg.admin.listen),
+                )
+            })?;
+            Some(a)
+        };
+        let d = deps.clone();
+        // Each shard takes its own sink; only shards hold them, so the writers
+        // finish once every shard has stopped.
+        let sinks = std::sync::Mutex::new(sinks.into_iter().map(Some).collect::<Vec<_>>());
+        let server = Server::start(cfg, move |ctx: &ShardCtx| {
+            let sink = sinks
+                .lock()
+                .ok()
+                .and_then(|mut v| v.get_mut(ctx.id).and_then(Option::take));
+            Api::new(ctx, &d, sink)
+        });
+        match server {
+            Ok(s) => Ok((s, deps, admin, store)),
+            Err(e) => {
+                if let Some(a) = admin {
+                    a.stop();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The admin listener's address, when one is configured.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr())
+    }
+
+    /// Cross-shard state (metrics registry, readiness).
+    pub fn shared(&self) -> &Arc<Shared> {
+        self.server.shared()
+    }
+
+    /// Waits for the shards (after a shutdown began), then stops the loader.
+    pub fn join(self) {
+        self.server.join();
+        if let Some(a) = self.admin {
+            a.stop();
+        }
+        let _ = self.deps.index.tx.send(Command::Stop);
+        let _ = self.loader.join();
+        // Shards are gone, and their sinks with them: writers drain and sync.
+        self.store.join();
+    }
+
+    /// Drains the shards and stops everything.
+    pub fn stop(self) {
+        self.server.begin_shutdown();
+        self.join();
+    }
+}

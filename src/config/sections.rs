@@ -1,0 +1,371 @@
+//! The sections of the config file, each with its defaults.
+
+use super::Cores;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// When the spool file is synced to disk (`events.fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Leave it to the kernel.
+    Never,
+    /// At most `fsync_interval_ms` apart, and on stop.
+    Interval,
+    /// After every batch written.
+    Always,
+}
+
+/// `[events]`: where events go. With no database (`[events.db] nodes`
+/// empty, the embedded default) every event goes to the spool; with one,
+/// events are written behind to it and the spool takes what it cannot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Directory of the per-shard spool segments (created if missing).
+    pub spool_dir: std::path::PathBuf,
+    /// Events each shard may queue for the database writer, and again for
+    /// its spool writer, before it drops one (and counts it).
+    pub queue_capacity: usize,
+    /// `never`, `interval` or `always`.
+    pub fsync: Fsync,
+    /// With `fsync = "interval"`: the longest gap between syncs.
+    pub fsync_interval_ms: u64,
+    /// A spool segment is sealed (and a new one opened) once it reaches
+    /// this size, so a replay reads bounded files.
+    pub segment_max_bytes: u64,
+    /// The CQL database (ScyllaDB or Cassandra).
+    pub db: DbConfig,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            spool_dir: "spool".into(),
+            queue_capacity: 65_536,
+            fsync: Fsync::Interval,
+            fsync_interval_ms: 1000,
+            segment_max_bytes: 64 * 1024 * 1024,
+            db: DbConfig::default(),
+        }
+    }
+}
+
+/// `[events.db]`: write-behind of events to ScyllaDB (or Cassandra).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbConfig {
+    /// Contact points, `host:port`; empty = no database, spool only.
+    pub nodes: Vec<String>,
+    /// Keyspace of the event tables.
+    pub keyspace: String,
+    /// Create the keyspace and tables at start-up if missing.
+    pub create_schema: bool,
+    /// Replication map used when creating the keyspace (CQL map literal).
+    pub replication: String,
+    /// How long event rows live, in days (table default TTL).
+    pub ttl_days: u32,
+    /// Most events in one unlogged batch (one partition per batch).
+    pub batch_size: usize,
+    /// Longest an event waits for its batch to fill before it is sent.
+    pub linger_ms: u64,
+    /// Most batches in flight at once.
+    pub max_in_flight: usize,
+    /// Retries of a failed batch before it is spilled to the spool.
+    pub retries: u32,
+    /// First retry delay; doubles each retry.
+    pub retry_backoff_ms: u64,
+    /// Per-request timeout.
+    pub request_timeout_ms: u64,
+    /// Connection set-up timeout.
+    pub connect_timeout_ms: u64,
+    /// While the database is down: how often it is probed; while it is up:
+    /// how often spilled segments are looked for and replayed.
+    pub probe_interval_ms: u64,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig {
+            nodes: Vec::new(),
+            keyspace: "adshard".into(),
+            create_schema: true,
+            replication: "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}".into(),
+            ttl_days: 90,
+            batch_size: 64,
+            linger_ms: 5,
+            max_in_flight: 64,
+            retries: 3,
+            retry_backoff_ms: 50,
+            request_timeout_ms: 2000,
+            connect_timeout_ms: 2000,
+            probe_interval_ms: 1000,
+        }
+    }
+}
+
+pub(crate) fn is_cql_identifier(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 48
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// `[overload]`: shed load when a shard's event loop lags or keeps a
+/// standing queue (see the `shard::overload` module).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverloadConfig {
+    /// Measure load and shed.
+    pub enabled: bool,
+    /// How often each shard samples its event-loop lag.
+    pub check_interval_ms: u64,
+    /// Smoothed lag above which the shard sheds a growing share of requests
+    /// (bids get 204, `/ad` gets 503; notices, health and metrics are never
+    /// shed).
+    pub max_lag_ms: u64,
+    /// A queue whose lag stays above this for `standing_window_ms` (never
+    /// emptying) also sheds: the client is queueing on its side.
+    pub standing_lag_ms: u64,
+    /// See `standing_lag_ms`.
+    pub standing_window_ms: u64,
+    /// How fast the shed fraction rises while overloaded, per second.
+    pub shed_rise_per_s: f64,
+    /// How fast it decays otherwise, per second.
+    pub shed_decay_per_s: f64,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        OverloadConfig {
+            enabled: true,
+            check_interval_ms: 2,
+            max_lag_ms: 20,
+            standing_lag_ms: 2,
+            standing_window_ms: 50,
+            shed_rise_per_s: 10.0,
+            shed_decay_per_s: 5.0,
+        }
+    }
+}
+
+/// `[admin]`: a separate listener for `/admin/*`, bearer token required.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin listener; empty disables it.
+    pub listen: String,
+    /// Bearer token; required when `listen` is set (prefer the env
+    /// override `ADSHARD__ADMIN__TOKEN`).
+    pub token: String,
+    /// Largest admin request body (campaign uploads).
+    pub max_body_bytes: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: String::new(),
+            token: String::new(),
+            max_body_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[scoring]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringConfig {
+    /// Score CPC candidates with the model; false = rule-based pricing
+    /// (each campaign's `expected_ctr`).
+    pub enabled: bool,
+    /// Path of libonnxruntime; empty = `ORT_DYLIB_PATH`.
+    pub library: String,
+    /// ONNX model file; unset = the embedded model (configs/ctr.onnx).
+    pub model: Option<std::path::PathBuf>,
+    /// How often the model file is checked for changes.
+    pub reload_poll_ms: u64,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        ScoringConfig {
+            enabled: true,
+            library: String::new(),
+            model: None,
+            reload_poll_ms: 1000,
+        }
+    }
+}
+
+/// `[bidder]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BidderConfig {
+    /// Base URL exchanges and browsers reach this server at (notice and
+    /// tracking URLs are built on it).
+    pub public_url: String,
+    /// In first-price auctions bid value x shade (never below the floor).
+    pub first_price_shade: f64,
+    /// Below this `tmax` (ms) we cannot answer in time: no bid.
+    pub min_tmax_ms: u32,
+    /// Users tracked for frequency caps per shard before the table is reset.
+    pub max_tracked_users: usize,
+    /// Slots in the shared notice de-duplication table.
+    pub dedupe_slots: usize,
+}
+
+impl Default for BidderConfig {
+    fn default() -> Self {
+        BidderConfig {
+            public_url: "http://localhost:8080".into(),
+            first_price_shade: 0.85,
+            min_tmax_ms: 10,
+            max_tracked_users: 1_000_000,
+            dedupe_slots: 1 << 22,
+        }
+    }
+}
+
+/// `[campaigns]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignsConfig {
+    /// Campaigns file (TOML, or JSON by extension); unset = the embedded set.
+    pub path: Option<std::path::PathBuf>,
+    /// How often the file is checked for changes.
+    pub reload_poll_ms: u64,
+}
+
+impl Default for CampaignsConfig {
+    fn default() -> Self {
+        CampaignsConfig {
+            path: None,
+            reload_poll_ms: 1000,
+        }
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address every shard binds with SO_REUSEPORT.
+    pub listen: String,
+    /// Cores to run one shard each on: `"all"`, `"0-3,6"`, or `[0, 1]`.
+    pub cores: Cores,
+    /// Pin each shard's thread to its core.
+    pub pin: bool,
+    /// Microseconds an idle executor spins before parking (0 = park at once).
+    pub spin_before_park_us: u64,
+    /// listen(2) backlog per shard.
+    pub backlog: u32,
+    /// Open connections per shard beyond which new ones get 503 and close.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:8080".into(),
+            cores: Cores::All,
+            pin: true,
+            spin_before_park_us: 10_000,
+            backlog: 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request head (request line + headers); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most header fields; more gets 431.
+    pub max_headers: usize,
+    /// Largest body, on the wire or inflated; larger gets 413.
+    pub max_body_bytes: usize,
+}
+
+/// Hard ceiling on `limits.max_headers` (the parser's stack storage).
+pub const MAX_HEADERS_CEILING: usize = 128;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 8 * 1024,
+            max_headers: 64,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[timeouts]`, in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Whole request head must arrive within this (slowloris guard); else 408.
+    pub header_read_ms: u64,
+    /// Whole body must arrive within this after the head; else 408.
+    pub body_read_ms: u64,
+    /// A keep-alive connection with no request in progress closes after this.
+    pub idle_keepalive_ms: u64,
+    /// A response write that makes no progress for this long closes the connection.
+    pub write_ms: u64,
+    /// On SIGTERM, in-flight requests get this long before connections are cut.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header_read_ms: 5_000,
+            body_read_ms: 10_000,
+            idle_keepalive_ms: 60_000,
+            write_ms: 10_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Timeouts {
+    /// As durations.
+    pub fn header_read(&self) -> Duration {
+        Duration::from_millis(self.header_read_ms)
+    }
+    /// As a duration.
+    pub fn body_read(&self) -> Duration {
+        Duration::from_millis(self.body_read_ms)
+    }
+    /// As a duration.
+    pub fn idle_keepalive(&self) -> Duration {
+        Duration::from_millis(self.idle_keepalive_ms)
+    }
+    /// As a duration.
+    pub fn write(&self) -> Duration {
+        Duration::from_millis(self.write_ms)
+    }
+    /// As a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// How often each shard publishes its latency histograms for scraping.
+    pub publish_interval_ms: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            publish_interval_ms: 1000,
+        }
+    }
+}

@@ -1,0 +1,99 @@
+use super::*;
+use std::time::Duration;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, "test", Vec::new())
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let c = Config::from_toml(EMBEDDED_DEFAULT, "embedded default", Vec::new()).unwrap();
+    assert!(
+        c.server.spin_before_park_us > 0,
+        "spinning is on by default for serving"
+    );
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisn = 3\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("server.lisn") || e.contains("lisn"), "{e}");
+    let e = parse("[limits]\nmax_body_bytes = \"big\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("limits.max_body_bytes"), "{e}");
+    let e = parse("[bogus]\n").unwrap_err().to_string();
+    assert!(e.contains("bogus"), "{e}");
+}
+
+#[test]
+fn invalid_values_are_named() {
+    let cases = [
+        ("[server]\nlisten = \"nope\"", "server.listen"),
+        ("[limits]\nmax_headers = 0", "limits.max_headers"),
+        ("[timeouts]\nheader_read_ms = 0", "timeouts.header_read_ms"),
+        ("[server]\ncores = \"3-1\"", "server.cores"),
+        ("[server]\nmax_connections = 0", "server.max_connections"),
+        ("[[shard]]\ncore = 0\n[[shard]]\ncore = 0", "shard[1].core"),
+        (
+            "[overload]\nstanding_window_ms = 0",
+            "overload.standing_window_ms",
+        ),
+        (
+            "[overload]\nshed_decay_per_s = 0.0",
+            "overload.shed_decay_per_s",
+        ),
+    ];
+    for (text, key) in cases {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    }
+    assert!(parse("[server\n")
+        .unwrap_err()
+        .to_string()
+        .contains("invalid TOML"));
+}
+
+#[test]
+fn cores_and_overrides() {
+    let c = parse("[server]\ncores = \"0-1\"\nspin_before_park_us = 5\n[[shard]]\ncore = 1\nspin_before_park_us = 0\nmax_connections = 7").unwrap();
+    let s = c.shards(&[0, 1]).unwrap();
+    assert_eq!(s.len(), 2);
+    assert_eq!(s[0].spin_before_park, Duration::from_micros(5));
+    assert_eq!(s[1].spin_before_park, Duration::ZERO);
+    assert_eq!(s[1].max_connections, 7);
+    let e = c.shards(&[0]).unwrap_err().to_string();
+    assert!(e.contains("server.cores") && e.contains("core 1"), "{e}");
+    let c = parse("[server]\ncores = [1]").unwrap();
+    assert_eq!(c.shards(&[0, 1]).unwrap()[0].core, 1);
+    let c = parse("[server]\ncores = \"all\"").unwrap();
+    assert_eq!(c.shards(&[0, 1, 2]).unwrap().len(), 3);
+    assert_eq!(parse_core_spec("0-2,5").unwrap(), Some(vec![0, 1, 2, 5]));
+    assert!(parse_core_spec("a").is_err());
+}
+
+#[test]
+fn env_overrides_apply_and_are_named() {
+    let env = vec![
+        (
+            "ADSHARD__SERVER__LISTEN".to_string(),
+            "127.0.0.1:9999".to_string(),
+        ),
+        ("ADSHARD__LIMITS__MAX_HEADERS".to_string(), "12".to_string()),
+        ("UNRELATED".to_string(), "x".to_string()),
+    ];
+    let c = Config::from_toml("", "t", env).unwrap();
+    assert_eq!(c.server.listen, "127.0.0.1:9999");
+    assert_eq!(c.limits.max_headers, 12);
+    let env = vec![(
+        "ADSHARD__LIMITS__MAX_HEADERS".to_string(),
+        "many".to_string(),
+    )];
+    let e = Config::from_toml("", "t", env).unwrap_err().to_string();
+    assert!(
+        e.contains("ADSHARD__LIMITS__MAX_HEADERS") && e.contains("limits.max_headers"),
+        "{e}"
+    );
+}

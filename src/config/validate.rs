@@ -1,0 +1,169 @@
+//! Range checks of well-typed values; each error names its key.
+
+use super::{invalid, is_cql_identifier, Config, ConfigError, MAX_HEADERS_CEILING};
+use std::net::SocketAddr;
+
+impl Config {
+    /// Checks values that are well-typed but out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        let l = &self.limits;
+        if l.max_header_bytes < 64 || l.max_header_bytes > 1024 * 1024 {
+            return Err(invalid(
+                "limits.max_header_bytes",
+                "must be between 64 and 1048576",
+            ));
+        }
+        if l.max_headers == 0 || l.max_headers > MAX_HEADERS_CEILING {
+            return Err(invalid(
+                "limits.max_headers",
+                format!("must be between 1 and {MAX_HEADERS_CEILING}"),
+            ));
+        }
+        if l.max_body_bytes > 1024 * 1024 * 1024 {
+            return Err(invalid("limits.max_body_bytes", "must be at most 1 GiB"));
+        }
+        let t = &self.timeouts;
+        for (k, v) in [
+            ("timeouts.header_read_ms", t.header_read_ms),
+            ("timeouts.body_read_ms", t.body_read_ms),
+            ("timeouts.idle_keepalive_ms", t.idle_keepalive_ms),
+            ("timeouts.write_ms", t.write_ms),
+            (
+                "metrics.publish_interval_ms",
+                self.metrics.publish_interval_ms,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(k, "must be greater than 0"));
+            }
+        }
+        let b = &self.bidder;
+        if !(b.public_url.starts_with("http://") || b.public_url.starts_with("https://")) {
+            return Err(invalid(
+                "bidder.public_url",
+                "must start with http:// or https://",
+            ));
+        }
+        if !(b.first_price_shade > 0.0 && b.first_price_shade <= 1.0) {
+            return Err(invalid("bidder.first_price_shade", "must be in (0, 1]"));
+        }
+        if b.dedupe_slots < 1024 || b.max_tracked_users == 0 {
+            return Err(invalid(
+                "bidder.dedupe_slots",
+                "must be at least 1024 (and max_tracked_users > 0)",
+            ));
+        }
+        if !self.admin.listen.is_empty() {
+            self.admin.listen.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "admin.listen",
+                    format!("`{}` is not an IP:port address", self.admin.listen),
+                )
+            })?;
+            if self.admin.token.len() < 8 {
+                return Err(invalid(
+                    "admin.token",
+                    "required (at least 8 characters) when admin.listen is set",
+                ));
+            }
+        }
+        let db = &self.events.db;
+        for (key, v) in [
+            ("events.db.batch_size", db.batch_size as u64),
+            ("events.db.max_in_flight", db.max_in_flight as u64),
+            ("events.db.request_timeout_ms", db.request_timeout_ms),
+            ("events.db.connect_timeout_ms", db.connect_timeout_ms),
+            ("events.db.probe_interval_ms", db.probe_interval_ms),
+            ("events.db.ttl_days", u64::from(db.ttl_days)),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if db.batch_size > 1000 {
+            return Err(invalid("events.db.batch_size", "at most 1000"));
+        }
+        if !is_cql_identifier(&db.keyspace) {
+            return Err(invalid(
+                "events.db.keyspace",
+                "must be a CQL identifier: a letter, then letters, digits or _ (at most 48)",
+            ));
+        }
+        if !(db.replication.starts_with('{') && db.replication.ends_with('}'))
+            || db.replication.contains(';')
+        {
+            return Err(invalid(
+                "events.db.replication",
+                "must be a CQL map literal such as {'class': 'NetworkTopologyStrategy', 'replication_factor': 3}",
+            ));
+        }
+        for n in &db.nodes {
+            if n.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(invalid(
+                    "events.db.nodes",
+                    format!("{n:?} is not host:port"),
+                ));
+            }
+        }
+        if self.events.segment_max_bytes < 4096 {
+            return Err(invalid("events.segment_max_bytes", "at least 4096"));
+        }
+        if self.events.queue_capacity == 0 {
+            return Err(invalid("events.queue_capacity", "must be greater than 0"));
+        }
+        if self.overload.check_interval_ms == 0 {
+            return Err(invalid(
+                "overload.check_interval_ms",
+                "must be greater than 0",
+            ));
+        }
+        for (key, v) in [
+            ("overload.shed_rise_per_s", self.overload.shed_rise_per_s),
+            ("overload.shed_decay_per_s", self.overload.shed_decay_per_s),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.overload.standing_window_ms == 0 {
+            return Err(invalid(
+                "overload.standing_window_ms",
+                "must be greater than 0",
+            ));
+        }
+        if self.scoring.reload_poll_ms == 0 {
+            return Err(invalid("scoring.reload_poll_ms", "must be greater than 0"));
+        }
+        if self.campaigns.reload_poll_ms == 0 {
+            return Err(invalid(
+                "campaigns.reload_poll_ms",
+                "must be greater than 0",
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be greater than 0"));
+        }
+        if self.server.backlog == 0 {
+            return Err(invalid("server.backlog", "must be greater than 0"));
+        }
+        for (i, s) in self.shard.iter().enumerate() {
+            if s.max_connections == Some(0) {
+                return Err(invalid(
+                    &format!("shard[{i}].max_connections"),
+                    "must be greater than 0",
+                ));
+            }
+            if self.shard[..i].iter().any(|o| o.core == s.core) {
+                return Err(invalid(
+                    &format!("shard[{i}].core"),
+                    format!("core {} has two [[shard]] entries", s.core),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! The event record and its framed Cap'n Proto encoding (schema/events.capnp),
+//! the format of the spool segments.
+//!
+//! Decoding treats its input as untrusted: `ReaderOptions` bound traversal and
+//! nesting, a frame larger than [`MAX_FRAME_BYTES`] is refused, and a frame
+//! cut short is [`Decoded::Partial`] (read more), not an error.
+
+use super::Kind;
+use crate::schema::events_capnp::{event, EventKind};
+
+/// Largest frame accepted from a spool file.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// One event, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Unique id (idempotency key).
+    pub id: u128,
+    /// What happened.
+    pub kind: Kind,
+    /// Microseconds since the Unix epoch.
+    pub ts_micros: i64,
+    /// Shard that produced it.
+    pub shard: u16,
+    /// Auction (bid request) id.
+    pub auction_id: String,
+    /// Impression id within the auction.
+    pub imp_id: String,
+    /// Campaign.
+    pub campaign_id: u64,
+    /// Creative.
+    pub creative_id: String,
+    /// Price in millionths of `currency`.
+    pub price_micros: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// Spend charged to the campaign by this event, millionths of USD.
+    pub spend_micros: i64,
+}
+
+/// Why a frame did not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Not a valid capnp message or not an Event.
+    #[error("malformed event frame: {0}")]
+    Malformed(#[from] capnp::Error),
+    /// A field holds an unknown enum value.
+    #[error("malformed event frame: unknown event kind {0}")]
+    UnknownKind(u16),
+    /// Frame over [`MAX_FRAME_BYTES`].
+    #[error("event frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+}
+
+/// Result of decoding from the front of a byte slice.
+#[derive(Debug)]
+pub enum Decoded {
+    /// An event and the bytes its frame used.
+    Event(Event, usize),
+    /// The frame is incomplete; read more.
+    Partial,
+}
+
+fn kind_to_capnp(k: Kind) -> EventKind {
+    match k {
+        Kind::Bid => EventKind::Bid,
+        Kind::Win => EventKind::Win,
+        Kind::Bill => EventKind::Bill,
+        Kind::Loss => EventKind::Loss,
+        Kind::Impression => EventKind::Impression,
+        Kind::Click => EventKind::Click,
+    }
+}
+
+fn kind_from_capnp(k: EventKind) -> Kind {
+    match k {
+        EventKind::Bid => Kind::Bid,
+        EventKind::Win => Kind::Win,
+        EventKind::Bill => Kind::Bill,
+        EventKind::Loss => Kind::Loss,
+        EventKind::Impression => Kind::Impression,
+        EventKind::Click => Kind::Click,
+    }
+}
+
+/// Appends `ev` as one framed message.
+pub fn encode(ev: &Event, out: &mut Vec<u8>) {
+    let mut msg = capnp::message::Builder::new_default();
+    let mut b = msg.init_root::<event::Builder>();
+    b.set_id_hi((ev.id >> 64) as u64);
+    b.set_id_lo(ev.id as u64);
+    b.set_kind(kind_to_capnp(ev.kind));
+    b.set_ts_micros(ev.ts_micros);
+    b.set_shard(ev.shard);
+    b.set_auction_id(ev.auction_id.as_str());
+    b.set_imp_id(ev.imp_id.as_str());
+    b.set_campaign_id(ev.campaign_id);
+    b.set_creative_id(ev.creative_id.as_str());
+    b.set_price_micros(ev.price_micros);
+    b.set_currency(ev.currency.as_str());
+    b.set_spend_micros(ev.spend_micros);
+    // Writing into a Vec cannot fail.
+    let _ = capnp::serialize::write_message(out, &msg);
+}
+
+/// Decodes one framed event from the front of `buf`.
+pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
+    let opts = *capnp::message::ReaderOptions::new()
+        .traversal_limit_in_words(Some(MAX_FRAME_BYTES / 8))
+        .nesting_limit(8);
+    let used = match frame_len(buf)? {
+        Some(n) => n,
+        None => return Ok(Decoded::Partial),
+    };
+    let mut slice = &buf[..used];
+    let msg = capnp::serialize::read_message(&mut slice, opts)?;
+    let r = msg.get_root::<event::Reader>()?;
+    let kind = r
+        .get_kind()
+        .map_err(|capnp::NotInSchema(n)| EventError::UnknownKind(n))?;
+    let text = |t: capnp::Result<capnp::text::Reader<'_>>| -> Result<String, EventError> {
+        Ok(t?
+            .to_string()
+            .map_err(|e| capnp::Error::failed(e.to_string()))?)
+    };
+    Ok(Decoded::Event(
+        Event {
+            id: ((r.get_id_hi() as u128) << 64) | r.get_id_lo() as u128,
+            kind: kind_from_capnp(kind),
+            ts_micros: r.get_ts_micros(),
+            shard: r.get_shard(),
+            auction_id: text(r.get_auction_id())?,
+            imp_id: text(r.get_imp_id())?,
+            campaign_id: r.get_campaign_id(),
+            creative_id: text(r.get_creative_id())?,
+            price_micros: r.get_price_micros(),
+            currency: text(r.get_currency())?,
+            spend_micros: r.get_spend_micros(),
+        },
+        used,
+    ))
+}
+
+/// Length of the frame at the front of `buf` from its segment table (capnp
+/// stream framing), `None` while the table or body is incomplete.
+fn frame_len(buf: &[u8]) -> Result<Option<usize>, EventError> {
+    let word = |i: usize| -> Option<u32> {
+        buf.get(i * 4..i * 4 + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let Some(n) = word(0) else { return Ok(None) };
+    let segments = n as usize + 1;
+    // Table: one u32 count, one u32 per segment, padded to 8 bytes.
+    let table = (4 + 4 * segments).div_ceil(8) * 8;
+    if table > MAX_FRAME_BYTES {
+        return Err(EventError::TooLarge(table));
+    }
+    let mut total = table;
+    for i in 0..segments {
+        let Some(words) = word(1 + i) else {
+            return Ok(None);
+        };
+        total = total.saturating_add(words as usize * 8);
+        if total > MAX_FRAME_BYTES {
+            return Err(EventError::TooLarge(total));
+        }
+    }
+    Ok(if buf.len() >= total {
+        Some(total)
+    } else {
+        None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::events::win as sample;
+
+    #[test]
+    fn roundtrip_stream_of_frames() {
+        let mut buf = Vec::new();
+        for i in 0..3 {
+            encode(&sample(i), &mut buf);
+        }
+        let mut at = 0;
+        for i in 0..3 {
+            match decode(&buf[at..]).unwrap() {
+                Decoded::Event(ev, used) => {
+                    assert_eq!(ev, sample(i));
+                    at += used;
+                }
+                Decoded::Partial => panic!("frame {i} should be whole"),
+            }
+        }
+        assert_eq!(at, buf.len());
+    }
+
+    #[test]
+    fn every_truncation_is_partial() {
+        let mut buf = Vec::new();
+        encode(&sample(1), &mut buf);
+        for cut in 0..buf.len() {
+            assert!(
+                matches!(decode(&buf[..cut]), Ok(Decoded::Partial)),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_frames_are_refused() {
+        // One segment claiming 2^28 words: refused from the table alone.
+        let huge = [0u8, 0, 0, 0, 0, 0, 0, 16];
+        assert!(matches!(decode(&huge), Err(EventError::TooLarge(_))));
+        // A frame whose root pointer is garbage.
+        let garbage = [
+            0u8, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert!(decode(&garbage).is_err());
+    }
+}

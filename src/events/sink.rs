@@ -1,0 +1,174 @@
+//! The per-shard event sink and the writer threads behind it. Each shard
+//! pushes events without ever waiting:
+//!
+//! - with a database configured (`[events.db] nodes`), into a bounded queue
+//!   read by the database writer thread ([`super::db`]), which writes them
+//!   behind; a full queue sends the event to the spool instead (a spill);
+//! - otherwise (the embedded default), or on a spill, into a bounded queue
+//!   read by that shard's spool writer thread ([`super::spool`]), flushing
+//!   on idle and syncing per `events.fsync`.
+//!
+//! A push that finds both queues full drops the event and counts it
+//! (`adshard_events_dropped_total`); nothing is lost silently. Stopping
+//! drains every queue (database first, then spool), flushes and syncs.
+
+use super::db::{self, DbStats};
+use super::record::Event;
+use super::spool::{list_segments, SpoolStats, SpoolWriter, WriterCtl};
+use crate::config::EventsConfig;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One shard's sending side. Owned by the shard.
+#[derive(Debug)]
+pub struct Sink {
+    pub(super) db: Option<SyncSender<Event>>,
+    pub(super) spool: SyncSender<Event>,
+    pub(super) stats: Arc<SpoolStats>,
+}
+
+impl Sink {
+    /// Queues an event without blocking: to the database writer if there is
+    /// one and it has room, else to the spool; if that is full too, the
+    /// event is dropped, counted.
+    pub fn push(&self, ev: Event) {
+        let ev = match &self.db {
+            Some(db) => match db.try_send(ev) {
+                Ok(()) => return,
+                Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
+                    self.stats.spilled_queue_full.fetch_add(1, Relaxed);
+                    ev
+                }
+            },
+            None => ev,
+        };
+        match self.spool.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// The writer threads. Lives as long as the server.
+#[derive(Debug)]
+pub struct Store {
+    db: Option<std::thread::JoinHandle<()>>,
+    writers: Vec<std::thread::JoinHandle<()>>,
+    pub(super) ctls: Vec<Arc<WriterCtl>>,
+}
+
+/// What [`Store::start`] hands out.
+#[derive(Debug)]
+pub struct Started {
+    /// The threads.
+    pub store: Store,
+    /// One sink per shard, in shard order.
+    pub sinks: Vec<Sink>,
+    /// Spool counters per shard.
+    pub spool: Vec<Arc<SpoolStats>>,
+    /// Database writer counters, when a database is configured.
+    pub db: Option<Arc<DbStats>>,
+}
+
+impl Store {
+    /// Starts one spool writer per shard (each continues after the highest
+    /// segment already in the directory) and, with a database configured,
+    /// the database writer.
+    pub fn start(cfg: &EventsConfig, shards: usize) -> std::io::Result<Started> {
+        let dir = &cfg.spool_dir;
+        std::fs::create_dir_all(dir)?;
+        let existing = list_segments(dir)?;
+        let interval = Duration::from_millis(cfg.fsync_interval_ms);
+        let mut writers = Vec::new();
+        let mut spool_tx = Vec::new();
+        let mut ctls = Vec::new();
+        let stats: Vec<Arc<SpoolStats>> = (0..shards).map(|_| Arc::default()).collect();
+        for (id, c) in stats.iter().enumerate() {
+            let next = existing
+                .iter()
+                .filter(|s| s.shard == id)
+                .map(|s| s.seq + 1)
+                .max()
+                .unwrap_or(1);
+            let ctl = Arc::new(WriterCtl {
+                rotate: AtomicBool::new(false),
+                active_seq: AtomicU64::new(next),
+            });
+            let (tx, rx) = sync_channel(cfg.queue_capacity);
+            let w = SpoolWriter {
+                max_bytes: cfg.segment_max_bytes,
+                dir: dir.clone(),
+                shard: id,
+                fsync: cfg.fsync,
+                interval,
+                stats: c.clone(),
+                ctl: ctl.clone(),
+            };
+            writers.push(
+                std::thread::Builder::new()
+                    .name(format!("spool-{id}"))
+                    .spawn(move || w.run(rx))?,
+            );
+            spool_tx.push(tx);
+            ctls.push(ctl);
+        }
+        let (db, db_tx, db_stats) = if cfg.db.nodes.is_empty() {
+            (None, Vec::new(), None)
+        } else {
+            let mut txs = Vec::new();
+            let mut rxs = Vec::new();
+            for _ in 0..shards {
+                let (tx, rx) = sync_channel(cfg.queue_capacity);
+                txs.push(Some(tx));
+                rxs.push(rx);
+            }
+            let st = Arc::new(DbStats::default());
+            let h = db::spawn(
+                cfg.db.clone(),
+                rxs,
+                spool_tx.clone(),
+                ctls.clone(),
+                dir.clone(),
+                st.clone(),
+            )?;
+            (Some(h), txs, Some(st))
+        };
+        let mut db_tx = db_tx.into_iter();
+        let sinks = spool_tx
+            .into_iter()
+            .zip(&stats)
+            .map(|(spool, c)| Sink {
+                db: db_tx.next().flatten(),
+                spool,
+                stats: c.clone(),
+            })
+            .collect();
+        Ok(Started {
+            store: Store { db, writers, ctls },
+            sinks,
+            spool: stats,
+            db: db_stats,
+        })
+    }
+
+    /// The rotation control of `shard`'s spool writer.
+    pub fn writer_ctl(&self, shard: usize) -> Option<&Arc<WriterCtl>> {
+        self.ctls.get(shard)
+    }
+
+    /// Waits for the database writer, then every spool writer, to drain and
+    /// sync (the shards' sinks must be gone).
+    pub fn join(self) {
+        if let Some(d) = self.db {
+            let _ = d.join();
+        }
+        for w in self.writers {
+            let _ = w.join();
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Spool segments: one append-only file per shard at a time, framed
+//! Cap'n Proto records, sealed by size or on the database writer's request.
+//! The spool writer thread of each shard lives here, and so do the readers
+//! (`read_spool`, `list_segments`) that replay and `spool-dump` use.
+//!
+//! Segments are named `shard-N-SEQ.spool`. A writer opens its segment on the
+//! first event after start-up or after a rotation; every segment of a shard
+//! with a sequence number below the writer's current one is sealed.
+
+use super::record::{self, Event};
+use crate::config::Fsync;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One shard's spool counters, written by its shard (spills, drops) and its
+/// writer thread, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct SpoolStats {
+    /// Events appended to the spool.
+    pub spooled: AtomicU64,
+    /// Events dropped (both queues full, writer gone, write failed).
+    pub dropped: AtomicU64,
+    /// Failed opens, flushes or syncs.
+    pub errors: AtomicU64,
+    /// Events the shard sent to the spool because the database queue was full.
+    pub spilled_queue_full: AtomicU64,
+}
+
+/// Shared between a spool writer and the database writer: rotation requests
+/// and the sequence number of the segment being written.
+#[derive(Debug, Default)]
+pub struct WriterCtl {
+    /// Set by the database writer; the spool writer seals its open segment
+    /// (if any) and clears it.
+    pub rotate: AtomicBool,
+    /// Sequence number of the segment the writer writes (or will open);
+    /// every lower one of this shard is sealed.
+    pub active_seq: AtomicU64,
+}
+
+/// A spool segment file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Segment {
+    /// Shard that wrote it.
+    pub shard: usize,
+    /// Sequence number within the shard (0 for a pre-segment `shard-N.spool`).
+    pub seq: u64,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+/// Where segment `seq` of `shard` lives.
+pub fn segment_path(dir: &Path, shard: usize, seq: u64) -> PathBuf {
+    dir.join(format!("shard-{shard}-{seq:010}.spool"))
+}
+
+fn parse_segment_name(name: &str) -> Option<(usize, u64)> {
+    let rest = name.strip_prefix("shard-")?.strip_suffix(".spool")?;
+    match rest.split_once('-') {
+        Some((shard, seq)) => Some((shard.parse().ok()?, seq.parse().ok()?)),
+        None => Some((rest.parse().ok()?, 0)),
+    }
+}
+
+/// The spool segments in `dir`, ordered by shard then sequence.
+pub fn list_segments(dir: &Path) -> std::io::Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if let Some((shard, seq)) = name.to_str().and_then(parse_segment_name) {
+            out.push(Segment {
+                shard,
+                seq,
+                path: entry.path(),
+            });
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub(crate) struct SpoolWriter {
+    pub(crate) max_bytes: u64,
+    pub(crate) dir: PathBuf,
+    pub(crate) shard: usize,
+    pub(crate) fsync: Fsync,
+    pub(crate) interval: Duration,
+    pub(crate) stats: Arc<SpoolStats>,
+    pub(crate) ctl: Arc<WriterCtl>,
+}
+
+impl SpoolWriter {
+    pub(crate) fn run(self, rx: Receiver<Event>) {
+        let c = &*self.stats;
+        let mut seq = self.ctl.active_seq.load(Acquire);
+        let mut out: Option<BufWriter<File>> = None;
+        let mut buf = Vec::with_capacity(512);
+        let mut last_sync = Instant::now();
+        let mut dirty = false;
+        let mut size = 0u64;
+        loop {
+            // Poll rather than block: a sender only wakes a receiver that is
+            // blocked, so a polling writer keeps futex wake-ups off the shards.
+            let mut n = 0u64;
+            let mut failed = 0u64;
+            let mut gone = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(ev) => {
+                        if out.is_none() {
+                            out = self.open(seq);
+                        }
+                        buf.clear();
+                        record::encode(&ev, &mut buf);
+                        match out.as_mut().map(|o| o.write_all(&buf)) {
+                            Some(Ok(())) => {
+                                n += 1;
+                                size += buf.len() as u64;
+                            }
+                            _ => failed += 1,
+                        }
+                        if size >= self.max_bytes {
+                            // Full: sealed as on a rotation request.
+                            sync(&mut out, c);
+                            out = None;
+                            size = 0;
+                            seq += 1;
+                            self.ctl.active_seq.store(seq, Release);
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        gone = true;
+                        break;
+                    }
+                }
+            }
+            if n + failed > 0 {
+                c.spooled.fetch_add(n, Relaxed);
+                c.dropped.fetch_add(failed, Relaxed);
+                dirty = true;
+                if self.fsync == Fsync::Always {
+                    sync(&mut out, c);
+                    dirty = false;
+                }
+            }
+            if gone {
+                sync(&mut out, c);
+                return;
+            }
+            if self.ctl.rotate.swap(false, Relaxed) && out.is_some() {
+                // Sealed: synced and closed before the new number shows.
+                sync(&mut out, c);
+                out = None;
+                size = 0;
+                dirty = false;
+                seq += 1;
+                self.ctl.active_seq.store(seq, Release);
+            }
+            if dirty && (self.fsync != Fsync::Interval || last_sync.elapsed() >= self.interval) {
+                if self.fsync == Fsync::Never {
+                    if let Some(o) = out.as_mut() {
+                        let _ = o.flush();
+                    }
+                } else {
+                    sync(&mut out, c);
+                    last_sync = Instant::now();
+                }
+                dirty = false;
+            }
+            if n + failed == 0 {
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+
+    fn open(&self, seq: u64) -> Option<BufWriter<File>> {
+        let path = segment_path(&self.dir, self.shard, seq);
+        match OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(f) => Some(BufWriter::with_capacity(256 * 1024, f)),
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Relaxed);
+                tracing::error!(path = %path.display(), error = %e, "cannot open spool segment");
+                None
+            }
+        }
+    }
+}
+
+/// How long an idle writer sleeps between polls of its queue.
+const POLL: Duration = Duration::from_millis(2);
+
+fn sync(out: &mut Option<BufWriter<File>>, c: &SpoolStats) {
+    let Some(out) = out.as_mut() else { return };
+    if out.flush().and_then(|_| out.get_ref().sync_data()).is_err() {
+        c.errors.fetch_add(1, Relaxed);
+        tracing::error!("spool flush or sync failed");
+    }
+}
+
+/// Reads a spool: every whole event, and how many bytes of a cut-short tail
+/// (a crash mid-write) follow them.
+pub fn read_spool(bytes: &[u8]) -> Result<(Vec<Event>, usize), record::EventError> {
+    let mut at = 0;
+    let mut evs = Vec::new();
+    while at < bytes.len() {
+        match record::decode(&bytes[at..])? {
+            record::Decoded::Event(ev, used) => {
+                evs.push(ev);
+                at += used;
+            }
+            record::Decoded::Partial => break,
+        }
+    }
+    Ok((evs, bytes.len() - at))
+}
+
+impl SpoolStats {
+    /// The spool families of every shard (`all` in shard order) on the
+    /// `/metrics` page.
+    pub fn render(all: &[Arc<SpoolStats>], out: &mut String) {
+        use std::fmt::Write as _;
+        for (name, help, get) in [
+            (
+                "adshard_events_spooled_total",
+                "Events appended to the shard's spool file.",
+                0,
+            ),
+            (
+                "adshard_events_dropped_total",
+                "Events dropped (queue full or write failed); never silent.",
+                1,
+            ),
+            (
+                "adshard_spool_errors_total",
+                "Failed spool segment opens, flushes or syncs.",
+                2,
+            ),
+        ] {
+            crate::prom::family(out, name, "counter", help);
+            for (i, st) in all.iter().enumerate() {
+                let v = [&st.spooled, &st.dropped, &st.errors][get].load(Relaxed);
+                let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {v}");
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+use super::*;
+
+pub(crate) const SMALL: &str = r#"
+[currencies]
+EUR = 1.1
+
+[[campaign]]
+id = 1
+name = "a"
+adomain = ["a.com"]
+bid = { model = "cpm", amount = 2.0 }
+budget = { daily = 100.0, lifetime = 1000.0 }
+targeting = { countries = ["USA"], os = ["iOS"] }
+[[campaign.creatives]]
+id = "a1"
+format = "banner"
+w = 300
+h = 250
+image_url = "https://cdn/a.png"
+landing_url = "https://a.com/"
+
+[[campaign]]
+id = 2
+name = "b"
+adomain = ["b.com"]
+bid = { model = "cpm", amount = 1.0 }
+budget = { daily = 100.0, lifetime = 1000.0 }
+targeting = { deals = ["D1"] }
+[[campaign.creatives]]
+id = "b1"
+format = "video"
+video_url = "https://cdn/b.mp4"
+duration = 15
+landing_url = "https://b.com/"
+"#;
+
+#[test]
+fn builds_posting_lists() {
+    let ix = Index::load(SMALL, "t.toml", 1).unwrap();
+    assert_eq!(ix.len(), 2);
+    assert!(ix.open.get(0) && !ix.open.get(1));
+    assert!(ix.deals["D1"].get(1));
+    assert!(ix.format_sets[&FormatKey::Banner(300, 250)].get(0));
+    let mut out = Bitset::full(2);
+    let mut tmp = Bitset::new(2);
+    ix.country.restrict(["USA"], &mut out, &mut tmp);
+    assert_eq!(out.iter().collect::<Vec<_>>(), vec![0, 1]);
+    let mut out = Bitset::full(2);
+    ix.country.restrict(["FRA"], &mut out, &mut tmp);
+    assert_eq!(out.iter().collect::<Vec<_>>(), vec![1]);
+    ix.os.restrict(["ios"], &mut out, &mut tmp);
+    assert_eq!(out.iter().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(ix.to_usd(10.0, "EUR"), Some(11.0));
+    assert_eq!(ix.to_usd(10.0, "JPY"), None);
+}
+
+#[test]
+fn bad_files_are_refused_with_reason() {
+    let e = Index::load("[[campaign]]\nid = 1\n", "x.toml", 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("campaign[0]") && e.contains("name"), "{e}");
+    let e = Index::load(&SMALL.replace("amount = 2.0", "amount = -2.0"), "x.toml", 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("campaign 1") && e.contains("bid.amount"), "{e}");
+    let e = Index::load(&SMALL.replace("id = 2\n", "id = 1\n"), "x.toml", 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("duplicate"), "{e}");
+    let e = Index::load(&SMALL.replace("duration = 15\n", ""), "x.toml", 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("creative b1"), "{e}");
+    let e = Index::load("{\"campaign\":[{\"id\":\"x\"}]}", "x.json", 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("campaign[0].id"), "{e}");
+}
+
+#[test]
+fn bitset_iter() {
+    let mut b = Bitset::new(200);
+    for i in [0, 63, 64, 199] {
+        b.set(i);
+    }
+    assert_eq!(b.iter().collect::<Vec<_>>(), vec![0, 63, 64, 199]);
+    assert!(!b.is_empty());
+    b.clear();
+    assert!(b.is_empty());
+}
