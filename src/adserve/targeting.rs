@@ -51,16 +51,24 @@ pub(super) fn offered(imp: &Imp<'_>, out: &mut Vec<FormatKey>) {
     }
 }
 
-/// Restricts `st.base` to the campaigns whose request-wide targeting matches.
+/// Restricts `st.base` to the campaigns whose request-wide targeting matches,
+/// less those the request's blocks exclude.
 pub(super) fn targeting(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>, coppa: bool) {
-    let ShardState {
-        base, tmp, keys, ..
-    } = st;
-    base.copy_from(if req.app.is_some() {
+    st.base.copy_from(if req.app.is_some() {
         &ix.on_app
     } else {
         &ix.on_site
     });
+    restrict_place(ix, st, req);
+    restrict_content(ix, st, req, coppa);
+    apply_blocks(ix, st, req);
+}
+
+/// Where the ad would show: geography, device type, OS, site domain or app bundle.
+fn restrict_place(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>) {
+    let ShardState {
+        base, tmp, keys, ..
+    } = st;
     let dev = req.device.as_ref();
     let geo = dev
         .and_then(|d| d.geo.as_ref())
@@ -101,6 +109,15 @@ pub(super) fn targeting(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>, c
                 .restrict(keys.iter().map(String::as_str), base, tmp);
         }
     }
+}
+
+/// What it would show beside, and to whom: content categories (a
+/// subcategory also matches its parent) and audience segments; under COPPA
+/// no segment is used and segment-targeted campaigns sit out.
+fn restrict_content(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>, coppa: bool) {
+    let ShardState {
+        base, tmp, keys, ..
+    } = st;
     keys.clear();
     for c in req.content_cats() {
         keys.push(c.to_string());
@@ -126,6 +143,12 @@ pub(super) fn targeting(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>, c
         // COPPA: no behavioural targeting, so segment-targeted campaigns sit out.
         base.and(&ix.no_segments);
     }
+}
+
+/// The request's blocks (categories, advertiser domains, apps, seats) and
+/// its seat allow-list.
+fn apply_blocks(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>) {
+    let ShardState { base, tmp, .. } = st;
     // Request-wide blocks, as bitset work rather than per-candidate checks.
     let block = |m: &std::collections::HashMap<String, Bitset>,
                  keys: &mut dyn Iterator<Item = String>,

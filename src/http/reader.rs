@@ -63,6 +63,48 @@ struct Pending {
     sent_continue: bool,
 }
 
+/// The parsed fields of a head, apart from the header storage they index.
+#[derive(Debug, Clone, Copy)]
+struct Fields<'b> {
+    method: &'b str,
+    target: &'b str,
+    path: &'b str,
+    query: Option<&'b str>,
+    minor_version: u8,
+    /// Header fields parsed into the storage.
+    count: usize,
+}
+
+impl<'b> Fields<'b> {
+    /// The request again, over the storage the fields were parsed into.
+    fn request<'h>(self, storage: &'h mut [Header<'b>]) -> Request<'h, 'b> {
+        Request {
+            method: self.method,
+            target: self.target,
+            path: self.path,
+            query: self.query,
+            minor_version: self.minor_version,
+            headers: &mut storage[..self.count],
+        }
+    }
+}
+
+/// What the head at the front of the bytes says.
+#[derive(Debug)]
+enum Head<'b> {
+    /// Incomplete.
+    Partial,
+    /// Complete, and the whole body is here too.
+    Whole {
+        fields: Fields<'b>,
+        framing: Framing,
+        head_len: usize,
+        body_len: usize,
+    },
+    /// Complete; the body is incomplete or chunked.
+    Pending(Pending),
+}
+
 /// Reads one request after another from a byte stream. One per connection;
 /// its buffers are reused across requests.
 #[derive(Debug)]
@@ -103,64 +145,25 @@ impl RequestReader {
         let storage = &mut storage[..storage_len];
         let p = match self.pending {
             Some(p) => p,
-            None => {
-                self.decoded.clear();
-                // Parsed through a short borrow of the storage, so that the
-                // slow path below may use it again; the fast path hands the
-                // parsed fields out with the storage's full borrow.
-                let mut probe = Request::new(&mut *storage);
-                let status = probe.parse(data)?;
-                let head_len = match status {
-                    Status::Partial if data.len() > lim.max_header_bytes => {
-                        return Err(HttpError::HeadTooLarge)
-                    }
-                    Status::Partial => return Ok(Progress::NeedHead),
-                    Status::Complete(n) if n > lim.max_header_bytes => {
-                        return Err(HttpError::HeadTooLarge)
-                    }
-                    Status::Complete(n) => n,
-                };
-                let framing = Framing::of(&probe, lim.max_body_bytes)?;
-                let (method, target, path, query, minor_version) = (
-                    probe.method,
-                    probe.target,
-                    probe.path,
-                    probe.query,
-                    probe.minor_version,
-                );
-                let fields = probe.headers.len();
-                // Fast path: the whole request is here; answer from this parse.
-                let wire = match framing.body {
-                    BodyKind::None => Some(0),
-                    BodyKind::Length(n) if data.len() - head_len >= n => Some(n),
-                    _ => None,
-                };
-                if let Some(n) = wire {
-                    let req = Request {
-                        method,
-                        target,
-                        path,
-                        query,
-                        minor_version,
-                        headers: &mut storage[..fields],
-                    };
+            None => match self.head(data, &mut *storage)? {
+                Head::Partial => return Ok(Progress::NeedHead),
+                Head::Pending(p) => p,
+                Head::Whole {
+                    fields,
+                    framing,
+                    head_len,
+                    body_len,
+                } => {
+                    // Fast path: answered from the one parse, with the
+                    // storage's full borrow.
                     return Ok(Progress::Ready(Ready {
-                        req,
+                        req: fields.request(storage),
                         framing,
-                        consumed: head_len + n,
-                        wire: Some(&data[head_len..head_len + n]),
+                        consumed: head_len + body_len,
+                        wire: Some(&data[head_len..head_len + body_len]),
                     }));
                 }
-                self.chunk = ChunkedDecoder::new();
-                let p = Pending {
-                    head_len,
-                    framing,
-                    chunk_wire: 0,
-                    sent_continue: false,
-                };
-                self.pending = Some(p);
-                p
-            }
+            },
         };
         let after_head = &data[p.head_len..];
         let (complete, wire) = match p.framing.body {
@@ -200,6 +203,57 @@ impl RequestReader {
             consumed: p.head_len + wire,
             wire: wire_body,
         }))
+    }
+
+    /// Parses the head at the front of `data` through a short borrow of
+    /// `storage` (so [`next`](Self::next) may use the storage again) and
+    /// says whether the whole request is here, or starts a pending one.
+    fn head<'b>(
+        &mut self,
+        data: &'b [u8],
+        storage: &mut [Header<'b>],
+    ) -> Result<Head<'b>, HttpError> {
+        let lim = self.limits;
+        self.decoded.clear();
+        let mut probe = Request::new(storage);
+        let head_len = match probe.parse(data)? {
+            Status::Partial if data.len() > lim.max_header_bytes => {
+                return Err(HttpError::HeadTooLarge)
+            }
+            Status::Partial => return Ok(Head::Partial),
+            Status::Complete(n) if n > lim.max_header_bytes => return Err(HttpError::HeadTooLarge),
+            Status::Complete(n) => n,
+        };
+        let framing = Framing::of(&probe, lim.max_body_bytes)?;
+        let body_len = match framing.body {
+            BodyKind::None => Some(0),
+            BodyKind::Length(n) if data.len() - head_len >= n => Some(n),
+            _ => None,
+        };
+        if let Some(body_len) = body_len {
+            return Ok(Head::Whole {
+                fields: Fields {
+                    method: probe.method,
+                    target: probe.target,
+                    path: probe.path,
+                    query: probe.query,
+                    minor_version: probe.minor_version,
+                    count: probe.headers.len(),
+                },
+                framing,
+                head_len,
+                body_len,
+            });
+        }
+        self.chunk = ChunkedDecoder::new();
+        let p = Pending {
+            head_len,
+            framing,
+            chunk_wire: 0,
+            sent_continue: false,
+        };
+        self.pending = Some(p);
+        Ok(Head::Pending(p))
     }
 
     /// The body of `ready` (the request [`next`](Self::next) just returned),

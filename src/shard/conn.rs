@@ -108,18 +108,25 @@ struct Conn {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// Responses waiting to be written.
-    out: Vec<u8>,
-    resp: Response,
+    /// Responses waiting to be written, and the buffers that build them.
+    io: Output,
     /// Reads requests out of `buf`.
     reader: RequestReader,
-    /// Inflated body (gzip).
-    inflated: Vec<u8>,
     /// When the first byte of the current head arrived.
     head_since: Option<Instant>,
     /// When the current request's head was complete and its body was not.
     body_since: Option<Instant>,
     close: bool,
+}
+
+/// Where a connection's answers are built: the response being written,
+/// the bytes waiting to go out, and the inflated body of a gzip request.
+struct Output {
+    resp: Response,
+    /// Responses waiting to be written.
+    out: Vec<u8>,
+    /// Inflated body (gzip).
+    inflated: Vec<u8>,
 }
 
 const READ_BUF: usize = 16 * 1024;
@@ -143,14 +150,16 @@ async fn serve_conn<S: Service>(mut stream: TcpStream, rt: Rc<ShardRt<S>>) {
         buf: vec![0; READ_BUF.max(lim.max_header_bytes + 1).min(max_buf)],
         start: 0,
         end: 0,
-        out: Vec::with_capacity(READ_BUF),
-        resp: Response::default(),
+        io: Output {
+            resp: Response::default(),
+            out: Vec::with_capacity(READ_BUF),
+            inflated: Vec::new(),
+        },
         reader: RequestReader::new(ReaderLimits {
             max_header_bytes: lim.max_header_bytes,
             max_headers: lim.max_headers,
             max_body_bytes: lim.max_body_bytes,
         }),
-        inflated: Vec::new(),
         head_since: None,
         body_since: None,
         close: false,
@@ -158,13 +167,13 @@ async fn serve_conn<S: Service>(mut stream: TcpStream, rt: Rc<ShardRt<S>>) {
     let mut t0 = Instant::now();
     loop {
         let phase = c.process(&rt, t0);
-        if !c.out.is_empty() {
-            let n = c.out.len();
-            if stream.write_all(&c.out).await.is_err() {
+        if !c.io.out.is_empty() {
+            let n = c.io.out.len();
+            if stream.write_all(&c.io.out).await.is_err() {
                 return;
             }
             bump(&rt.metrics.counters.bytes_out, n as u64);
-            c.out.clear();
+            c.io.out.clear();
         }
         let phase = match phase {
             Some(p) if !c.close => p,
@@ -206,7 +215,7 @@ async fn serve_conn<S: Service>(mut stream: TcpStream, rt: Rc<ShardRt<S>>) {
                     HttpError::BodyTimeout
                 };
                 c.fail(&rt, err, t0);
-                let _ = stream.write_all(&c.out).await;
+                let _ = stream.write_all(&c.io.out).await;
                 let _ = stream.close().await;
                 return;
             }
@@ -249,7 +258,7 @@ impl Conn {
 
     /// Writes the error response for `e` and marks the connection to close.
     fn fail<S: Service>(&mut self, rt: &ShardRt<S>, e: HttpError, t0: Instant) {
-        let r = &mut self.resp;
+        let r = &mut self.io.resp;
         r.reset();
         r.status = e.status();
         r.content_type = "application/json";
@@ -257,7 +266,7 @@ impl Conn {
         r.body.extend_from_slice(e.to_string().as_bytes());
         r.body.extend_from_slice(b"\"}");
         r.close = true;
-        r.write_to(&mut self.out, &rt.date.borrow(), false, false);
+        r.write_to(&mut self.io.out, &rt.date.borrow(), false, false);
         rt.metrics.http_error(e);
         rt.metrics
             .record(0, r.status, t0.elapsed().as_nanos() as u64);
@@ -275,10 +284,8 @@ impl Conn {
             buf,
             start,
             end,
-            out,
-            resp,
+            io,
             reader,
-            inflated,
             head_since,
             body_since,
             close,
@@ -295,7 +302,7 @@ impl Conn {
             Progress::NeedHead => return Ok(Some(Phase::Head)),
             Progress::NeedBody { send_continue } => {
                 if send_continue {
-                    out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    io.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 body_since.get_or_insert(t0);
                 return Ok(Some(Phase::Body));
@@ -303,7 +310,7 @@ impl Conn {
             Progress::Ready(ready) => ready,
         };
         let body = reader.body(&ready);
-        *close |= dispatch(rt, &ready.req, body, ready.framing, inflated, resp, out, t0)?;
+        *close |= dispatch(rt, &ready.req, body, ready.framing, io, t0)?;
         *start += ready.consumed;
         *head_since = None;
         *body_since = None;
@@ -334,17 +341,19 @@ impl Conn {
 
 /// Runs the service on one complete request and queues its response. Returns
 /// whether the connection must close afterwards.
-#[allow(clippy::too_many_arguments)]
 fn dispatch<S: Service>(
     rt: &ShardRt<S>,
     req: &Request<'_, '_>,
     wire_body: &[u8],
     framing: http::Framing,
-    inflated: &mut Vec<u8>,
-    resp: &mut Response,
-    out: &mut Vec<u8>,
+    io: &mut Output,
     t0: Instant,
 ) -> Result<bool, HttpError> {
+    let Output {
+        resp,
+        out,
+        inflated,
+    } = io;
     resp.reset();
     // Shed before the body is inflated: a shed request costs its read and
     // its head parse, nothing more.
