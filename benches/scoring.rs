@@ -17,11 +17,7 @@ fn main() {
     let mut model = scoring::Scorer::from_session(
         scoring::session(env, scoring::EMBEDDED_MODEL, "embedded").unwrap(),
     );
-    let body = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/openrtb/bid-request-2.5_mobile.json"
-    ))
-    .unwrap();
+    let body = adshard::testkit::fixtures::read("bid-request-2.5_mobile.json");
     let req = decode_json(&body).unwrap();
     let mut c = Criterion::default()
         .configure_from_args()

@@ -102,11 +102,8 @@ proptest! {
 
     #[test]
     fn mutated_fixtures_decode_or_fail_cleanly(idx in 0usize..11, pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openrtb");
-        let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("bid-request")).collect();
-        names.sort();
-        let mut body = std::fs::read(&names[idx % names.len()]).unwrap();
+        let reqs = adshard::testkit::fixtures::bid_requests();
+        let mut body = reqs[idx % reqs.len()].1.clone();
         let i = pos.index(body.len());
         body[i] = byte;
         match adshard::openrtb::decode_json(&body) {
@@ -115,7 +112,9 @@ proptest! {
                 let ix = adshard::index::Index::load(adshard::api::EMBEDDED_CAMPAIGNS, "embedded", 1).unwrap();
                 let cfg = adshard::config::BidderConfig::default();
                 let mut st = adshard::adserve::ShardState::new(0, 1, &cfg);
-                let _ = adshard::adserve::decide(&ix, &mut st, &req, &cfg, adshard::adserve::Now::wall());
+                let d = adshard::adserve::decide(&ix, &mut st, &req, &cfg, adshard::adserve::Now::wall());
+                // And whatever is decided must render.
+                let _ = adshard::adserve::bid_response(&ix, &req, &d, &cfg);
             }
             Err(e) => prop_assert!(!e.field.is_empty() && !e.reason.is_empty()),
         }

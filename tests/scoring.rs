@@ -22,11 +22,7 @@ fn scoring_reloads_and_refuses_corrupt_models() {
     ));
     let a = app.local_addr();
     // The native fixture reaches the CPC native campaign (1003): it is scored.
-    let body = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/openrtb/bid-request-2.5_native-ad.json"
-    ))
-    .unwrap();
+    let body = fixtures::read("bid-request-2.5_native-ad.json");
     let mut r = Reader::new(connect(a));
     let bid = |r: &mut Reader| {
         r.send(format!("POST /openrtb2/bid HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());

@@ -1,13 +1,13 @@
 -- wrk / wrk2 script: POSTs a varied corpus of OpenRTB bid requests.
 --
 --   wrk -t1 -c64 -d10s -s benches/scripts/bid.lua http://127.0.0.1:8080/openrtb2/bid
---   FIXTURES=/path/to/openrtb wrk ... (default: ../shared/fixtures/openrtb)
+--   FIXTURES=/path/to/openrtb wrk ... (default: tests/fixtures/openrtb, run from the repository root)
 --
 -- Each IAB example is loaded once; requests cycle through them with a fresh
 -- auction id, so the bidder sees distinct auctions (de-duplication, ids) while
 -- the bodies stay byte-for-byte realistic. The same script serves wrk2 (-R).
 
-local dir = os.getenv("FIXTURES") or "../shared/fixtures/openrtb"
+local dir = os.getenv("FIXTURES") or "tests/fixtures/openrtb"
 local names = {
   "bid-request-2.5_expandable-creative.json", "bid-request-2.5_mobile.json",
   "bid-request-2.5_native-ad.json", "bid-request-2.5_pmp-with-direct-deal.json",
