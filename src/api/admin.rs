@@ -10,6 +10,7 @@
 //! | `/admin/index` | GET | campaign loader status |
 //! | `/admin/model` | GET | CTR model loader status (404 when scoring is off) |
 
+use super::json_error as json;
 use crate::config::AdminConfig;
 use crate::http::{
     self, write::HttpDate, HttpError, Progress, ReaderLimits, Request, RequestReader, Response,
@@ -148,10 +149,6 @@ fn refuse(s: &mut TcpStream, resp: &mut Response, e: HttpError) -> std::io::Resu
         serde_json::json!({ "error": e.to_string() }),
     );
     respond(s, resp)
-}
-
-fn json(resp: &mut Response, status: u16, v: serde_json::Value) {
-    resp.set(status, "application/json", v.to_string().as_bytes());
 }
 
 /// Constant-time check of `Authorization: Bearer <token>`.

@@ -196,7 +196,7 @@ impl Route {
     }
 }
 
-/// Sets a JSON body built with `serde_json::json!`.
+/// Sets a JSON body built with `serde_json::json!` (public routes and admin).
 pub(crate) fn json_error(resp: &mut Response, status: u16, v: serde_json::Value) {
     resp.set(status, "application/json", v.to_string().as_bytes());
 }
