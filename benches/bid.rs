@@ -1,11 +1,13 @@
 //! Bid path benchmarks: decode + decide + encode on the IAB fixtures against
 //! 10k synthetic campaigns, with a latency distribution (p50/p99/p99.9) per
-//! fixture printed after the criterion runs; index build for 10k and 100k.
+//! fixture printed after the criterion runs; index build for 10k and 100k;
+//! signing one bid's notice URLs and verifying one notice.
 #![allow(clippy::unwrap_used)]
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use adshard::adserve::signing::{NoticeKeys, Signed};
 use adshard::adserve::{bid_response, decide, Now, ShardState};
 use adshard::config::BidderConfig;
 use adshard::index::{synth, Index};
@@ -23,6 +25,7 @@ fn once(
     ix: &Index,
     st: &mut ShardState,
     cfg: &BidderConfig,
+    keys: &NoticeKeys,
     body: &[u8],
     out: &mut Vec<u8>,
     now: Now,
@@ -30,7 +33,7 @@ fn once(
     out.clear();
     let req = decode_json(body).unwrap();
     let d = decide(ix, st, &req, cfg, now);
-    if let Some(r) = bid_response(ix, &req, &d, cfg) {
+    if let Some(r) = bid_response(ix, &req, &d, cfg, keys) {
         encode_json(&r, out);
     }
     out.len()
@@ -39,14 +42,47 @@ fn once(
 fn bench_bid(c: &mut Criterion, ix: &Index) {
     let cfg = BidderConfig::default();
     let mut st = ShardState::new(0, 1, &cfg);
+    let keys = NoticeKeys::new(&[[7u8; 32]], 72 * 3600);
     let now = Now::wall();
     let mut out = Vec::with_capacity(8192);
     let mut g = c.benchmark_group("bid_10k_campaigns");
     for (name, body) in fixtures() {
         g.bench_with_input(BenchmarkId::from_parameter(&name), &body, |b, body| {
-            b.iter(|| once(ix, &mut st, &cfg, black_box(body), &mut out, now))
+            b.iter(|| once(ix, &mut st, &cfg, &keys, black_box(body), &mut out, now))
         });
     }
+    g.finish();
+}
+
+/// What every bid pays (one MAC for all its URLs) and every notice pays
+/// (one verification), with typical field lengths.
+fn bench_signing(c: &mut Criterion) {
+    let keys = NoticeKeys::new(&[[7u8; 32], [8u8; 32]], 72 * 3600);
+    let s = Signed {
+        bid: "9f2c61d0a4b3e7f1-3-1234567",
+        auction: "a7c3f0e2-51b4-4d3c-9e0a-2b7d6c1f8e90",
+        imp: "1",
+        campaign: 1_000_123,
+        creative: "cr-300x250-17",
+        price: "2.4375",
+        cur: "USD",
+        fx: "1",
+        test: false,
+        issued: 1_800_000_000,
+        src: "rtb",
+    };
+    let sig = String::from_utf8(keys.sign(&s).to_vec()).unwrap();
+    let mut g = c.benchmark_group("notice_signing");
+    g.bench_function("sign", |b| b.iter(|| keys.sign(black_box(&s))));
+    g.bench_function("verify", |b| {
+        b.iter(|| keys.verify(black_box(&s), Some(black_box(&sig)), 1_800_000_100))
+    });
+    g.bench_function("sign_and_verify", |b| {
+        b.iter(|| {
+            let t = keys.sign(black_box(&s));
+            keys.verify(&s, std::str::from_utf8(&t).ok(), 1_800_000_100)
+        })
+    });
     g.finish();
 }
 
@@ -70,6 +106,7 @@ fn bench_build(c: &mut Criterion) {
 fn latency_report(ix: &Index) {
     let cfg = BidderConfig::default();
     let mut st = ShardState::new(0, 1, &cfg);
+    let keys = NoticeKeys::new(&[[7u8; 32]], 72 * 3600);
     let now = Now::wall();
     let mut out = Vec::with_capacity(8192);
     println!(
@@ -84,12 +121,12 @@ fn latency_report(ix: &Index) {
     for (name, body) in fixtures() {
         let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
         for _ in 0..2_000 {
-            once(ix, &mut st, &cfg, &body, &mut out, now);
+            once(ix, &mut st, &cfg, &keys, &body, &mut out, now);
         }
         let mut bid = false;
         for _ in 0..20_000 {
             let t = Instant::now();
-            bid = once(ix, &mut st, &cfg, black_box(&body), &mut out, now) > 0;
+            bid = once(ix, &mut st, &cfg, &keys, black_box(&body), &mut out, now) > 0;
             let ns = t.elapsed().as_nanos() as u64;
             h.record(ns).unwrap();
             all.record(ns).unwrap();
@@ -121,6 +158,7 @@ fn main() {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     bench_bid(&mut c, &ix);
+    bench_signing(&mut c);
     bench_build(&mut c);
     c.final_summary();
     // `cargo bench` passes --bench; `cargo test --benches` (test mode) does not.

@@ -32,4 +32,7 @@ struct Event {
   # it charged nothing: bids, losses, duplicates, test traffic). Feeds the
   # spend counters in the database.
   spendMicros @11 :Int64;
+  # Our bid id (unique across processes and restarts): what notices are
+  # de-duplicated by. Empty in spools written before it existed.
+  bidId @12 :Text;
 }

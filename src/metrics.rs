@@ -7,7 +7,7 @@
 //! `metrics.publish_interval_ms` by a timer task, so a scrape sees quantiles at
 //! most one interval old; the scraping shard publishes its own fresh.
 
-use crate::adserve::NoBid;
+use crate::adserve::{NoBid, Reason};
 use crate::events::Kind;
 use crate::http::HttpError;
 use crate::prom::family;
@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// Status codes counted individually; anything else counts as "other".
-pub const STATUS_CODES: [u16; 16] = [
-    200, 204, 302, 400, 401, 404, 405, 408, 413, 415, 431, 500, 501, 503, 505, 0,
+pub const STATUS_CODES: [u16; 17] = [
+    200, 204, 302, 400, 401, 403, 404, 405, 408, 413, 415, 431, 500, 501, 503, 505, 0,
 ];
 
 fn status_index(code: u16) -> usize {
@@ -45,6 +45,16 @@ pub const NO_BID_REASONS: [&str; NoBid::ALL.len()] = {
     let mut i = 0;
     while i < l.len() {
         l[i] = NoBid::ALL[i].label();
+        i += 1;
+    }
+    l
+};
+/// Labels of `adshard_notices_rejected_total{reason}`: the notice refusal table.
+pub const NOTICE_REJECTS: [&str; Reason::ALL.len()] = {
+    let mut l = [""; Reason::ALL.len()];
+    let mut i = 0;
+    while i < l.len() {
+        l[i] = Reason::ALL[i].label();
         i += 1;
     }
     l
@@ -80,6 +90,10 @@ pub struct ShardCounters {
     pub no_bids: [AtomicU64; NO_BID_REASONS.len()],
     /// Notices that were duplicates (idempotent no-ops).
     pub duplicate_notices: AtomicU64,
+    /// Notices refused, by reason (see [`NOTICE_REJECTS`]).
+    pub notice_rejects: [AtomicU64; NOTICE_REJECTS.len()],
+    /// Micro-USD charged to campaigns by this shard's notices.
+    pub spend_micros: AtomicU64,
     /// Requests answered by the overload path (204 / 503).
     pub shed: AtomicU64,
     /// The overload monitor's last sample (`f64` bits): smoothed loop lag
@@ -115,6 +129,8 @@ impl ShardCounters {
             events: Default::default(),
             no_bids: Default::default(),
             duplicate_notices: AtomicU64::new(0),
+            notice_rejects: Default::default(),
+            spend_micros: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             load: Default::default(),
             scored: AtomicU64::new(0),
@@ -218,7 +234,7 @@ impl Registry {
             &'static str,
             fn(&ShardCounters) -> u64,
         );
-        let gauges: [Family; 8] = [
+        let gauges: [Family; 9] = [
             (
                 "adshard_shed_total",
                 "counter",
@@ -267,6 +283,12 @@ impl Registry {
                 "Bytes written to client sockets.",
                 |s| s.bytes_out.load(Relaxed),
             ),
+            (
+                "adshard_spend_micros_total",
+                "counter",
+                "Micro-USD charged to campaigns by verified notices (all campaigns; per campaign: the admin listener's /admin/spend).",
+                |s| s.spend_micros.load(Relaxed),
+            ),
         ];
         for (name, kind, help, get) in gauges {
             family(out, name, kind, help);
@@ -281,7 +303,7 @@ impl Registry {
             &'static [&'static str],
             fn(&ShardCounters) -> &[AtomicU64],
         );
-        let labeled: [Labeled; 2] = [
+        let labeled: [Labeled; 3] = [
             (
                 "adshard_events_total",
                 "kind",
@@ -295,6 +317,13 @@ impl Registry {
                 "Impressions answered without a bid, by reason.",
                 &NO_BID_REASONS,
                 |s| &s.no_bids,
+            ),
+            (
+                "adshard_notices_rejected_total",
+                "reason",
+                "Notices refused (nothing charged or recorded), by reason.",
+                &NOTICE_REJECTS,
+                |s| &s.notice_rejects,
             ),
         ];
         for (name, label, help, values, get) in labeled {
@@ -446,6 +475,12 @@ impl LocalMetrics {
     #[inline]
     pub fn event(&self, k: Kind) {
         bump(&self.counters.events[k.index()], 1);
+    }
+
+    /// Counts a refused notice.
+    #[inline]
+    pub fn notice_rejected(&self, why: Reason) {
+        bump(&self.counters.notice_rejects[why.index()], 1);
     }
 
     /// Counts `n` impressions answered without a bid for `why`.

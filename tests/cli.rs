@@ -58,13 +58,21 @@ fn kubernetes_config_is_valid() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- name: "))
         .filter(|n| n.starts_with("ADSHARD__"))
-        .map(|n| (n.to_string(), "k8s-test-token-0123".to_string()))
+        .map(|n| {
+            let v = if n == "ADSHARD__BIDDER__NOTICE_KEYS" {
+                r#"["k8s-test-notice-key-0123456789abcdef"]"#
+            } else {
+                "k8s-test-token-0123"
+            };
+            (n.to_string(), v.to_string())
+        })
         .collect();
     assert!(!env.is_empty(), "the manifest sets the admin token");
     let cfg = adshard::config::Config::from_toml(&toml, "deploy/k8s/adshard.yaml", env)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!cfg.events.db.nodes.is_empty());
     assert!(!cfg.admin.listen.is_empty());
+    assert_eq!(cfg.bidder.notice_keys.len(), 1, "the Secret's notice keys");
 }
 
 #[test]

@@ -114,7 +114,8 @@ proptest! {
                 let mut st = adshard::adserve::ShardState::new(0, 1, &cfg);
                 let d = adshard::adserve::decide(&ix, &mut st, &req, &cfg, adshard::adserve::Now::wall());
                 // And whatever is decided must render.
-                let _ = adshard::adserve::bid_response(&ix, &req, &d, &cfg);
+                let keys = adshard::adserve::signing::NoticeKeys::new(&[[1u8; 32]], 3600);
+                let _ = adshard::adserve::bid_response(&ix, &req, &d, &cfg, &keys);
             }
             Err(e) => prop_assert!(!e.field.is_empty() && !e.reason.is_empty()),
         }

@@ -94,3 +94,72 @@ fn missing_library_is_a_clear_startup_error() {
         "the error says how to run without scoring: {err}"
     );
 }
+
+/// Every bid with the real model stays under its campaign's cap: `max_cpm`,
+/// or for CPC without one, 3x expected_ctr x CPC x 1000 (calibrated pCTR:
+/// the model's 17% training click rate is not a display CTR).
+#[test]
+fn scored_bids_never_exceed_their_cap() {
+    use adshard::adserve::{decide_with, Now, ShardState};
+    use adshard::config::BidderConfig;
+    use adshard::index::{synth, BidModel, Index};
+    use adshard::scoring::{self, CtrModel, Scorer};
+    let env = scoring::init_runtime(&scoring::library_path("")).unwrap();
+    let session = scoring::session(env, scoring::EMBEDDED_MODEL, "embedded").unwrap();
+    let mut model = Scorer::from_session(session);
+    let cfg = BidderConfig::default();
+    let embedded = Index::load(adshard::api::EMBEDDED_CAMPAIGNS, "embedded", 1).unwrap();
+    let synthetic = Index::build(synth::campaigns(20_000, 7), 2).unwrap();
+    let (mut bids, mut cpc_bids, mut scored) = (0, 0, 0);
+    for ix in [&embedded, &synthetic] {
+        let mut st = ShardState::new(0, 1, &cfg);
+        for (name, body) in fixtures::bid_requests() {
+            let req = adshard::openrtb::decode_json(&body).unwrap();
+            let d = decide_with(
+                ix,
+                &mut st,
+                &req,
+                &cfg,
+                Now::wall(),
+                Some(&mut model as &mut dyn CtrModel),
+            );
+            scored += d.scored;
+            for w in &d.winners {
+                let c = &ix.campaigns[w.campaign];
+                let cap = match (c.bid.model, c.bid.max_cpm) {
+                    (_, Some(m)) => m,
+                    (BidModel::Cpm, None) => c.bid.amount,
+                    (BidModel::Cpc, None) => 3.0 * c.bid.expected_ctr * c.bid.amount * 1000.0,
+                };
+                assert!(
+                    w.price_usd <= cap + 1e-9,
+                    "{name}: campaign {} bid {} over its cap {cap}",
+                    c.id,
+                    w.price_usd
+                );
+                bids += 1;
+                cpc_bids += usize::from(c.bid.model == BidModel::Cpc);
+            }
+        }
+    }
+    assert!(
+        bids >= 10 && cpc_bids >= 1 && scored >= 10,
+        "bids {bids}, cpc {cpc_bids}, scored {scored}"
+    );
+    // The native fixture reaches campaign 1003 ($0.80 CPC, expected_ctr
+    // 0.004, no max_cpm): at most 9.6 CPM where it bid 142 uncalibrated.
+    let native = fixtures::read("bid-request-2.5_native-ad.json");
+    let req = adshard::openrtb::decode_json(&native).unwrap();
+    let d = decide_with(
+        &embedded,
+        &mut ShardState::new(0, 1, &cfg),
+        &req,
+        &cfg,
+        Now::wall(),
+        Some(&mut model),
+    );
+    let w = &d.winners[0];
+    assert_eq!(embedded.campaigns[w.campaign].id, 1003);
+    // Calibrated, not merely capped: the uncalibrated value would sit at the cap.
+    assert!(w.price_usd < 9.0, "{}", w.price_usd);
+}

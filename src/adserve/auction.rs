@@ -1,16 +1,17 @@
 //! The auction for one impression: gather the eligible campaigns through
 //! each channel (offered deals, then the open auction unless it is
 //! private), value them (CPM campaigns by their bid, CPC campaigns by one
-//! batched CTR model run), keep the best, then price the winner (second
+//! batched CTR model run, pCTR calibrated to the campaign's expected_ctr and
+//! the value capped), keep the best, then price the winner (second
 //! price bids value; first price shades, never below the floor) and pick
 //! its creative.
 
 use super::targeting::{eligible, offered, Ctx};
 use super::{event_id, Decision, NoBid, ShardState, Winner};
 use crate::events::{Event, Kind};
-use crate::index::{Campaign, CreativeFormat, FormatKey, Index};
+use crate::index::{Campaign, CreativeFormat, FormatKey, Hot, Index};
 use crate::openrtb::{Imp, Pmp};
-use crate::scoring::CtrModel;
+use crate::scoring::{calibrate, CtrModel};
 
 /// The best channel so far.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +90,8 @@ impl Gathered<'_> {
         }
         let mut p = Vec::with_capacity(rows.len());
         let ok = m.predict(&rows, &mut p);
+        let base_rate = m.base_rate();
+        let multiple = self.ctx.cfg.cpc_cap_multiple;
         d.scored += rows.len() as u32;
         if !ok {
             d.score_failures += 1;
@@ -96,7 +99,10 @@ impl Gathered<'_> {
         for (k, cand) in keep.iter().enumerate() {
             let h = &ix.hot[cand.pos];
             let v = match (ok, h.cpc) {
-                (true, Some(cpc)) => (f64::from(p[k]) * cpc * 1000.0).min(h.max_cpm),
+                (true, Some(cpc)) => {
+                    let ctr = calibrate(f64::from(p[k]), base_rate, h.expected_ctr);
+                    (ctr * cpc * 1000.0).min(cpc_cap(h, cpc, multiple))
+                }
                 _ => h.value_cpm,
             };
             let better = match self.best {
@@ -272,6 +278,7 @@ fn win(
         price_micros: (price_usd * 1e6) as i64,
         currency: "USD".into(),
         spend_micros: 0,
+        bid_id: bid_id.clone(),
     };
     let winner = Winner {
         imp: imp_ix,
@@ -280,11 +287,23 @@ fn win(
         deal: best.deal,
         price,
         price_usd,
+        fx: ctx.usd_per_cur,
+        issued: now.secs,
         w,
         h,
         bid_id,
     };
     Ok((winner, ev))
+}
+
+/// The most a CPC campaign bids: its `max_cpm`, or where unset `multiple`
+/// x its rule-based value (expected_ctr x CPC x 1000).
+pub(super) fn cpc_cap(h: &Hot, cpc: f64, multiple: f64) -> f64 {
+    if h.max_cpm.is_finite() {
+        h.max_cpm
+    } else {
+        multiple * h.expected_ctr * cpc * 1000.0
+    }
 }
 
 fn round4(x: f64) -> f64 {

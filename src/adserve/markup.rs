@@ -2,12 +2,16 @@
 //! tracking URLs placed in it. Every id that goes into a URL is
 //! percent-encoded; every value that goes into HTML or XML is escaped.
 
+use super::signing::{NoticeKeys, Signed, SIG_BYTES};
 use crate::http::query::encode_into;
 use crate::index::{Creative, CreativeFormat};
+use std::fmt::Write as _;
 
-/// The ids a notice URL carries.
-#[derive(Debug, Clone, Copy)]
+/// What a bid's notice URLs carry, all of it signed.
+#[derive(Debug, Clone)]
 pub struct Ids<'a> {
+    /// Our bid id.
+    pub bid: &'a str,
     /// Auction (bid request) id, or the `/ad` request id.
     pub auction: &'a str,
     /// Impression id.
@@ -18,12 +22,58 @@ pub struct Ids<'a> {
     pub creative: &'a str,
     /// Test traffic.
     pub test: bool,
+    /// Bid price, CPM in `cur`, as decimal text.
+    pub price: String,
+    /// Currency of the bid.
+    pub cur: &'a str,
+    /// USD per unit of `cur` the bid used, as decimal text.
+    pub fx: String,
+    /// Issue time, Unix seconds.
+    pub issued: u64,
 }
 
-/// `{base}/{path}?a=..&i=..&c=..&cr=..[&t=1]&{extra}`. `extra` is appended raw
-/// (it carries the exchange's `${...}` macros, which must stay literal).
-pub fn notice_url(base: &str, path: &str, ids: &Ids<'_>, extra: &str) -> String {
-    let mut u = String::with_capacity(base.len() + 96);
+impl<'a> Ids<'a> {
+    /// The fields the MAC covers, for channel `src` (`rtb` or `ad`).
+    pub fn signed(&'a self, src: &'a str) -> Signed<'a> {
+        Signed {
+            bid: self.bid,
+            auction: self.auction,
+            imp: self.imp,
+            campaign: self.campaign,
+            creative: self.creative,
+            price: &self.price,
+            cur: self.cur,
+            fx: &self.fx,
+            test: self.test,
+            issued: self.issued,
+            src,
+        }
+    }
+
+    /// Signs the ids for channel `src`: what every URL of that channel carries.
+    pub fn tracker(&'a self, keys: &NoticeKeys, src: &'static str) -> Tracker<'a> {
+        Tracker {
+            ids: self,
+            src,
+            sig: keys.sign(&self.signed(src)),
+        }
+    }
+}
+
+/// Signed ids, ready to be written into URLs.
+#[derive(Debug, Clone, Copy)]
+pub struct Tracker<'a> {
+    ids: &'a Ids<'a>,
+    src: &'static str,
+    sig: [u8; SIG_BYTES * 2],
+}
+
+/// `{base}/{path}?a=..&i=..&c=..&cr=..&b=..&bp=..&cur=..&fx=..&ts=..[&t=1][&src=ad]&s=..[&extra]`.
+/// `extra` is appended raw (it carries the exchange's `${...}` macros,
+/// which must stay literal) and is not signed.
+pub fn notice_url(base: &str, path: &str, t: &Tracker<'_>, extra: &str) -> String {
+    let ids = t.ids;
+    let mut u = String::with_capacity(base.len() + 200);
     u.push_str(base);
     u.push('/');
     u.push_str(path);
@@ -31,13 +81,27 @@ pub fn notice_url(base: &str, path: &str, ids: &Ids<'_>, extra: &str) -> String 
     encode_into(&mut u, ids.auction);
     u.push_str("&i=");
     encode_into(&mut u, ids.imp);
-    u.push_str("&c=");
-    u.push_str(&ids.campaign.to_string());
-    u.push_str("&cr=");
+    let _ = write!(u, "&c={}&cr=", ids.campaign);
     encode_into(&mut u, ids.creative);
+    u.push_str("&b=");
+    encode_into(&mut u, ids.bid);
+    u.push_str("&bp=");
+    u.push_str(&ids.price);
+    u.push_str("&cur=");
+    encode_into(&mut u, ids.cur);
+    u.push_str("&fx=");
+    u.push_str(&ids.fx);
+    let _ = write!(u, "&ts={}", ids.issued);
     if ids.test {
         u.push_str("&t=1");
     }
+    if t.src != "rtb" {
+        u.push_str("&src=");
+        u.push_str(t.src);
+    }
+    u.push_str("&s=");
+    // Hex digits: ASCII.
+    u.push_str(std::str::from_utf8(&t.sig).unwrap_or_default());
     if !extra.is_empty() {
         u.push('&');
         u.push_str(extra);
@@ -61,22 +125,12 @@ pub fn escape(s: &str) -> String {
     o
 }
 
-/// The markup for a creative, with our impression and click trackers.
-pub fn adm(base: &str, cr: &Creative, ids: &Ids<'_>, w: Option<u32>, h: Option<u32>) -> String {
-    adm_with(base, cr, ids, w, h, "src=rtb")
-}
-
-/// As [`adm`], with `imp_extra` appended to the impression tracker.
-pub fn adm_with(
-    base: &str,
-    cr: &Creative,
-    ids: &Ids<'_>,
-    w: Option<u32>,
-    h: Option<u32>,
-    imp_extra: &str,
-) -> String {
-    let imp = notice_url(base, "imp", ids, imp_extra);
-    let click = notice_url(base, "click", ids, "");
+/// The markup for a creative, with our impression and click trackers
+/// (signed by `t`).
+pub fn adm(base: &str, cr: &Creative, t: &Tracker<'_>, w: Option<u32>, h: Option<u32>) -> String {
+    let ids = t.ids;
+    let imp = notice_url(base, "imp", t, "");
+    let click = notice_url(base, "click", t, "");
     let img = cr.image_url.as_deref().unwrap_or_default();
     match cr.format {
         CreativeFormat::Banner => format!(
@@ -125,19 +179,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_encode_ids_and_keep_macros() {
+    fn urls_encode_ids_sign_them_and_keep_macros() {
         let ids = Ids {
+            bid: "ab-0-1",
             auction: "a&b c",
             imp: "1",
             campaign: 7,
             creative: "cr/1",
             test: true,
+            price: "1.5".into(),
+            cur: "EUR",
+            fx: "1.08".into(),
+            issued: 1_800_000_000,
         };
-        let u = notice_url("http://h:1", "win", &ids, "p=${AUCTION_PRICE}");
+        let keys = NoticeKeys::new(&[[9u8; 32]], 3600);
+        let t = ids.tracker(&keys, "rtb");
+        let sig = String::from_utf8(keys.sign(&ids.signed("rtb")).to_vec()).unwrap();
+        let u = notice_url("http://h:1", "win", &t, "p=${AUCTION_PRICE}");
         assert_eq!(
             u,
-            "http://h:1/win?a=a%26b%20c&i=1&c=7&cr=cr%2F1&t=1&p=${AUCTION_PRICE}"
+            format!("http://h:1/win?a=a%26b%20c&i=1&c=7&cr=cr%2F1&b=ab-0-1&bp=1.5&cur=EUR&fx=1.08&ts=1800000000&t=1&s={sig}&p=${{AUCTION_PRICE}}")
         );
+        let ad = ids.tracker(&keys, "ad");
+        assert!(notice_url("http://h:1", "imp", &ad, "").contains("&src=ad&s="));
     }
 
     #[test]

@@ -18,11 +18,13 @@ pub mod dedupe;
 pub mod markup;
 mod notices;
 pub mod response;
+pub mod signing;
+pub mod spend;
 mod state;
 mod targeting;
 
 pub use crate::config::BidderConfig;
-pub use notices::{notice, Notice, NoticeError, NoticeKind, NoticeOutcome};
+pub use notices::{notice, Notice, NoticeError, NoticeKind, NoticeOutcome, Reason};
 pub use response::bid_response;
 pub use state::ShardState;
 
@@ -86,6 +88,10 @@ pub struct Winner {
     pub price: f64,
     /// Bid price, CPM USD.
     pub price_usd: f64,
+    /// USD per unit of the response currency, as the bid used it.
+    pub fx: f64,
+    /// When the bid was made, Unix seconds (signed into its notice URLs).
+    pub issued: u64,
     /// Width and height served.
     pub w: Option<u32>,
     /// See `w`.
@@ -240,12 +246,26 @@ pub fn event_id(shard: u16, seq: u64, now: Now) -> u128 {
 }
 
 fn process_tag() -> u16 {
-    static TAG: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
-    *TAG.get_or_init(|| {
-        use std::hash::BuildHasher;
-        std::collections::hash_map::RandomState::new().hash_one(std::process::id()) as u16
+    node_id() as u16
+}
+
+/// 64 random bits drawn once per process: with the shard and a sequence
+/// they make bid ids unique across restarts and across a fleet.
+pub fn node_id() -> u64 {
+    static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| {
+        signing::random::<8>().map_or_else(
+            |_| {
+                use std::hash::BuildHasher;
+                std::collections::hash_map::RandomState::new()
+                    .hash_one((std::process::id(), std::time::SystemTime::now()))
+            },
+            u64::from_le_bytes,
+        )
     })
 }
 
+#[cfg(test)]
+mod money_tests;
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,18 @@
 //! Notices: wins, bills and losses from exchanges, impression and click
-//! beacons. Parsed from their query, de-duplicated, charged once per
-//! auction and impression, and turned into events.
+//! beacons. Parsed from their query, verified against their signature,
+//! priced exactly, de-duplicated by our bid id, and turned into an event and
+//! a charge. Nothing here writes: the caller queues the event and applies
+//! the charge only once the event is queued (see `api::notices`).
+//!
+//! What is charged, once per bid (whichever comes first): a win or a bill
+//! at the clearing price the exchange substituted (`p`, in the currency of
+//! the bid), never above the signed bid price; an impression served through
+//! `/ad` at the signed bid price (`p` is ignored there). The amount is
+//! converted to USD with the rate signed into the URL (the one the bid
+//! used) and rounded to the micro-dollar.
 
-use super::dedupe::{self, Dedupe};
+use super::dedupe::{self, Claim, Dedupe, Seen};
+use super::signing::{NoticeKeys, Rejected, Signed};
 use super::{event_id, Now, ShardState};
 use crate::events::{Event, Kind};
 use crate::index::Index;
@@ -43,149 +53,313 @@ impl NoticeKind {
     }
 }
 
-/// A notice's parameters, from its query string.
+/// A notice's parameters, from its query string, as written (the signed
+/// fields are verified as text, then read as numbers).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Notice {
+    /// Our bid id (`b`).
+    pub bid: String,
     /// Auction id (`a`).
     pub auction: String,
     /// Impression id (`i`).
     pub imp: String,
-    /// Campaign id (`c`).
-    pub campaign: u64,
+    /// Campaign id (`c`), as written.
+    pub campaign: String,
     /// Creative id (`cr`).
     pub creative: String,
-    /// Clearing or charged price, CPM USD (`p`).
-    pub price: Option<f64>,
+    /// Bid price, CPM in `cur` (`bp`), as written.
+    pub bid_price: String,
+    /// Currency of the bid (`cur`).
+    pub cur: String,
+    /// USD per unit of `cur` the bid used (`fx`), as written.
+    pub fx: String,
+    /// Issue time, Unix seconds (`ts`), as written.
+    pub issued: String,
     /// Test traffic (`t=1`): never charged.
     pub test: bool,
-    /// Served through `/ad` (`src=ad`): the impression itself is charged.
-    pub direct: bool,
+    /// Channel (`src`): `ad` for `/ad`'s URLs, else `rtb`.
+    pub src: String,
+    /// Signature (`s`).
+    pub sig: Option<String>,
+    /// Clearing price, CPM in `cur` (`p`, the exchange's macro).
+    pub price: Option<String>,
 }
 
-/// A notice that cannot be processed: the parameter and why.
+/// Why a notice was refused, as counted in `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Malformed: a missing or repeated parameter, an unreadable price.
+    Malformed,
+    /// No signature.
+    Unsigned,
+    /// The signature does not match.
+    Tampered,
+    /// Older than `bidder.notice_ttl`.
+    Expired,
+    /// Clearing price above the bid price.
+    AboveBid,
+    /// The campaign or creative is not in the index (clicks need it).
+    Unknown,
+    /// The de-duplication table had no room: retry later.
+    DedupeFull,
+    /// The event could not be written: retry later.
+    NotRecorded,
+}
+
+impl Reason {
+    /// Every reason, in the order of [`Reason::index`].
+    pub const ALL: [Reason; 8] = [
+        Reason::Malformed,
+        Reason::Unsigned,
+        Reason::Tampered,
+        Reason::Expired,
+        Reason::AboveBid,
+        Reason::Unknown,
+        Reason::DedupeFull,
+        Reason::NotRecorded,
+    ];
+
+    /// Metrics label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::Unsigned => "unsigned",
+            Reason::Tampered => "tampered",
+            Reason::Expired => "expired",
+            Reason::AboveBid => "price_above_bid",
+            Reason::Unknown => "unknown_campaign",
+            Reason::DedupeFull => "dedupe_full",
+            Reason::NotRecorded => "not_recorded",
+        }
+    }
+
+    /// Position in [`Reason::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The HTTP status it is answered with.
+    pub const fn status(self) -> u16 {
+        match self {
+            Reason::Malformed | Reason::AboveBid => 400,
+            Reason::Unsigned | Reason::Tampered | Reason::Expired => 403,
+            Reason::Unknown => 404,
+            Reason::DedupeFull | Reason::NotRecorded => 503,
+        }
+    }
+}
+
+/// A notice that cannot be processed: why, the parameter and a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{param}: {reason}")]
+#[error("{param}: {detail}")]
 pub struct NoticeError {
-    /// Query parameter.
+    /// Why (metrics label and status).
+    pub reason: Reason,
+    /// Query parameter concerned.
     pub param: &'static str,
     /// What is wrong.
-    pub reason: String,
-    /// Status to answer with.
-    pub status: u16,
+    pub detail: String,
 }
 
-fn nerr(param: &'static str, reason: impl Into<String>) -> NoticeError {
-    NoticeError {
-        param,
-        reason: reason.into(),
-        status: 400,
+impl NoticeError {
+    fn new(reason: Reason, param: &'static str, detail: impl Into<String>) -> Self {
+        NoticeError {
+            reason,
+            param,
+            detail: detail.into(),
+        }
     }
+
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> u16 {
+        self.reason.status()
+    }
+}
+
+impl From<Rejected> for NoticeError {
+    fn from(r: Rejected) -> Self {
+        let reason = match r {
+            Rejected::Unsigned => Reason::Unsigned,
+            Rejected::Tampered => Reason::Tampered,
+            Rejected::Expired => Reason::Expired,
+        };
+        NoticeError::new(reason, "s", r.to_string())
+    }
+}
+
+fn malformed(param: &'static str, detail: impl Into<String>) -> NoticeError {
+    NoticeError::new(Reason::Malformed, param, detail)
 }
 
 impl Notice {
-    /// Parses a notice query. `p` is required for win and bill.
-    pub fn parse(kind: NoticeKind, query: Option<&str>) -> Result<Notice, NoticeError> {
+    /// Parses a notice query. Every parameter may appear once.
+    pub fn parse(query: Option<&str>) -> Result<Notice, NoticeError> {
+        const KEYS: [&str; 14] = [
+            "a", "i", "c", "cr", "b", "bp", "cur", "fx", "ts", "t", "src", "s", "p", "r",
+        ];
         let mut n = Notice::default();
-        let mut campaign = None;
+        let mut seen = [false; KEYS.len()];
         for (k, v) in crate::http::query::pairs(query.unwrap_or("")) {
-            match k.as_ref() {
-                "a" => n.auction = v.into_owned(),
-                "i" => n.imp = v.into_owned(),
-                "c" => {
-                    campaign = Some(
-                        v.parse::<u64>()
-                            .map_err(|_| nerr("c", "not a campaign id"))?,
-                    )
-                }
-                "cr" => n.creative = v.into_owned(),
-                "p" => {
-                    let p: f64 = v.parse().map_err(|_| {
-                        nerr(
-                            "p",
-                            format!("not a price: {v:?} (was the macro substituted?)"),
-                        )
-                    })?;
-                    if !(p.is_finite() && p >= 0.0) {
-                        return Err(nerr("p", "must be a non-negative price"));
-                    }
-                    n.price = Some(p);
-                }
-                "t" => n.test = v == "1",
-                "src" => n.direct = v == "ad",
+            let Some(at) = KEYS.iter().position(|key| *key == k.as_ref()) else {
+                continue;
+            };
+            if std::mem::replace(&mut seen[at], true) {
+                return Err(malformed(KEYS[at], "repeated parameter"));
+            }
+            let v = v.into_owned();
+            match at {
+                0 => n.auction = v,
+                1 => n.imp = v,
+                2 => n.campaign = v,
+                3 => n.creative = v,
+                4 => n.bid = v,
+                5 => n.bid_price = v,
+                6 => n.cur = v,
+                7 => n.fx = v,
+                8 => n.issued = v,
+                9 => n.test = v == "1",
+                10 => n.src = v,
+                11 => n.sig = Some(v),
+                12 => n.price = Some(v),
                 _ => {}
             }
         }
-        if n.auction.is_empty() {
-            return Err(nerr("a", "required"));
-        }
-        if n.imp.is_empty() {
-            return Err(nerr("i", "required"));
-        }
-        n.campaign = campaign.ok_or_else(|| nerr("c", "required"))?;
-        if matches!(kind, NoticeKind::Win | NoticeKind::Bill) && n.price.is_none() {
-            return Err(nerr("p", "required"));
+        if n.src.is_empty() {
+            n.src = "rtb".into();
         }
         Ok(n)
     }
+
+    /// The fields its signature covers (numbers as written).
+    fn signed(&self) -> Option<Signed<'_>> {
+        Some(Signed {
+            bid: &self.bid,
+            auction: &self.auction,
+            imp: &self.imp,
+            campaign: self.campaign.parse().ok()?,
+            creative: &self.creative,
+            price: &self.bid_price,
+            cur: &self.cur,
+            fx: &self.fx,
+            test: self.test,
+            issued: self.issued.parse().ok()?,
+            src: &self.src,
+        })
+    }
 }
 
-/// What a notice did.
+/// What a verified notice does.
 #[derive(Debug, Default)]
 pub struct NoticeOutcome {
     /// Already seen: nothing recorded or charged.
     pub duplicate: bool,
-    /// USD charged to the campaign on this shard.
-    pub charged: f64,
+    /// Campaign to charge and micro-USD to charge it, applied by the caller
+    /// once the event is queued.
+    pub charge: Option<(u64, i64)>,
     /// Where a click goes.
     pub redirect: Option<String>,
     /// The event to emit.
     pub event: Option<Event>,
+    /// Whether the event carries money and must be written before the
+    /// notice is answered.
+    pub durable: bool,
+    /// De-duplication slots taken, released if the event is not recorded.
+    pub claims: Vec<Claim>,
 }
 
-/// Records a notice: de-duplicates it, charges spend once per auction and
-/// impression (whichever of win, bill or a direct impression comes first),
-/// and finds a click's landing page.
+/// A decimal price from a notice, or why not.
+fn price(param: &'static str, v: &str) -> Result<f64, NoticeError> {
+    match v.parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        Ok(_) => Err(malformed(param, "must be a non-negative price")),
+        Err(_) => Err(malformed(
+            param,
+            format!("not a price: {v:?} (was the macro substituted?)"),
+        )),
+    }
+}
+
+/// Verifies and prices a notice, de-duplicates it by bid id, and builds
+/// its event and charge (not yet applied).
 pub fn notice(
     ix: &Index,
     st: &mut ShardState,
     dedupe: &Dedupe,
+    keys: &NoticeKeys,
     kind: NoticeKind,
     n: &Notice,
     now: Now,
 ) -> Result<NoticeOutcome, NoticeError> {
-    let c = ix.campaign(n.campaign).ok_or(NoticeError {
-        param: "c",
-        reason: "unknown campaign".into(),
-        status: 404,
-    })?;
+    let signed = match (n.sig.as_deref(), n.signed()) {
+        (None, _) => return Err(Rejected::Unsigned.into()),
+        (Some(_), None) => return Err(Rejected::Tampered.into()),
+        (Some(_), Some(s)) => s,
+    };
+    keys.verify(&signed, n.sig.as_deref(), now.secs)?;
     let mut out = NoticeOutcome::default();
     if kind == NoticeKind::Click {
-        let cr = c
-            .creatives
-            .iter()
-            .find(|cr| cr.id == n.creative)
-            .ok_or(NoticeError {
-                param: "cr",
-                reason: "unknown creative".into(),
-                status: 404,
+        let cr = ix
+            .campaign(signed.campaign)
+            .and_then(|c| c.creatives.iter().find(|cr| cr.id == n.creative))
+            .ok_or_else(|| {
+                NoticeError::new(Reason::Unknown, "cr", "unknown campaign or creative")
             })?;
         out.redirect = Some(cr.landing_url.clone());
     }
-    if !dedupe.first_time(dedupe::key(kind.label(), &n.auction, &n.imp), now.day()) {
-        out.duplicate = true;
-        return Ok(out);
+    let bid_price = price("bp", &n.bid_price)?;
+    let fx = price("fx", &n.fx)?;
+    let clearing = match (&n.price, kind) {
+        (Some(p), NoticeKind::Win | NoticeKind::Bill) => Some(price("p", p)?),
+        // Elsewhere the price is informative only (a loss's clearing price,
+        // which exchanges often leave unsubstituted); `/ad` charges `bp`.
+        (Some(p), NoticeKind::Loss | NoticeKind::Imp) if n.src != "ad" => price("p", p).ok(),
+        _ => None,
+    };
+    if matches!(kind, NoticeKind::Win | NoticeKind::Bill) && clearing.is_none() {
+        return Err(malformed("p", "required"));
     }
-    let chargeable =
-        matches!(kind, NoticeKind::Win | NoticeKind::Bill) || (kind == NoticeKind::Imp && n.direct);
-    if chargeable && !n.test {
-        if let Some(p) = n.price {
-            if dedupe.first_time(dedupe::key("spend", &n.auction, &n.imp), now.day()) {
-                let usd = p / 1000.0;
-                st.charge(ix, n.campaign, usd, now);
-                out.charged = usd;
+    // A loss's clearing price is above our bid by nature; a win's never is.
+    let charges_clearing = matches!(kind, NoticeKind::Win | NoticeKind::Bill);
+    if charges_clearing && clearing.is_some_and(|p| p > bid_price * (1.0 + 1e-9)) {
+        return Err(NoticeError::new(
+            Reason::AboveBid,
+            "p",
+            format!("clearing price above the bid price {}", n.bid_price),
+        ));
+    }
+    // What this notice would charge (CPM in the bid currency).
+    let charged_cpm = match kind {
+        NoticeKind::Win | NoticeKind::Bill => clearing,
+        NoticeKind::Imp if n.src == "ad" => Some(bid_price),
+        _ => None,
+    };
+    let until = (signed.issued + keys.ttl_secs) / 3600 + 1;
+    let hour = now.secs / 3600;
+    match dedupe.claim(dedupe::key(kind.label(), &n.bid), until, hour) {
+        Seen::Again => {
+            out.duplicate = true;
+            return Ok(out);
+        }
+        Seen::Full => return Err(full()),
+        Seen::New(c) => out.claims.push(c),
+    }
+    let mut spend = 0i64;
+    if let (Some(cpm), false) = (charged_cpm, n.test) {
+        match dedupe.claim(dedupe::key("spend", &n.bid), until, hour) {
+            Seen::Again => {}
+            Seen::Full => {
+                out.claims.drain(..).for_each(|c| dedupe.release(c));
+                return Err(full());
+            }
+            Seen::New(c) => {
+                out.claims.push(c);
+                // CPM in the bid currency -> micro-USD for one impression.
+                spend = (cpm * fx * 1000.0).round() as i64;
+                out.charge = Some((signed.campaign, spend));
             }
         }
     }
+    out.durable = charged_cpm.is_some() && !n.test;
     st.seq += 1;
     out.event = Some(Event {
         id: event_id(st.shard, st.seq, now),
@@ -194,11 +368,22 @@ pub fn notice(
         shard: st.shard,
         auction_id: n.auction.clone(),
         imp_id: n.imp.clone(),
-        campaign_id: n.campaign,
+        campaign_id: signed.campaign,
         creative_id: n.creative.clone(),
-        price_micros: n.price.map_or(0, |p| (p * 1e6) as i64),
-        currency: "USD".into(),
-        spend_micros: (out.charged * 1e6).round() as i64,
+        price_micros: charged_cpm
+            .or(clearing)
+            .map_or(0, |p| (p * 1e6).round() as i64),
+        currency: n.cur.clone(),
+        spend_micros: spend,
+        bid_id: n.bid.clone(),
     });
     Ok(out)
+}
+
+fn full() -> NoticeError {
+    NoticeError::new(
+        Reason::DedupeFull,
+        "b",
+        "cannot record the notice as seen now; retry later",
+    )
 }

@@ -1,10 +1,11 @@
 //! The OpenRTB bid response, rendered once from a decision's winners: one
 //! bid per winner, grouped by seat, with its markup and its win, bill and
 //! loss notice URLs (the exchange substitutes `${AUCTION_PRICE}` and
-//! `${AUCTION_LOSS}`).
+//! `${AUCTION_LOSS}`), all signed once per bid.
 
 use super::auction::mtype;
 use super::markup::{self, Ids};
+use super::signing::NoticeKeys;
 use super::{BidderConfig, Decision, Winner};
 use crate::index::Index;
 use crate::openrtb::{Bid, BidRequest, BidResponse, SeatBid};
@@ -15,6 +16,7 @@ pub fn bid_response(
     req: &BidRequest<'_>,
     d: &Decision,
     cfg: &BidderConfig,
+    keys: &NoticeKeys,
 ) -> Option<BidResponse> {
     if d.winners.is_empty() {
         return None;
@@ -22,7 +24,7 @@ pub fn bid_response(
     let base = cfg.public_url.trim_end_matches('/');
     let mut seatbid: Vec<SeatBid> = Vec::new();
     for w in &d.winners {
-        let (seat, bid) = render_bid(ix, req, w, base);
+        let (seat, bid) = render_bid(ix, req, w, &d.cur, base, keys);
         match seatbid.iter_mut().find(|s| s.seat == seat) {
             Some(s) => s.bid.push(bid),
             None => seatbid.push(SeatBid {
@@ -39,24 +41,37 @@ pub fn bid_response(
     })
 }
 
-/// The notice ids of a winner.
-pub fn ids<'a>(ix: &'a Index, req: &'a BidRequest<'_>, w: &Winner) -> Ids<'a> {
+/// The notice ids of a winner, bid in currency `cur`.
+pub fn ids<'a>(ix: &'a Index, req: &'a BidRequest<'_>, w: &'a Winner, cur: &'a str) -> Ids<'a> {
     let c = &ix.campaigns[w.campaign];
     Ids {
+        bid: &w.bid_id,
         auction: &req.id,
         imp: &req.imp[w.imp].id,
         campaign: c.id,
         creative: &c.creatives[w.creative].id,
         test: req.test == 1,
+        price: w.price.to_string(),
+        cur,
+        fx: w.fx.to_string(),
+        issued: w.issued,
     }
 }
 
 /// One winner's bid and the seat it goes under.
-fn render_bid(ix: &Index, req: &BidRequest<'_>, w: &Winner, base: &str) -> (String, Bid) {
+fn render_bid(
+    ix: &Index,
+    req: &BidRequest<'_>,
+    w: &Winner,
+    cur: &str,
+    base: &str,
+    keys: &NoticeKeys,
+) -> (String, Bid) {
     let imp = &req.imp[w.imp];
     let c = &ix.campaigns[w.campaign];
     let cr = &c.creatives[w.creative];
-    let ids = ids(ix, req, w);
+    let ids = ids(ix, req, w, cur);
+    let t = ids.tracker(keys, "rtb");
     let dealid = w
         .deal
         .and_then(|di| imp.pmp.as_ref().map(|p| p.deals[di].id.to_string()));
@@ -64,10 +79,10 @@ fn render_bid(ix: &Index, req: &BidRequest<'_>, w: &Winner, base: &str) -> (Stri
         id: w.bid_id.clone(),
         impid: imp.id.to_string(),
         price: w.price,
-        nurl: markup::notice_url(base, "win", &ids, "p=${AUCTION_PRICE}"),
-        burl: markup::notice_url(base, "bill", &ids, "p=${AUCTION_PRICE}"),
-        lurl: markup::notice_url(base, "loss", &ids, "r=${AUCTION_LOSS}"),
-        adm: markup::adm(base, cr, &ids, w.w, w.h),
+        nurl: markup::notice_url(base, "win", &t, "p=${AUCTION_PRICE}"),
+        burl: markup::notice_url(base, "bill", &t, "p=${AUCTION_PRICE}"),
+        lurl: markup::notice_url(base, "loss", &t, "p=${AUCTION_PRICE}&r=${AUCTION_LOSS}"),
+        adm: markup::adm(base, cr, &t, w.w, w.h),
         adomain: c.adomain.clone(),
         cid: c.id.to_string(),
         crid: cr.id.clone(),

@@ -3,18 +3,11 @@
 //! scratch bitsets the auction reuses. Owned by the shard; lives as long
 //! as it.
 
+use super::spend::{SpendBoard, SpendTable};
 use super::{BidderConfig, Now};
 use crate::index::{Bitset, Hot, Index};
 use std::collections::HashMap;
-
-/// Spend and day of one campaign on one shard.
-#[derive(Debug, Clone, Default)]
-struct Spend {
-    id: u64,
-    day: u64,
-    today: f64,
-    total: f64,
-}
+use std::sync::Arc;
 
 /// One shard's mutable bidding state. Owned by the shard; lives as long as it.
 #[derive(Debug)]
@@ -24,7 +17,8 @@ pub struct ShardState {
     /// Shard count (budgets are split by it).
     pub shards: u16,
     pub(super) version: u64,
-    spend: Vec<Spend>,
+    spend: Arc<SpendTable>,
+    board: Option<Arc<SpendBoard>>,
     /// (user hash ^ campaign id) -> (window start, bids in window).
     pub(super) freq: HashMap<u64, (u64, u32)>,
     pub(super) max_users: usize,
@@ -44,7 +38,8 @@ impl ShardState {
             shard,
             shards: shards.max(1),
             version: u64::MAX,
-            spend: Vec::new(),
+            spend: Arc::default(),
+            board: None,
             freq: HashMap::new(),
             max_users: cfg.max_tracked_users,
             seq: 0,
@@ -56,22 +51,25 @@ impl ShardState {
         }
     }
 
+    /// Publishes this shard's spend on `board` (for the admin listener).
+    pub fn publish_on(&mut self, board: Arc<SpendBoard>) {
+        board.publish(usize::from(self.shard), self.spend.clone());
+        self.board = Some(board);
+    }
+
     /// Follows a newly published index: carries spend over by campaign id.
     pub fn sync(&mut self, ix: &Index) {
         if self.version == ix.version {
             return;
         }
-        let old: HashMap<u64, Spend> = self.spend.drain(..).map(|s| (s.id, s)).collect();
-        self.spend = ix
-            .campaigns
-            .iter()
-            .map(|c| {
-                old.get(&c.id).cloned().unwrap_or(Spend {
-                    id: c.id,
-                    ..Default::default()
-                })
-            })
-            .collect();
+        self.spend = Arc::new(SpendTable::follow(
+            &self.spend,
+            ix.version,
+            ix.campaigns.iter().map(|c| c.id),
+        ));
+        if let Some(b) = &self.board {
+            b.publish(usize::from(self.shard), self.spend.clone());
+        }
         let n = ix.len();
         self.base = Bitset::new(n);
         self.cand = Bitset::new(n);
@@ -79,40 +77,37 @@ impl ShardState {
         self.version = ix.version;
     }
 
-    /// A new id unique on this shard: `{shard}-{seq}`.
+    /// A new id unique across shards, processes and restarts:
+    /// `{node}-{shard}-{seq}`, `node` being 64 random bits drawn at start.
     pub fn next_id(&mut self) -> String {
         self.seq += 1;
-        format!("{}-{}", self.shard, self.seq)
+        format!("{:016x}-{}-{}", super::node_id(), self.shard, self.seq)
     }
 
-    /// This shard's spend on campaign `id` today and in total (USD).
-    pub fn spent(&self, ix: &Index, id: u64) -> Option<(f64, f64)> {
+    /// This shard's spend on campaign `id` today and in total (micro-USD).
+    pub fn spent(&self, ix: &Index, id: u64, now: Now) -> Option<(i64, i64)> {
         ix.by_id
             .get(&id)
-            .and_then(|&p| self.spend.get(p as usize))
-            .map(|s| (s.today, s.total))
+            .filter(|_| self.spend.version == ix.version)
+            .and_then(|&p| self.spend.rows.get(p as usize))
+            .map(|s| s.get(now.day()))
     }
 
-    /// Deducts `usd` from this shard's slice of campaign `id`.
-    pub fn charge(&mut self, ix: &Index, id: u64, usd: f64, now: Now) -> bool {
+    /// Deducts `micros` (micro-USD) from this shard's slice of campaign `id`.
+    /// False if the campaign is not in the index (nothing to deduct from).
+    pub fn charge(&mut self, ix: &Index, id: u64, micros: i64, now: Now) -> bool {
         self.sync(ix);
         let Some(&p) = ix.by_id.get(&id) else {
             return false;
         };
-        let s = &mut self.spend[p as usize];
-        if s.day != now.day() {
-            s.day = now.day();
-            s.today = 0.0;
-        }
-        s.today += usd;
-        s.total += usd;
+        self.spend.rows[p as usize].add(micros, now.day());
         true
     }
 
     pub(super) fn budget_ok(&self, h: &Hot, pos: usize, now: Now) -> bool {
-        let s = &self.spend[pos];
+        let (today, total) = self.spend.rows[pos].get(now.day());
+        let (today, total) = (today as f64 / 1e6, total as f64 / 1e6);
         let shards = f64::from(self.shards);
-        let today = if s.day == now.day() { s.today } else { 0.0 };
         let daily = h.daily / shards;
         // Even: the elapsed share of the day plus one hour of headroom.
         let allowed = if h.even {
@@ -120,7 +115,7 @@ impl ShardState {
         } else {
             daily
         };
-        today < allowed && s.total < h.lifetime / shards
+        today < allowed && total < h.lifetime / shards
     }
 
     fn freq_key(user: u64, campaign: u64) -> u64 {

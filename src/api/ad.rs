@@ -2,6 +2,7 @@
 //! answered with the creative, its markup and its tracking URLs.
 
 use super::{json_error, Api};
+use crate::adserve::signing::NoticeKeys;
 use crate::adserve::{self, markup, Now, Winner};
 use crate::http::{query, Request, Response};
 use crate::index::{CreativeFormat, Index};
@@ -32,21 +33,28 @@ impl Api {
             return;
         };
         let base = self.cfg.bidder.public_url.trim_end_matches('/');
-        let body = ad_answer(ix, &br, w, base);
+        let body = ad_answer(ix, &br, w, &d.cur, base, &self.deps.keys);
         resp.set(200, "application/json", body.to_string().as_bytes());
         resp.header("Cache-Control", b"no-store");
     }
 }
 
 /// The `/ad` answer for the winner `w` of ad request `br`: the creative,
-/// its markup and its tracking URLs, rendered once. The impression URL
-/// carries `src=ad` and the price: served directly, the impression itself
-/// is what is charged.
-fn ad_answer(ix: &Index, br: &BidRequest<'_>, w: &Winner, base: &str) -> serde_json::Value {
+/// its markup and its tracking URLs, rendered once. The URLs are signed for
+/// channel `src=ad`: served directly, the impression itself is charged, at
+/// the price signed into it.
+fn ad_answer(
+    ix: &Index,
+    br: &BidRequest<'_>,
+    w: &Winner,
+    cur: &str,
+    base: &str,
+    keys: &NoticeKeys,
+) -> serde_json::Value {
     let c = &ix.campaigns[w.campaign];
     let cr = &c.creatives[w.creative];
-    let ids = adserve::response::ids(ix, br, w);
-    let imp_extra = format!("src=ad&p={}", w.price);
+    let ids = adserve::response::ids(ix, br, w, cur);
+    let t = ids.tracker(keys, "ad");
     serde_json::json!({
         "id": br.id,
         "slot": ids.imp,
@@ -62,9 +70,10 @@ fn ad_answer(ix: &Index, br: &BidRequest<'_>, w: &Winner, base: &str) -> serde_j
             "h": w.h,
         },
         "price_cpm": w.price,
-        "markup": markup::adm_with(base, cr, &ids, w.w, w.h, &imp_extra),
-        "impression_url": markup::notice_url(base, "imp", &ids, &imp_extra),
-        "click_url": markup::notice_url(base, "click", &ids, ""),
+        "bid_id": w.bid_id,
+        "markup": markup::adm(base, cr, &t, w.w, w.h),
+        "impression_url": markup::notice_url(base, "imp", &t, ""),
+        "click_url": markup::notice_url(base, "click", &t, ""),
         "adomain": c.adomain,
     })
 }

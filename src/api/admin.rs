@@ -9,8 +9,10 @@
 //! | `/admin/campaigns` | POST | replace the campaign set (TOML, or JSON with `Content-Type: application/json`); 202, built on the loader thread |
 //! | `/admin/index` | GET | campaign loader status |
 //! | `/admin/model` | GET | CTR model loader status (404 when scoring is off) |
+//! | `/admin/spend` | GET | spend per campaign today (UTC) and lifetime, summed over shards; `?campaign=ID` for one |
 
 use super::json_error as json;
+use crate::adserve::spend::SpendBoard;
 use crate::config::AdminConfig;
 use crate::http::{
     self, write::HttpDate, HttpError, Progress, ReaderLimits, Request, RequestReader, Response,
@@ -33,6 +35,8 @@ pub struct AdminHandles {
     pub index: IndexHandle,
     /// The CTR model loader, when scoring is on.
     pub models: Option<Arc<Models>>,
+    /// Every shard's spend per campaign.
+    pub spend: Arc<SpendBoard>,
 }
 
 /// The running admin listener. Stopped by [`AdminServer::stop`].
@@ -265,10 +269,57 @@ fn handle(
                 ),
             }
         }
+        "/admin/spend" => {
+            if method("GET", resp) {
+                spend(req, &deps.spend, resp);
+            }
+        }
         _ => json(
             resp,
             404,
             serde_json::json!({ "error": "no such route", "path": req.path }),
         ),
     }
+}
+
+/// `/admin/spend[?campaign=ID]`: micro-USD and USD, today and lifetime.
+fn spend(req: &Request<'_, '_>, board: &SpendBoard, resp: &mut Response) {
+    let only = match crate::http::query::get(req.query, "campaign") {
+        None => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                json(
+                    resp,
+                    400,
+                    serde_json::json!({ "error": "campaign: not a campaign id" }),
+                );
+                return;
+            }
+        },
+    };
+    let now = crate::adserve::Now::wall();
+    let rows: Vec<_> = board
+        .totals(now.secs / 86_400)
+        .into_iter()
+        .filter(|c| only.is_none_or(|id| c.campaign == id))
+        .map(|c| {
+            serde_json::json!({
+                "campaign": c.campaign,
+                "today_micros": c.today_micros,
+                "lifetime_micros": c.lifetime_micros,
+                "today_usd": c.today_micros as f64 / 1e6,
+                "lifetime_usd": c.lifetime_micros as f64 / 1e6,
+            })
+        })
+        .collect();
+    if only.is_some() && rows.is_empty() {
+        json(
+            resp,
+            404,
+            serde_json::json!({ "error": "campaign: not in the index" }),
+        );
+        return;
+    }
+    json(resp, 200, serde_json::json!({ "campaigns": rows }));
 }

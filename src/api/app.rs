@@ -5,6 +5,8 @@
 use super::admin::{AdminHandles, AdminServer};
 use super::Api;
 use crate::adserve::dedupe::Dedupe;
+use crate::adserve::signing::NoticeKeys;
+use crate::adserve::spend::SpendBoard;
 use crate::config::Config;
 use crate::events::{SpoolStats, Store};
 use crate::index::loader::{self, Command, IndexHandle, Source};
@@ -29,6 +31,10 @@ pub struct Deps {
     pub index: IndexHandle,
     /// Notice de-duplication, shared by all shards.
     pub dedupe: Arc<Dedupe>,
+    /// Keys that sign and verify notice URLs.
+    pub keys: Arc<NoticeKeys>,
+    /// Every shard's spend per campaign (admin reads it).
+    pub spend: Arc<SpendBoard>,
     /// Per-shard CTR model sessions, when scoring is enabled.
     pub models: Option<Arc<crate::scoring::Models>>,
     /// Per-shard spool counters.
@@ -108,13 +114,22 @@ impl App {
         } else {
             None
         };
+        let keys = NoticeKeys::from_config(&cfg.bidder).map_err(|e| {
+            invalid(
+                "bidder.notice_keys",
+                format!("cannot draw a random key: {e}"),
+            )
+        })?;
         let deps = Deps {
             index,
             dedupe: Arc::new(Dedupe::new(cfg.bidder.dedupe_slots)),
+            keys: Arc::new(keys),
+            spend: Arc::new(SpendBoard::new(shards)),
             models,
             spool: Arc::new(spool),
             db,
         };
+        restore_notices(&deps, &cfg);
         let admin = if cfg.admin.listen.is_empty() {
             None
         } else {
@@ -123,6 +138,7 @@ impl App {
                 AdminHandles {
                     index: deps.index.clone(),
                     models: deps.models.clone(),
+                    spend: deps.spend.clone(),
                 },
             )
             .map_err(|e| {
@@ -186,5 +202,48 @@ impl App {
     pub fn stop(self) {
         self.server.begin_shutdown();
         self.join();
+    }
+}
+
+/// Reads the spool's notice events back into the de-duplication table, so
+/// that a notice answered before a restart (or a crash) is a duplicate
+/// after it. Segments already replayed into a database and deleted are not
+/// seen: with `[events.db]`, a notice re-sent after a restart is recorded
+/// again (its spend is not: the database ledger is per event id).
+fn restore_notices(deps: &Deps, cfg: &Config) {
+    let dir = &cfg.events.spool_dir;
+    let Ok(segs) = crate::events::list_segments(dir) else {
+        return;
+    };
+    let t = std::time::Instant::now();
+    let now = crate::adserve::Now::wall().secs;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    for seg in segs {
+        let data = match std::fs::read(&seg.path) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(path = %seg.path.display(), error = %e, "cannot read a spool segment to restore notices");
+                continue;
+            }
+        };
+        bytes += data.len() as u64;
+        match crate::events::read_spool(&data) {
+            Ok((evs, _torn)) => {
+                for ev in &evs {
+                    n += u64::from(deps.dedupe.remember(ev, deps.keys.ttl_secs, now));
+                }
+            }
+            Err(e) => {
+                tracing::error!(path = %seg.path.display(), error = %e, "spool segment unreadable; its notices are not restored")
+            }
+        }
+    }
+    if bytes > 0 {
+        tracing::info!(
+            notices = n,
+            bytes,
+            ms = t.elapsed().as_millis() as u64,
+            "notice de-duplication restored from the spool"
+        );
     }
 }

@@ -51,7 +51,7 @@ impl Api {
             model,
         );
         self.record(&mut d);
-        match adserve::bid_response(ix, &br, &d, &self.cfg.bidder) {
+        match adserve::bid_response(ix, &br, &d, &self.cfg.bidder, &self.deps.keys) {
             Some(r) => {
                 resp.status = 200;
                 if capnp {

@@ -230,7 +230,8 @@ impl Api {
     /// Builds the shard's handler.
     pub fn new(ctx: &ShardCtx, deps: &Deps, sink: Option<Sink>) -> Self {
         let cfg = ctx.shared.config.clone();
-        let state = ShardState::new(ctx.id as u16, ctx.shared.shards as u16, &cfg.bidder);
+        let mut state = ShardState::new(ctx.id as u16, ctx.shared.shards as u16, &cfg.bidder);
+        state.publish_on(deps.spend.clone());
         Api {
             shared: ctx.shared.clone(),
             metrics: ctx.metrics.clone(),

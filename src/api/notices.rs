@@ -1,9 +1,18 @@
 //! Notices: `/win`, `/bill`, `/loss` from exchanges, `/imp` and `/click`
-//! beacons from browsers. Each is parsed, de-duplicated and charged by
-//! `adserve`, and answered with JSON, a pixel or a redirect.
+//! beacons from browsers. Each is verified, priced and de-duplicated by
+//! `adserve`, recorded, and answered with JSON, a pixel or a redirect.
+//!
+//! Money is answered only once it is written: a win, a bill or a charged
+//! impression queues its event to the shard's spool writer and holds its
+//! response until the writer acknowledges it (see
+//! [`Sink::push_durable`](crate::events::Sink::push_durable)). If it cannot
+//! be queued or written, the notice is answered 503 with `Retry-After`, its
+//! de-duplication claims are released (so the retry counts), and it is
+//! counted as `not_recorded`. Refused notices charge nothing and emit nothing.
 
 use super::{json_error, Api, Route};
-use crate::adserve::{self, Notice, NoticeKind, Now};
+use crate::adserve::{self, Notice, NoticeError, NoticeKind, NoticeOutcome, Now, Reason};
+use crate::http::write::Hold;
 use crate::http::{Request, Response};
 use crate::metrics::bump;
 use std::borrow::Cow;
@@ -34,31 +43,30 @@ impl Api {
             (None, Some(f)) => Cow::Borrowed(f),
             (None, None) => Cow::Borrowed(""),
         };
+        let now = Now::wall();
         let mut cache = self.index.borrow_mut();
         let ix = cache.load();
-        let result = Notice::parse(kind, Some(&q)).and_then(|n| {
+        let result = Notice::parse(Some(&q)).and_then(|n| {
             adserve::notice(
                 ix,
                 &mut self.state.borrow_mut(),
                 &self.deps.dedupe,
+                &self.deps.keys,
                 kind,
                 &n,
-                Now::wall(),
+                now,
             )
         });
-        let mut out = match result {
+        let out = match result.and_then(|o| self.record_notice(o, resp)) {
             Ok(o) => o,
-            Err(e) => {
-                let body = serde_json::json!({ "error": "invalid notice", "param": e.param, "reason": e.reason });
-                json_error(resp, e.status, body);
-                return;
-            }
+            Err(e) => return self.refuse_notice(&e, resp),
         };
-        if let Some(ev) = out.event.take() {
-            self.emit(ev);
-        }
         if out.duplicate {
             bump(&self.metrics.counters.duplicate_notices, 1);
+        }
+        if let Some((campaign, micros)) = out.charge {
+            self.state.borrow_mut().charge(ix, campaign, micros, now);
+            bump(&self.metrics.counters.spend_micros, micros.max(0) as u64);
         }
         match kind {
             NoticeKind::Click => {
@@ -78,6 +86,60 @@ impl Api {
                 200,
                 serde_json::json!({ "ok": true, "duplicate": out.duplicate }),
             ),
+        }
+    }
+
+    /// Hands the notice's event to the sink: money durably (the response
+    /// is held until the event is written), the rest fire-and-forget.
+    fn record_notice(
+        &self,
+        mut out: NoticeOutcome,
+        resp: &mut Response,
+    ) -> Result<NoticeOutcome, NoticeError> {
+        let Some(ev) = out.event.take() else {
+            return Ok(out);
+        };
+        let kind = ev.kind;
+        let (true, Some(sink)) = (out.durable, &self.sink) else {
+            self.emit(ev);
+            return Ok(out);
+        };
+        let dedupe = &self.deps.dedupe;
+        let Some(wait) = sink.push_durable(ev) else {
+            out.claims.drain(..).for_each(|c| dedupe.release(c));
+            return Err(NoticeError {
+                reason: Reason::NotRecorded,
+                param: "",
+                detail: "the event queue is full; retry later".into(),
+            });
+        };
+        self.metrics.event(kind);
+        let (claims, dedupe, metrics) = (out.claims.clone(), dedupe.clone(), self.metrics.clone());
+        resp.hold = Some(Hold(Box::pin(async move {
+            let written = wait.await;
+            if !written {
+                claims.into_iter().for_each(|c| dedupe.release(c));
+                metrics.notice_rejected(Reason::NotRecorded);
+            }
+            written
+        })));
+        Ok(out)
+    }
+
+    fn refuse_notice(&self, e: &NoticeError, resp: &mut Response) {
+        self.metrics.notice_rejected(e.reason);
+        json_error(
+            resp,
+            e.status(),
+            serde_json::json!({
+                "error": "notice refused",
+                "reason": e.reason.label(),
+                "param": e.param,
+                "detail": e.detail,
+            }),
+        );
+        if e.status() == 503 {
+            resp.header("Retry-After", b"1");
         }
     }
 }

@@ -212,8 +212,58 @@ pub struct BidderConfig {
     pub min_tmax_ms: u32,
     /// Users tracked for frequency caps per shard before the table is reset.
     pub max_tracked_users: usize,
-    /// Slots in the shared notice de-duplication table.
+    /// Slots in the shared notice de-duplication table (8 bytes each; an
+    /// entry stays for `notice_ttl` after its bid).
     pub dedupe_slots: usize,
+    /// Keys that sign notice and tracking URLs (HMAC-SHA256), at least 32
+    /// bytes each: the first signs, every one verifies (rotation). Keep them
+    /// out of files: `ADSHARD__BIDDER__NOTICE_KEYS='["...","..."]'`. Empty
+    /// with a loopback `public_url`: a random key per process.
+    pub notice_keys: Vec<String>,
+    /// How long a signed notice URL is honoured after its bid: `72h`,
+    /// `90m`, `3600s`, `3d`.
+    pub notice_ttl: String,
+    /// A CPC campaign without `max_cpm` bids at most this multiple of its
+    /// rule-based value (expected_ctr x CPC x 1000).
+    pub cpc_cap_multiple: f64,
+}
+
+/// Shortest notice key accepted, in bytes.
+pub const MIN_NOTICE_KEY_BYTES: usize = 32;
+
+impl BidderConfig {
+    /// `notice_ttl` in seconds (`None` if malformed; validation refuses that).
+    pub fn notice_ttl_secs(&self) -> Option<u64> {
+        let t = self.notice_ttl.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let n: u64 = t[..split].parse().ok()?;
+        let unit = match &t[split..] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return None,
+        };
+        n.checked_mul(unit).filter(|&s| s > 0)
+    }
+
+    /// Whether `public_url` names this machine (dev and tests): then notice
+    /// keys may be left out.
+    pub fn public_url_is_loopback(&self) -> bool {
+        let rest = self
+            .public_url
+            .split_once("://")
+            .map_or(self.public_url.as_str(), |(_, r)| r);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 impl Default for BidderConfig {
@@ -224,6 +274,9 @@ impl Default for BidderConfig {
             min_tmax_ms: 10,
             max_tracked_users: 1_000_000,
             dedupe_slots: 1 << 22,
+            notice_keys: Vec::new(),
+            notice_ttl: "72h".into(),
+            cpc_cap_multiple: 3.0,
         }
     }
 }

@@ -97,3 +97,35 @@ fn env_overrides_apply_and_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn notice_keys_are_required_off_loopback_and_never_echoed() {
+    let short =
+        "[bidder]\nnotice_keys = [\"0123456789abcdef0123456789abcdef\", \"tooshort-secret\"]";
+    let e = parse(short).unwrap_err().to_string();
+    assert!(
+        e.contains("bidder.notice_keys[1]") && !e.contains("tooshort"),
+        "{e}"
+    );
+    let public = "[bidder]\npublic_url = \"https://bidder.example.com\"";
+    let e = parse(public).unwrap_err().to_string();
+    assert!(e.contains("bidder.notice_keys"), "{e}");
+    let keyed = format!("{public}\nnotice_keys = [\"0123456789abcdef0123456789abcdef\"]");
+    assert!(parse(&keyed).is_ok());
+    for url in [
+        "http://localhost:8080",
+        "http://127.0.0.1:9",
+        "http://[::1]:80/x",
+    ] {
+        let c = parse(&format!("[bidder]\npublic_url = \"{url}\"")).unwrap();
+        assert!(c.bidder.public_url_is_loopback(), "{url}");
+    }
+    let c = parse("[bidder]\nnotice_ttl = \"90m\"").unwrap();
+    assert_eq!(c.bidder.notice_ttl_secs(), Some(5400));
+    for bad in ["72", "0h", "3w", "h"] {
+        let e = parse(&format!("[bidder]\nnotice_ttl = \"{bad}\"")).unwrap_err();
+        assert!(e.to_string().contains("bidder.notice_ttl"), "{bad}: {e}");
+    }
+    let e = parse("[bidder]\ncpc_cap_multiple = 0.5").unwrap_err();
+    assert!(e.to_string().contains("bidder.cpc_cap_multiple"));
+}

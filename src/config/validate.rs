@@ -1,5 +1,6 @@
 //! Range checks of well-typed values; each error names its key.
 
+use super::sections::MIN_NOTICE_KEY_BYTES;
 use super::{invalid, is_cql_identifier, Config, ConfigError, MAX_HEADERS_CEILING};
 use std::net::SocketAddr;
 
@@ -52,6 +53,39 @@ impl Config {
             return Err(invalid(
                 "bidder.dedupe_slots",
                 "must be at least 1024 (and max_tracked_users > 0)",
+            ));
+        }
+        if b.notice_ttl_secs().is_none() {
+            return Err(invalid(
+                "bidder.notice_ttl",
+                format!(
+                    "`{}` is not a duration such as 72h, 90m, 3600s or 3d",
+                    b.notice_ttl
+                ),
+            ));
+        }
+        if !(b.cpc_cap_multiple.is_finite() && b.cpc_cap_multiple >= 1.0) {
+            return Err(invalid("bidder.cpc_cap_multiple", "must be at least 1"));
+        }
+        for (i, k) in b.notice_keys.iter().enumerate() {
+            if k.len() < MIN_NOTICE_KEY_BYTES {
+                // Never echo a key.
+                return Err(invalid(
+                    &format!("bidder.notice_keys[{i}]"),
+                    format!(
+                        "a key of {} bytes is too short: at least {MIN_NOTICE_KEY_BYTES} (e.g. `openssl rand -hex 32`)",
+                        k.len()
+                    ),
+                ));
+            }
+        }
+        if b.notice_keys.is_empty() && !b.public_url_is_loopback() {
+            return Err(invalid(
+                "bidder.notice_keys",
+                format!(
+                    "required when bidder.public_url ({}) is not a loopback address: notices signed with a throw-away key would not survive a restart (set ADSHARD__BIDDER__NOTICE_KEYS='[\"<at least {MIN_NOTICE_KEY_BYTES} bytes>\"]')",
+                    b.public_url
+                ),
             ));
         }
         if !self.admin.listen.is_empty() {

@@ -5,12 +5,14 @@
 //! - [`sink`]: each shard's non-blocking [`Sink`] and the writer threads
 //!   behind it ([`Store`]).
 //! - [`spool`]: the per-shard spool segments and their writer.
+//! - [`ack`]: durable acknowledgements (money is answered once written).
 //! - [`db`]: write-behind to ScyllaDB / Cassandra, and replay of spooled
 //!   segments (by the writer, or by `adshard replay`).
 //!
 //! Dependencies point down only: `events` imports `config` (and the
 //! generated schema), nothing else of ours.
 
+pub mod ack;
 pub mod db;
 pub mod record;
 pub mod sink;
@@ -18,7 +20,7 @@ pub mod spool;
 
 pub use record::{decode, encode, Decoded, Event, EventError, MAX_FRAME_BYTES};
 pub use sink::{Sink, Started, Store};
-pub use spool::{list_segments, read_spool, segment_path, Segment, SpoolStats, WriterCtl};
+pub use spool::{list_segments, read_spool, segment_path, Queued, Segment, SpoolStats, WriterCtl};
 
 /// The kind of an event. [`Kind::ALL`] and [`Kind::label`] are the one table
 /// of kinds: metrics labels, the database's `kind` column and `spool-dump`

@@ -36,6 +36,8 @@ pub struct Event {
     pub currency: String,
     /// Spend charged to the campaign by this event, millionths of USD.
     pub spend_micros: i64,
+    /// Our bid id (notices are de-duplicated by it).
+    pub bid_id: String,
 }
 
 /// Why a frame did not decode.
@@ -99,6 +101,7 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
     b.set_price_micros(ev.price_micros);
     b.set_currency(ev.currency.as_str());
     b.set_spend_micros(ev.spend_micros);
+    b.set_bid_id(ev.bid_id.as_str());
     // Writing into a Vec cannot fail.
     let _ = capnp::serialize::write_message(out, &msg);
 }
@@ -136,6 +139,7 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
             price_micros: r.get_price_micros(),
             currency: text(r.get_currency())?,
             spend_micros: r.get_spend_micros(),
+            bid_id: text(r.get_bid_id())?,
         },
         used,
     ))

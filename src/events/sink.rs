@@ -11,10 +11,18 @@
 //! A push that finds both queues full drops the event and counts it
 //! (`adshard_events_dropped_total`); nothing is lost silently. Stopping
 //! drains every queue (database first, then spool), flushes and syncs.
+//!
+//! Money is different: [`Sink::push_durable`] queues the event straight to
+//! the shard's spool writer with an [`Ack`](super::ack::Ack) and wakes the
+//! writer; the shard answers once the ack resolves (the event is written),
+//! or refuses the notice at once if the queue is full. With a database the
+//! writer's replay of sealed segments stores those events there too (event
+//! ids make that idempotent).
 
+use super::ack::{self, AckWait};
 use super::db::{self, DbStats};
 use super::record::Event;
-use super::spool::{list_segments, SpoolStats, SpoolWriter, WriterCtl};
+use super::spool::{list_segments, Queued, SpoolStats, SpoolWriter, WriterCtl};
 use crate::config::EventsConfig;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -26,7 +34,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Sink {
     pub(super) db: Option<SyncSender<Event>>,
-    pub(super) spool: SyncSender<Event>,
+    pub(super) spool: SyncSender<Queued>,
+    pub(super) writer: std::thread::Thread,
     pub(super) stats: Arc<SpoolStats>,
 }
 
@@ -45,11 +54,25 @@ impl Sink {
             },
             None => ev,
         };
-        match self.spool.try_send(ev) {
+        match self.spool.try_send(Queued::from(ev)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(1, Relaxed);
             }
+        }
+    }
+
+    /// Queues an event that must be written before it is acknowledged, and
+    /// wakes the spool writer. `None` (queue full, writer gone): nothing was
+    /// queued; the caller refuses the request so that it is retried.
+    pub fn push_durable(&self, ev: Event) -> Option<AckWait> {
+        let (ack, wait) = ack::pair();
+        match self.spool.try_send(Queued { ev, ack: Some(ack) }) {
+            Ok(()) => {
+                self.writer.unpark();
+                Some(wait)
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => None,
         }
     }
 }
@@ -84,7 +107,7 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let existing = list_segments(dir)?;
         let interval = Duration::from_millis(cfg.fsync_interval_ms);
-        let mut writers = Vec::new();
+        let mut writers: Vec<std::thread::JoinHandle<()>> = Vec::new();
         let mut spool_tx = Vec::new();
         let mut ctls = Vec::new();
         let stats: Vec<Arc<SpoolStats>> = (0..shards).map(|_| Arc::default()).collect();
@@ -142,9 +165,11 @@ impl Store {
         let sinks = spool_tx
             .into_iter()
             .zip(&stats)
-            .map(|(spool, c)| Sink {
+            .zip(&writers)
+            .map(|((spool, c), w)| Sink {
                 db: db_tx.next().flatten(),
                 spool,
+                writer: w.thread().clone(),
                 stats: c.clone(),
             })
             .collect();

@@ -7,6 +7,7 @@
 //! first event after start-up or after a rotation; every segment of a shard
 //! with a sequence number below the writer's current one is sealed.
 
+use super::ack::Ack;
 use super::record::{self, Event};
 use crate::config::Fsync;
 use std::fs::{File, OpenOptions};
@@ -86,6 +87,23 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<Segment>> {
     Ok(out)
 }
 
+/// What a spool writer's queue carries: an event, and for money the
+/// acknowledgement to resolve once it is written.
+#[derive(Debug)]
+pub struct Queued {
+    /// The event.
+    pub ev: Event,
+    /// Resolved once the event is in the kernel (and synced with
+    /// `fsync = always`).
+    pub ack: Option<Ack>,
+}
+
+impl From<Event> for Queued {
+    fn from(ev: Event) -> Self {
+        Queued { ev, ack: None }
+    }
+}
+
 pub(crate) struct SpoolWriter {
     pub(crate) max_bytes: u64,
     pub(crate) dir: PathBuf,
@@ -97,7 +115,7 @@ pub(crate) struct SpoolWriter {
 }
 
 impl SpoolWriter {
-    pub(crate) fn run(self, rx: Receiver<Event>) {
+    pub(crate) fn run(self, rx: Receiver<Queued>) {
         let c = &*self.stats;
         let mut seq = self.ctl.active_seq.load(Acquire);
         let mut out: Option<BufWriter<File>> = None;
@@ -105,15 +123,20 @@ impl SpoolWriter {
         let mut last_sync = Instant::now();
         let mut dirty = false;
         let mut size = 0u64;
+        // Acks of events written but not yet flushed, and whether every
+        // flush since the first of them succeeded.
+        let mut acks: Vec<Ack> = Vec::new();
+        let mut acks_ok = true;
         loop {
             // Poll rather than block: a sender only wakes a receiver that is
-            // blocked, so a polling writer keeps futex wake-ups off the shards.
+            // blocked, so a polling writer keeps futex wake-ups off the shards
+            // (a shard that waits for an ack unparks this thread).
             let mut n = 0u64;
             let mut failed = 0u64;
             let mut gone = false;
             loop {
                 match rx.try_recv() {
-                    Ok(ev) => {
+                    Ok(Queued { ev, ack }) => {
                         if out.is_none() {
                             out = self.open(seq);
                         }
@@ -123,12 +146,14 @@ impl SpoolWriter {
                             Some(Ok(())) => {
                                 n += 1;
                                 size += buf.len() as u64;
+                                acks.extend(ack);
                             }
+                            // A dropped ack resolves as failed.
                             _ => failed += 1,
                         }
                         if size >= self.max_bytes {
                             // Full: sealed as on a rotation request.
-                            sync(&mut out, c);
+                            acks_ok &= sync(&mut out, c);
                             out = None;
                             size = 0;
                             seq += 1;
@@ -147,9 +172,26 @@ impl SpoolWriter {
                 c.dropped.fetch_add(failed, Relaxed);
                 dirty = true;
                 if self.fsync == Fsync::Always {
-                    sync(&mut out, c);
+                    acks_ok &= sync(&mut out, c);
                     dirty = false;
                 }
+            }
+            if !acks.is_empty() {
+                // Group commit: every ack gathered in this round shares one
+                // write (and, with `fsync = always`, the one sync above).
+                let flushed = match (self.fsync, out.as_mut()) {
+                    (Fsync::Always, _) => true,
+                    (_, Some(o)) => o.flush().is_ok(),
+                    (_, None) => true,
+                };
+                if !flushed {
+                    c.errors.fetch_add(1, Relaxed);
+                }
+                let ok = acks_ok && flushed;
+                for a in acks.drain(..) {
+                    a.resolve(ok);
+                }
+                acks_ok = true;
             }
             if gone {
                 sync(&mut out, c);
@@ -176,7 +218,7 @@ impl SpoolWriter {
                 dirty = false;
             }
             if n + failed == 0 {
-                std::thread::sleep(POLL);
+                std::thread::park_timeout(POLL);
             }
         }
     }
@@ -197,12 +239,15 @@ impl SpoolWriter {
 /// How long an idle writer sleeps between polls of its queue.
 const POLL: Duration = Duration::from_millis(2);
 
-fn sync(out: &mut Option<BufWriter<File>>, c: &SpoolStats) {
-    let Some(out) = out.as_mut() else { return };
+/// Flushes and syncs the open segment; false if that failed.
+fn sync(out: &mut Option<BufWriter<File>>, c: &SpoolStats) -> bool {
+    let Some(out) = out.as_mut() else { return true };
     if out.flush().and_then(|_| out.get_ref().sync_data()).is_err() {
         c.errors.fetch_add(1, Relaxed);
         tracing::error!("spool flush or sync failed");
+        return false;
     }
+    true
 }
 
 /// Reads a spool: every whole event, and how many bytes of a cut-short tail

@@ -138,6 +138,7 @@ fn a_full_database_queue_spills_to_the_spool() {
     let sink = Sink {
         db: Some(db_tx),
         spool: spool_tx,
+        writer: std::thread::current(),
         stats: stats.clone(),
     };
     for i in 0..10 {
@@ -146,6 +147,6 @@ fn a_full_database_queue_spills_to_the_spool() {
     // 2 to the database queue, 3 spilled to the spool, 5 dropped.
     assert_eq!(stats.spilled_queue_full.load(Relaxed), 8);
     assert_eq!(stats.dropped.load(Relaxed), 5);
-    let spilled: Vec<u128> = spool_rx.try_iter().map(|e| e.id).collect();
+    let spilled: Vec<u128> = spool_rx.try_iter().map(|q| q.ev.id).collect();
     assert_eq!(spilled, vec![2, 3, 4]);
 }

@@ -19,6 +19,21 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Close the connection after this response.
     pub close: bool,
+    /// Something the response must wait for before it is written (money
+    /// answered only once recorded); see [`Hold`].
+    pub hold: Option<Hold>,
+}
+
+/// A condition a response waits on: resolves `true` to send the response
+/// as built, `false` to send `503` with `Retry-After` instead (the client
+/// retries). The connection answers nothing else meanwhile, so pipelined
+/// responses keep their order.
+pub struct Hold(pub std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>);
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hold")
+    }
 }
 
 impl Default for Response {
@@ -29,6 +44,7 @@ impl Default for Response {
             headers: Vec::new(),
             body: Vec::new(),
             close: false,
+            hold: None,
         }
     }
 }
@@ -41,6 +57,7 @@ impl Response {
         self.headers.clear();
         self.body.clear();
         self.close = false;
+        self.hold = None;
     }
 
     /// Sets status, content type and body in one go.

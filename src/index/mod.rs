@@ -148,8 +148,10 @@ pub struct Hot {
     pub dayparts: bool,
     /// CPC bidding: the price of a click (USD), for model-scored values.
     pub cpc: Option<f64>,
-    /// Never bid above this CPM.
+    /// Never bid above this CPM (infinite when unset).
     pub max_cpm: f64,
+    /// The campaign's own CTR (CPC): model pCTR is calibrated to it.
+    pub expected_ctr: f64,
 }
 
 impl Hot {
@@ -168,6 +170,7 @@ impl Hot {
             dayparts: !c.targeting.dayparts.is_empty(),
             cpc: (c.bid.model == BidModel::Cpc).then_some(c.bid.amount),
             max_cpm: c.bid.max_cpm.unwrap_or(f64::INFINITY),
+            expected_ctr: c.bid.expected_ctr,
         }
     }
 }

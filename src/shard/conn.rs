@@ -100,6 +100,9 @@ enum Phase {
     Head,
     /// A head is complete and its body is incomplete: the body deadline applies.
     Body,
+    /// A response waits on its [`Hold`](crate::http::write::Hold) before
+    /// anything else is answered.
+    Held,
 }
 
 /// One connection's buffers, reused across its requests.
@@ -127,6 +130,17 @@ struct Output {
     out: Vec<u8>,
     /// Inflated body (gzip).
     inflated: Vec<u8>,
+    /// The response in `resp` waits on its hold before it is written.
+    held: Option<Held>,
+}
+
+/// How to write a held response once its hold resolves.
+struct Held {
+    hold: http::write::Hold,
+    keep_alive: bool,
+    head: bool,
+    route: usize,
+    t0: Instant,
 }
 
 const READ_BUF: usize = 16 * 1024;
@@ -154,6 +168,7 @@ async fn serve_conn<S: Service>(mut stream: TcpStream, rt: Rc<ShardRt<S>>) {
             resp: Response::default(),
             out: Vec::with_capacity(READ_BUF),
             inflated: Vec::new(),
+            held: None,
         },
         reader: RequestReader::new(ReaderLimits {
             max_header_bytes: lim.max_header_bytes,
@@ -166,7 +181,15 @@ async fn serve_conn<S: Service>(mut stream: TcpStream, rt: Rc<ShardRt<S>>) {
     };
     let mut t0 = Instant::now();
     loop {
-        let phase = c.process(&rt, t0);
+        let mut phase = c.process(&rt, t0);
+        while phase == Some(Phase::Held) {
+            c.release_held(&rt).await;
+            phase = if c.close {
+                None
+            } else {
+                c.process(&rt, Instant::now())
+            };
+        }
         if !c.io.out.is_empty() {
             let n = c.io.out.len();
             if stream.write_all(&c.io.out).await.is_err() {
@@ -253,7 +276,29 @@ impl Conn {
             Phase::Body => {
                 (self.body_since.unwrap_or(now) + t.body_read()).saturating_duration_since(now)
             }
+            Phase::Held => Duration::ZERO,
         }
+    }
+
+    /// Waits for the held response's condition, then queues it (or, if the
+    /// condition failed, a 503 with `Retry-After` in its place).
+    async fn release_held<S: Service>(&mut self, rt: &ShardRt<S>) {
+        let Some(h) = self.io.held.take() else { return };
+        let ok = h.hold.0.await;
+        let r = &mut self.io.resp;
+        if !ok {
+            r.reset();
+            r.set(
+                503,
+                "application/json",
+                b"{\"error\":\"not recorded, retry\"}",
+            );
+            r.header("Retry-After", b"1");
+        }
+        rt.date.borrow_mut().refresh();
+        r.write_to(&mut self.io.out, &rt.date.borrow(), h.keep_alive, h.head);
+        rt.metrics
+            .record(h.route, r.status, h.t0.elapsed().as_nanos() as u64);
     }
 
     /// Writes the error response for `e` and marks the connection to close.
@@ -314,7 +359,7 @@ impl Conn {
         *start += ready.consumed;
         *head_since = None;
         *body_since = None;
-        Ok(None)
+        Ok(io.held.is_some().then_some(Phase::Held))
     }
 
     /// Makes space to read into: compacts consumed bytes and grows the buffer
@@ -353,6 +398,7 @@ fn dispatch<S: Service>(
         resp,
         out,
         inflated,
+        held,
     } = io;
     resp.reset();
     // Shed before the body is inflated: a shed request costs its read and
@@ -373,6 +419,16 @@ fn dispatch<S: Service>(
         }
     };
     let keep_alive = framing.keep_alive && !rt.shared.draining.load(Ordering::Relaxed);
+    if let Some(hold) = resp.hold.take() {
+        *held = Some(Held {
+            hold,
+            keep_alive,
+            head: req.method == "HEAD",
+            route,
+            t0,
+        });
+        return Ok(!keep_alive || resp.close);
+    }
     resp.write_to(out, &rt.date.borrow(), keep_alive, req.method == "HEAD");
     rt.metrics
         .record(route, resp.status, t0.elapsed().as_nanos() as u64);

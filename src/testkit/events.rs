@@ -17,6 +17,7 @@ pub fn charge(id: u128, shard: u16, spend: i64) -> Event {
         price_micros: 1_500_000,
         currency: "USD".into(),
         spend_micros: spend,
+        bid_id: format!("b-{id:x}"),
     }
 }
 
@@ -41,6 +42,7 @@ pub fn mixed(id: u128, shard: u16, n: u64, wins_per_20: u64) -> Event {
         price_micros: 1_870_000,
         currency: "USD".into(),
         spend_micros: spend,
+        bid_id: format!("b-{n}-{shard}"),
     }
 }
 
@@ -59,6 +61,7 @@ pub fn win(i: u64) -> Event {
         price_micros: 1_250_000,
         currency: "USD".into(),
         spend_micros: 1_250,
+        bid_id: format!("b-{i}"),
     }
 }
 
@@ -76,5 +79,6 @@ pub fn bid(i: u64) -> Event {
         price_micros: 1,
         currency: "USD".into(),
         spend_micros: 0,
+        bid_id: format!("b-{i}"),
     }
 }

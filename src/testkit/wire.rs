@@ -192,6 +192,16 @@ pub fn get(addr: SocketAddr, path: &str) -> Resp {
     r.response()
 }
 
+/// GETs `path` with `Authorization: Bearer <token>` (the admin listener).
+pub fn get_auth(addr: SocketAddr, path: &str, token: &str) -> Resp {
+    let mut r = Reader::new(connect(addr));
+    r.send(
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
+    );
+    r.response()
+}
+
 /// POSTs `body` to `path` with a content type and extra header lines
 /// (`extra` ends each line with CRLF), and reads the response.
 pub fn post(r: &mut Reader, path: &str, ctype: &str, extra: &str, body: &[u8]) -> Resp {

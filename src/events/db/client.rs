@@ -45,6 +45,7 @@ type Row<'a> = (
     i64,
     i64,
     &'a str,
+    &'a str,
 );
 
 fn row(ev: &Event) -> Row<'_> {
@@ -62,6 +63,7 @@ fn row(ev: &Event) -> Row<'_> {
         ev.price_micros,
         ev.spend_micros,
         &ev.currency,
+        &ev.bid_id,
     )
 }
 
@@ -111,8 +113,8 @@ impl Db {
         };
         let insert = prep(format!(
             "INSERT INTO {ks}.events (minute, shard, id, kind, ts, auction_id, imp_id, \
-             campaign_id, creative_id, price_micros, spend_micros, currency) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             campaign_id, creative_id, price_micros, spend_micros, currency, bid_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .await?;
         let guard = prep(format!(

@@ -227,6 +227,7 @@ mod tests {
             price_micros: 1,
             currency: "USD".into(),
             spend_micros: 1,
+            bid_id: String::new(),
         }
     }
 

@@ -26,6 +26,7 @@ pub fn schema(cfg: &DbConfig) -> Vec<String> {
              price_micros bigint, -- CPM for bids, clearing price for notices\n  \
              spend_micros bigint, -- spend this event charged\n  \
              currency text,\n  \
+             bid_id text,         -- our bid id (notices are de-duplicated by it)\n  \
              PRIMARY KEY ((minute, shard), id)\n\
              ) WITH default_time_to_live = {ttl}\n  \
              AND compaction = {{'class': 'TimeWindowCompactionStrategy', \

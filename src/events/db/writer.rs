@@ -7,7 +7,7 @@ use super::client::Db;
 use super::{chunks, replay_file, DbStats, ReplayError};
 use crate::config::DbConfig;
 use crate::events::record::Event;
-use crate::events::spool::{list_segments, WriterCtl};
+use crate::events::spool::{list_segments, Queued, WriterCtl};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -19,7 +19,7 @@ use std::time::Duration;
 pub(crate) fn spawn(
     cfg: DbConfig,
     queues: Vec<Receiver<Event>>,
-    spool: Vec<SyncSender<Event>>,
+    spool: Vec<SyncSender<Queued>>,
     ctls: Vec<Arc<WriterCtl>>,
     dir: PathBuf,
     stats: Arc<DbStats>,
@@ -44,7 +44,7 @@ pub(crate) fn spawn(
 
 struct Writer {
     cfg: DbConfig,
-    spool: Vec<SyncSender<Event>>,
+    spool: Vec<SyncSender<Queued>>,
     ctls: Vec<Arc<WriterCtl>>,
     dir: PathBuf,
     stats: Arc<DbStats>,
@@ -86,9 +86,9 @@ impl Writer {
         counter.fetch_add(evs.len() as u64, Relaxed);
         for ev in evs {
             let tx = &self.spool[usize::from(ev.shard) % self.spool.len()];
-            let res = match tx.try_send(ev) {
+            let res = match tx.try_send(Queued::from(ev)) {
                 Ok(()) => Ok(()),
-                Err(TrySendError::Full(ev)) => tx.send(ev).map_err(|_| ()),
+                Err(TrySendError::Full(q)) => tx.send(q).map_err(|_| ()),
                 Err(TrySendError::Disconnected(_)) => Err(()),
             };
             if res.is_err() {

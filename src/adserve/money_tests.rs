@@ -1,0 +1,269 @@
+//! Money: signed notice URLs from real bid responses, exact charges in the
+//! bid currency, de-duplication by bid id, calibrated and capped CPC bids.
+
+use super::dedupe::Dedupe;
+use super::tests::{banner, cfg, ix, keys, st, CAMPAIGNS, NOON};
+use super::*;
+use crate::events::Kind;
+use crate::openrtb::decode_json;
+
+/// The nurl, burl and lurl of the first bid for `json`, decided at `now`.
+fn urls(ix: &Index, s: &mut ShardState, json: &str, now: Now) -> [String; 3] {
+    let req = decode_json(json.as_bytes()).unwrap();
+    let d = decide(ix, s, &req, &cfg(), now);
+    let r = bid_response(ix, &req, &d, &cfg(), &keys()).expect("a bid");
+    let b = &r.seatbid[0].bid[0];
+    [b.nurl.clone(), b.burl.clone(), b.lurl.clone()]
+}
+
+/// The query of `url` with the clearing price macro substituted.
+fn q(url: &str, price: &str) -> String {
+    url.split_once('?')
+        .unwrap()
+        .1
+        .replace("${AUCTION_PRICE}", price)
+}
+
+fn send(
+    ix: &Index,
+    s: &mut ShardState,
+    dd: &Dedupe,
+    kind: NoticeKind,
+    query: &str,
+    now: Now,
+) -> Result<NoticeOutcome, NoticeError> {
+    let n = Notice::parse(Some(query))?;
+    notice(ix, s, dd, &keys(), kind, &n, now)
+}
+
+fn reason(r: Result<NoticeOutcome, NoticeError>) -> Reason {
+    r.unwrap_err().reason
+}
+
+#[test]
+fn a_win_charges_the_clearing_price_once_per_bid() {
+    let (ix, mut s, dd, now) = (ix(), st(), Dedupe::new(4096), Now::at(NOON));
+    let [nurl, burl, lurl] = urls(&ix, &mut s, &banner(""), now);
+    let o = send(&ix, &mut s, &dd, NoticeKind::Win, &q(&nurl, "1.5"), now).unwrap();
+    assert_eq!(o.charge, Some((1, 1_500)), "1.5 CPM USD = 1,500 micro-USD");
+    assert!(o.durable && !o.duplicate);
+    let ev = o.event.unwrap();
+    assert_eq!(
+        (ev.kind, ev.spend_micros, ev.price_micros),
+        (Kind::Win, 1_500, 1_500_000)
+    );
+    assert!(ev.bid_id.ends_with("-0-1"), "{}", ev.bid_id);
+    // Replayed: a duplicate, nothing charged or recorded.
+    let o = send(&ix, &mut s, &dd, NoticeKind::Win, &q(&nurl, "1.5"), now).unwrap();
+    assert!(o.duplicate && o.charge.is_none() && o.event.is_none());
+    // The bill of the same bid is recorded, not charged again.
+    let o = send(&ix, &mut s, &dd, NoticeKind::Bill, &q(&burl, "1.5"), now).unwrap();
+    assert!(!o.duplicate && o.charge.is_none() && o.event.is_some());
+    // A loss charges nothing, with its price above ours or left unsubstituted.
+    for p in ["9.5", "${AUCTION_PRICE}"] {
+        let o = send(
+            &ix,
+            &mut st(),
+            &Dedupe::new(64),
+            NoticeKind::Loss,
+            &q(&lurl, p),
+            now,
+        );
+        assert!(o.unwrap().charge.is_none(), "{p}");
+    }
+}
+
+#[test]
+fn a_second_auction_with_the_same_request_id_is_billed_too() {
+    let (ix, mut s, dd, now) = (ix(), st(), Dedupe::new(4096), Now::at(NOON));
+    let [first, ..] = urls(&ix, &mut s, &banner(""), now);
+    let [second, ..] = urls(&ix, &mut s, &banner(""), now);
+    for u in [first, second] {
+        let o = send(&ix, &mut s, &dd, NoticeKind::Win, &q(&u, "2"), now).unwrap();
+        assert_eq!(o.charge, Some((1, 2_000)));
+    }
+}
+
+#[test]
+fn foreign_currency_is_charged_in_usd_at_the_bids_rate() {
+    let (ix, mut s, dd, now) = (ix(), st(), Dedupe::new(4096), Now::at(NOON));
+    // 2.0 USD CPM bid in EUR (1 EUR = 1.10 USD) is 1.8182 EUR.
+    let [nurl, ..] = urls(&ix, &mut s, &banner(r#","cur":["EUR"]"#), now);
+    assert!(nurl.contains("&bp=1.8182&cur=EUR&fx=1.1&"), "{nurl}");
+    let o = send(&ix, &mut s, &dd, NoticeKind::Win, &q(&nurl, "1.5"), now).unwrap();
+    assert_eq!(o.charge, Some((1, 1_650)), "1.5 EUR CPM = 1.65 USD CPM");
+    let ev = o.event.unwrap();
+    assert_eq!((ev.currency.as_str(), ev.price_micros), ("EUR", 1_500_000));
+}
+
+#[test]
+fn forged_tampered_expired_and_above_bid_notices_are_refused() {
+    let (ix, mut s, dd, now) = (ix(), st(), Dedupe::new(4096), Now::at(NOON));
+    let [nurl, ..] = urls(&ix, &mut s, &banner(""), now);
+    let good = q(&nurl, "1");
+    let win = |s: &mut ShardState, query: &str, at: Now| {
+        reason(send(&ix, s, &dd, NoticeKind::Win, query, at))
+    };
+    // Forged from scratch, unsigned.
+    assert_eq!(
+        win(&mut s, "a=NEVER&i=1&c=1&cr=c1&p=1e300", now),
+        Reason::Unsigned
+    );
+    // Each signed field changed.
+    for (from, to) in [
+        ("&c=1&", "&c=2&"),
+        ("&cr=c1&", "&cr=c2&"),
+        ("a=req-1&", "a=req-2&"),
+        ("&bp=2&", "&bp=200&"),
+        ("&cur=USD&", "&cur=JPY&"),
+        ("&fx=1&", "&fx=100&"),
+    ] {
+        assert!(good.contains(from), "{good} lacks {from}");
+        assert_eq!(
+            win(&mut s, &good.replacen(from, to, 1), now),
+            Reason::Tampered,
+            "{from}"
+        );
+    }
+    assert_eq!(
+        win(&mut s, &format!("{good}&t=1"), now),
+        Reason::Tampered,
+        "the test flag is signed"
+    );
+    assert_eq!(
+        win(&mut s, &format!("{good}&a=req-1"), now),
+        Reason::Malformed,
+        "repeated"
+    );
+    let later = Now::at(NOON + 72 * 3600 + 1);
+    assert_eq!(win(&mut s, &good, later), Reason::Expired);
+    // Above the bid (2.0): refused; repeated keys: refused.
+    assert_eq!(win(&mut s, &q(&nurl, "2.01"), now), Reason::AboveBid);
+    assert_eq!(
+        win(&mut s, &format!("{good}&p=1e9"), now),
+        Reason::Malformed
+    );
+    assert_eq!(
+        win(
+            &mut s,
+            &q(&nurl, "${AUCTION_PRICE}").replace("p=$", "p=%24"),
+            now
+        ),
+        Reason::Malformed
+    );
+    // Nothing was charged by any of them; the good one still charges.
+    assert_eq!(s.spent(&ix, 1, now), Some((0, 0)));
+    let o = send(&ix, &mut s, &dd, NoticeKind::Win, &good, now).unwrap();
+    assert_eq!(o.charge, Some((1, 1_000)));
+}
+
+#[test]
+fn a_full_dedupe_table_refuses_and_charges_nothing() {
+    let (ix, mut s, now) = (ix(), st(), Now::at(NOON));
+    let dd = Dedupe::new(16);
+    let mut refused = 0;
+    for _ in 0..40 {
+        let [nurl, ..] = urls(&ix, &mut s, &banner(""), now);
+        match send(&ix, &mut s, &dd, NoticeKind::Win, &q(&nurl, "1"), now) {
+            Ok(o) => assert!(o.charge.is_some()),
+            Err(e) => {
+                assert_eq!((e.reason, e.status()), (Reason::DedupeFull, 503));
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused >= 40 - 16 / 2,
+        "16 slots hold 8 charged wins: {refused}"
+    );
+    assert_eq!(dd.full(), refused);
+}
+
+#[test]
+fn an_ad_impression_charges_its_signed_price_and_ignores_p() {
+    let (ix, mut s, dd, now) = (ix(), st(), Dedupe::new(4096), Now::at(NOON));
+    let text_req = banner("");
+    let req = decode_json(text_req.as_bytes()).unwrap();
+    let d = decide(&ix, &mut s, &req, &cfg(), now);
+    let w = &d.winners[0];
+    let ids = response::ids(&ix, &req, w, &d.cur);
+    let t = ids.tracker(&keys(), "ad");
+    let imp = markup::notice_url("http://x", "imp", &t, "p=1000000");
+    let o = send(&ix, &mut s, &dd, NoticeKind::Imp, &q(&imp, ""), now).unwrap();
+    assert_eq!(o.charge, Some((1, 2_000)), "the signed 2.0 CPM, not p");
+    // The RTB impression tracker of a bid charges nothing (the exchange bills).
+    let rtb = ids.tracker(&keys(), "rtb");
+    let imp = markup::notice_url("http://x", "imp", &rtb, "");
+    let o = send(&ix, &mut s, &dd, NoticeKind::Imp, &q(&imp, ""), now).unwrap();
+    assert!(o.charge.is_none() && !o.durable);
+    // Clicks redirect to the landing page.
+    let click = markup::notice_url("http://x", "click", &t, "");
+    let o = send(&ix, &mut s, &dd, NoticeKind::Click, &q(&click, ""), now).unwrap();
+    assert_eq!(o.redirect.as_deref(), Some("https://alpha.com/"));
+}
+
+#[test]
+fn test_traffic_is_never_charged() {
+    let (ix, mut s, dd, now) = (ix(), st(), Dedupe::new(4096), Now::at(NOON));
+    let [nurl, ..] = urls(&ix, &mut s, &banner(r#","test":1"#), now);
+    let o = send(&ix, &mut s, &dd, NoticeKind::Win, &q(&nurl, "1"), now).unwrap();
+    assert!(o.charge.is_none() && !o.durable && o.event.is_some());
+}
+
+/// A model that answers a fixed pCTR with a given training base rate.
+struct Prior(f32, f64);
+
+impl crate::scoring::CtrModel for Prior {
+    fn predict(&mut self, rows: &[[i64; crate::scoring::FEATURES]], out: &mut Vec<f32>) -> bool {
+        out.clear();
+        out.extend(std::iter::repeat_n(self.0, rows.len()));
+        true
+    }
+    fn base_rate(&self) -> f64 {
+        self.1
+    }
+}
+
+#[test]
+fn cpc_bids_are_calibrated_to_the_campaign_and_capped() {
+    // Only the CPC campaign (2: 0.5 USD CPC, expected_ctr 0.002).
+    let text = CAMPAIGNS.replacen("amount = 2.0 }", "amount = 0.01 }", 1);
+    let ix = Index::load(&text, "t.toml", 1).unwrap();
+    let text_req = banner("");
+    let req = decode_json(text_req.as_bytes()).unwrap();
+    let price = |m: &mut Prior, cfg: &BidderConfig| {
+        let d = decide_with(&ix, &mut st(), &req, cfg, Now::at(NOON), Some(m));
+        d.winners
+            .first()
+            .map(|w| (ix.campaigns[w.campaign].id, w.price))
+    };
+    // The model's average (its base rate, 0.17) maps to the campaign's 0.002:
+    // 0.002 x 0.5 x 1000 = 1.0 CPM, not 85.
+    assert_eq!(price(&mut Prior(0.17, 0.17), &cfg()), Some((2, 1.0)));
+    // Twice the base odds: about twice the campaign's CTR.
+    let (_, p) = price(&mut Prior(0.2906, 0.17), &cfg()).unwrap();
+    assert!((p - 1.996).abs() < 0.01, "{p}");
+    // A wild pCTR is capped at 3x the rule-based value...
+    assert_eq!(price(&mut Prior(0.99, 0.17), &cfg()), Some((2, 3.0)));
+    // ...or the configured multiple, or max_cpm when set.
+    let two = BidderConfig {
+        cpc_cap_multiple: 2.0,
+        ..cfg()
+    };
+    assert_eq!(price(&mut Prior(0.99, 0.17), &two), Some((2, 2.0)));
+    let capped = text.replacen(
+        "expected_ctr = 0.002 }",
+        "expected_ctr = 0.002, max_cpm = 1.5 }",
+        1,
+    );
+    let ix = Index::load(&capped, "t.toml", 1).unwrap();
+    let d = decide_with(
+        &ix,
+        &mut st(),
+        &req,
+        &cfg(),
+        Now::at(NOON),
+        Some(&mut Prior(0.99, 0.17)),
+    );
+    assert_eq!(d.winners[0].price, 1.5);
+}

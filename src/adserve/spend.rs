@@ -1,0 +1,129 @@
+//! Spend per campaign, in micro-USD: each shard owns a [`SpendTable`] (its
+//! slice of every campaign's spend today and in total, aligned with the
+//! index it bids on) and publishes it on the [`SpendBoard`], from which the
+//! admin listener sums a campaign's spend across shards. The shard is the
+//! only writer of its table; readers on other threads load atomics.
+
+use arc_swap::ArcSwap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::Arc;
+
+/// One campaign's spend on one shard.
+#[derive(Debug, Default)]
+pub struct SpendRow {
+    /// Campaign id.
+    pub id: u64,
+    day: AtomicU64,
+    today: AtomicI64,
+    total: AtomicI64,
+}
+
+impl SpendRow {
+    /// A row for campaign `id`, carrying `from`'s figures.
+    fn carried(id: u64, from: Option<&SpendRow>) -> SpendRow {
+        let r = SpendRow {
+            id,
+            ..Default::default()
+        };
+        if let Some(f) = from {
+            r.day.store(f.day.load(Relaxed), Relaxed);
+            r.today.store(f.today.load(Relaxed), Relaxed);
+            r.total.store(f.total.load(Relaxed), Relaxed);
+        }
+        r
+    }
+
+    /// Micro-USD spent on UTC day `day`, and in total.
+    pub fn get(&self, day: u64) -> (i64, i64) {
+        let today = if self.day.load(Relaxed) == day {
+            self.today.load(Relaxed)
+        } else {
+            0
+        };
+        (today, self.total.load(Relaxed))
+    }
+
+    /// Adds `micros` (the owning shard only).
+    pub(super) fn add(&self, micros: i64, day: u64) {
+        if self.day.load(Relaxed) != day {
+            self.today.store(0, Relaxed);
+            self.day.store(day, Relaxed);
+        }
+        self.today.fetch_add(micros, Relaxed);
+        self.total.fetch_add(micros, Relaxed);
+    }
+}
+
+/// One shard's spend, row `p` for the campaign at index position `p`.
+#[derive(Debug, Default)]
+pub struct SpendTable {
+    /// The index version the rows follow.
+    pub version: u64,
+    /// Rows in index order.
+    pub rows: Vec<SpendRow>,
+}
+
+impl SpendTable {
+    /// A table for `ids` (index order) carrying the figures of `old` by id.
+    pub fn follow(old: &SpendTable, version: u64, ids: impl Iterator<Item = u64>) -> SpendTable {
+        let by_id: std::collections::HashMap<u64, &SpendRow> =
+            old.rows.iter().map(|r| (r.id, r)).collect();
+        SpendTable {
+            version,
+            rows: ids
+                .map(|id| SpendRow::carried(id, by_id.get(&id).copied()))
+                .collect(),
+        }
+    }
+}
+
+/// Every shard's published table.
+#[derive(Debug)]
+pub struct SpendBoard {
+    shards: Vec<ArcSwap<SpendTable>>,
+}
+
+/// A campaign's spend summed over shards, micro-USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CampaignSpend {
+    /// Campaign id.
+    pub campaign: u64,
+    /// Spent today (UTC).
+    pub today_micros: i64,
+    /// Spent in total.
+    pub lifetime_micros: i64,
+}
+
+impl SpendBoard {
+    /// A board for `shards` shards.
+    pub fn new(shards: usize) -> Self {
+        SpendBoard {
+            shards: (0..shards).map(|_| ArcSwap::default()).collect(),
+        }
+    }
+
+    /// Publishes shard `shard`'s current table.
+    pub fn publish(&self, shard: usize, t: Arc<SpendTable>) {
+        if let Some(s) = self.shards.get(shard) {
+            s.store(t);
+        }
+    }
+
+    /// Every campaign's spend summed over shards, by campaign id.
+    pub fn totals(&self, day: u64) -> Vec<CampaignSpend> {
+        let mut m: std::collections::BTreeMap<u64, CampaignSpend> = Default::default();
+        for s in &self.shards {
+            for r in &s.load().rows {
+                let (today, total) = r.get(day);
+                let e = m.entry(r.id).or_insert(CampaignSpend {
+                    campaign: r.id,
+                    ..Default::default()
+                });
+                e.today_micros += today;
+                e.lifetime_micros += total;
+            }
+        }
+        m.into_values().collect()
+    }
+}
