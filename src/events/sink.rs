@@ -16,8 +16,9 @@
 //! the shard's spool writer with an [`Ack`](super::ack::Ack) and wakes the
 //! writer; the shard answers once the ack resolves (the event is written),
 //! or refuses the notice at once if the queue is full. With a database the
-//! writer's replay of sealed segments stores those events there too (event
-//! ids make that idempotent).
+//! event is also queued to the database writer as usual; the spool copy is
+//! replayed into the database later like any sealed segment (event ids and
+//! the spend ledger make that idempotent).
 
 use super::ack::{self, AckWait};
 use super::db::{self, DbStats};
@@ -66,6 +67,11 @@ impl Sink {
     /// wakes the spool writer. `None` (queue full, writer gone): nothing was
     /// queued; the caller refuses the request so that it is retried.
     pub fn push_durable(&self, ev: Event) -> Option<AckWait> {
+        if let Some(db) = &self.db {
+            // Written behind to the database as any event (the spool copy is
+            // replayed later: same event id, same row, spend counted once).
+            let _ = db.try_send(ev.clone());
+        }
         let (ack, wait) = ack::pair();
         match self.spool.try_send(Queued { ev, ack: Some(ack) }) {
             Ok(()) => {
