@@ -268,20 +268,20 @@ fn notices_over_the_wire() {
     // Click: 302 to the landing page; impression: a GIF.
     let adm = b["adm"].as_str().unwrap().replace("&amp;", "&");
     let click = adm
-        .split("href=\"")
+        .split("href='")
         .nth(1)
         .unwrap()
-        .split('"')
+        .split('\'')
         .next()
         .unwrap();
     let c = get(a, &path(click));
     assert_eq!(c.status, 302);
     assert!(c.header("location").unwrap().starts_with("https://"));
     let imp = adm
-        .split("<img src=\"")
+        .split("<img src='")
         .nth(2)
         .unwrap()
-        .split('"')
+        .split('\'')
         .next()
         .unwrap();
     let i = get(a, &path(imp));

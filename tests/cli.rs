@@ -88,6 +88,15 @@ fn bad_config_fails_naming_the_key() {
             "[timeouts]\nidle_keepalive_ms = 0\n",
             "timeouts.idle_keepalive_ms",
         ),
+        // A public bidder must sign with keys that survive a restart.
+        (
+            "[bidder]\npublic_url = \"https://bidder.example.com\"\n",
+            "bidder.notice_keys",
+        ),
+        (
+            "[bidder]\nnotice_keys = [\"short-key\"]\n",
+            "bidder.notice_keys[0]",
+        ),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let p = write_config(&format!("bad{i}.toml"), text);

@@ -103,8 +103,8 @@ fn forged_tampered_and_above_bid_notices_charge_nothing() {
         ("price", format!("&bp={bp}&"), "&bp=1000&".to_string()),
         (
             "campaign",
-            format!("&c={}&", b["cid"].as_str().unwrap()),
-            "&c=1002&".into(),
+            format!("?c={}&", b["cid"].as_str().unwrap()),
+            "?c=1002&".into(),
         ),
         ("creative", format!("&cr={cr}&"), "&cr=vl-15s&".into()),
         ("auction", "a=auction-1&".into(), "a=auction-2&".into()),

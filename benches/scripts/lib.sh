@@ -11,8 +11,11 @@ need() {
 # deploy/dev.sh extracted; without one, benchmarks run with rule-based pricing
 # and say so.
 build_server() {
-  cargo build --release --quiet
-  BIN=target/release/adshard
+  # BIN=/path/to/adshard compares another build (an A/B run) without building.
+  if [ -z "${BIN:-}" ]; then
+    cargo build --release --quiet
+    BIN=target/release/adshard
+  fi
   if [ -z "${ORT_DYLIB_PATH:-}" ]; then
     ORT_DYLIB_PATH=$(ls "$PWD"/target/ort/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1 || true)
     export ORT_DYLIB_PATH

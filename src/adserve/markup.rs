@@ -2,7 +2,7 @@
 //! tracking URLs placed in it. Every id that goes into a URL is
 //! percent-encoded; every value that goes into HTML or XML is escaped.
 
-use super::signing::{NoticeKeys, Signed, SIG_BYTES};
+use super::signing::{NoticeKeys, Signed, SIG_CHARS};
 use crate::http::query::encode_into;
 use crate::index::{Creative, CreativeFormat};
 use std::fmt::Write as _;
@@ -32,9 +32,26 @@ pub struct Ids<'a> {
     pub issued: u64,
 }
 
+/// Channels a MAC is made for: exchange notices (`nurl`, `burl`, `lurl`),
+/// the impression and click trackers in a bid's markup (they charge nothing
+/// and carry only what their events need), and `/ad`'s URLs (its impression
+/// is charged).
+pub const CHANNELS: [&str; 3] = ["rtb", "mk", "ad"];
+
 impl<'a> Ids<'a> {
-    /// The fields the MAC covers, for channel `src` (`rtb` or `ad`).
+    /// The fields the MAC covers, for channel `src` (see [`CHANNELS`]).
     pub fn signed(&'a self, src: &'a str) -> Signed<'a> {
+        if src == "mk" {
+            return Signed {
+                bid: self.bid,
+                campaign: self.campaign,
+                creative: self.creative,
+                test: self.test,
+                issued: self.issued,
+                src,
+                ..Default::default()
+            };
+        }
         Signed {
             bid: self.bid,
             auction: self.auction,
@@ -65,32 +82,37 @@ impl<'a> Ids<'a> {
 pub struct Tracker<'a> {
     ids: &'a Ids<'a>,
     src: &'static str,
-    sig: [u8; SIG_BYTES * 2],
+    sig: [u8; SIG_CHARS],
 }
 
-/// `{base}/{path}?a=..&i=..&c=..&cr=..&b=..&bp=..&cur=..&fx=..&ts=..[&t=1][&src=ad]&s=..[&extra]`.
-/// `extra` is appended raw (it carries the exchange's `${...}` macros,
-/// which must stay literal) and is not signed.
+/// `{base}/{path}?a=..&i=..&c=..&cr=..&b=..&bp=..[&cur=..&fx=..]&ts=..[&t=1][&src=..]&s=..[&extra]`
+/// (`cur` and `fx` only when not USD; the markup's trackers (`src=mk`) carry
+/// `c`, `cr`, `b`, `ts` only). `extra` is appended raw (it carries the
+/// exchange's `${...}` macros, which must stay literal) and is not signed.
 pub fn notice_url(base: &str, path: &str, t: &Tracker<'_>, extra: &str) -> String {
     let ids = t.ids;
-    let mut u = String::with_capacity(base.len() + 200);
+    let mut u = String::with_capacity(base.len() + 160);
     u.push_str(base);
     u.push('/');
     u.push_str(path);
-    u.push_str("?a=");
-    encode_into(&mut u, ids.auction);
-    u.push_str("&i=");
-    encode_into(&mut u, ids.imp);
-    let _ = write!(u, "&c={}&cr=", ids.campaign);
+    let _ = write!(u, "?c={}&cr=", ids.campaign);
     encode_into(&mut u, ids.creative);
     u.push_str("&b=");
     encode_into(&mut u, ids.bid);
-    u.push_str("&bp=");
-    u.push_str(&ids.price);
-    u.push_str("&cur=");
-    encode_into(&mut u, ids.cur);
-    u.push_str("&fx=");
-    u.push_str(&ids.fx);
+    if t.src != "mk" {
+        u.push_str("&a=");
+        encode_into(&mut u, ids.auction);
+        u.push_str("&i=");
+        encode_into(&mut u, ids.imp);
+        u.push_str("&bp=");
+        u.push_str(&ids.price);
+        if ids.cur != "USD" || ids.fx != "1" {
+            u.push_str("&cur=");
+            encode_into(&mut u, ids.cur);
+            u.push_str("&fx=");
+            u.push_str(&ids.fx);
+        }
+    }
     let _ = write!(u, "&ts={}", ids.issued);
     if ids.test {
         u.push_str("&t=1");
@@ -107,6 +129,11 @@ pub fn notice_url(base: &str, path: &str, t: &Tracker<'_>, extra: &str) -> Strin
         u.push_str(extra);
     }
     u
+}
+
+/// A URL of ours (percent-encoded, `&`-separated) as an HTML attribute value.
+fn amp(url: &str) -> String {
+    url.replace('&', "&amp;")
 }
 
 /// Escapes for HTML text and attribute values, and XML.
@@ -126,21 +153,23 @@ pub fn escape(s: &str) -> String {
 }
 
 /// The markup for a creative, with our impression and click trackers
-/// (signed by `t`).
+/// (signed by `t`: channel `mk` for a bid's markup, `ad` for `/ad`).
 pub fn adm(base: &str, cr: &Creative, t: &Tracker<'_>, w: Option<u32>, h: Option<u32>) -> String {
     let ids = t.ids;
     let imp = notice_url(base, "imp", t, "");
     let click = notice_url(base, "click", t, "");
     let img = cr.image_url.as_deref().unwrap_or_default();
     match cr.format {
+        // Single-quoted attributes: no escaping when the markup is put in
+        // a JSON string. Our URLs hold only URL-safe characters and `&`.
         CreativeFormat::Banner => format!(
-            "<a href=\"{}\" target=\"_blank\" rel=\"noopener\"><img src=\"{}\" width=\"{}\" height=\"{}\" alt=\"{}\" style=\"border:0\"></a><img src=\"{}\" width=\"1\" height=\"1\" style=\"display:none\" alt=\"\">",
-            escape(&click),
+            "<a href='{}' target='_blank' rel='noopener'><img src='{}' width='{}' height='{}' alt='{}' style='border:0'></a><img src='{}' width='1' height='1' style='display:none' alt=''>",
+            amp(&click),
             escape(img),
             w.unwrap_or(0),
             h.unwrap_or(0),
             escape(cr.title.as_deref().unwrap_or_default()),
-            escape(&imp)
+            amp(&imp)
         ),
         CreativeFormat::Video => {
             let d = cr.duration.unwrap_or(0);
@@ -198,7 +227,7 @@ mod tests {
         let u = notice_url("http://h:1", "win", &t, "p=${AUCTION_PRICE}");
         assert_eq!(
             u,
-            format!("http://h:1/win?a=a%26b%20c&i=1&c=7&cr=cr%2F1&b=ab-0-1&bp=1.5&cur=EUR&fx=1.08&ts=1800000000&t=1&s={sig}&p=${{AUCTION_PRICE}}")
+            format!("http://h:1/win?c=7&cr=cr%2F1&b=ab-0-1&a=a%26b%20c&i=1&bp=1.5&cur=EUR&fx=1.08&ts=1800000000&t=1&s={sig}&p=${{AUCTION_PRICE}}")
         );
         let ad = ids.tracker(&keys, "ad");
         assert!(notice_url("http://h:1", "imp", &ad, "").contains("&src=ad&s="));

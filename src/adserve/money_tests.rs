@@ -90,6 +90,11 @@ fn foreign_currency_is_charged_in_usd_at_the_bids_rate() {
     // 2.0 USD CPM bid in EUR (1 EUR = 1.10 USD) is 1.8182 EUR.
     let [nurl, ..] = urls(&ix, &mut s, &banner(r#","cur":["EUR"]"#), now);
     assert!(nurl.contains("&bp=1.8182&cur=EUR&fx=1.1&"), "{nurl}");
+    let [usd, ..] = urls(&ix, &mut s, &banner(""), now);
+    assert!(
+        !usd.contains("cur=") && !usd.contains("fx="),
+        "USD at 1 is implied: {usd}"
+    );
     let o = send(&ix, &mut s, &dd, NoticeKind::Win, &q(&nurl, "1.5"), now).unwrap();
     assert_eq!(o.charge, Some((1, 1_650)), "1.5 EUR CPM = 1.65 USD CPM");
     let ev = o.event.unwrap();
@@ -110,14 +115,22 @@ fn forged_tampered_expired_and_above_bid_notices_are_refused() {
         Reason::Unsigned
     );
     // Each signed field changed.
+    let good = format!("&{good}");
     for (from, to) in [
         ("&c=1&", "&c=2&"),
         ("&cr=c1&", "&cr=c2&"),
-        ("a=req-1&", "a=req-2&"),
+        ("&a=req-1&", "&a=req-2&"),
         ("&bp=2&", "&bp=200&"),
-        ("&cur=USD&", "&cur=JPY&"),
-        ("&fx=1&", "&fx=100&"),
+        // USD at 1 is implied; naming another currency or rate is a change.
+        ("&bp=2&", "&bp=2&cur=JPY&fx=1&"),
+        ("&bp=2&", "&bp=2&cur=USD&fx=100&"),
+        ("&src=", "&src=ad&x="),
     ] {
+        let good = if from == "&src=" {
+            format!("{good}&src=")
+        } else {
+            good.clone()
+        };
         assert!(good.contains(from), "{good} lacks {from}");
         assert_eq!(
             win(&mut s, &good.replacen(from, to, 1), now),
@@ -189,11 +202,26 @@ fn an_ad_impression_charges_its_signed_price_and_ignores_p() {
     let imp = markup::notice_url("http://x", "imp", &t, "p=1000000");
     let o = send(&ix, &mut s, &dd, NoticeKind::Imp, &q(&imp, ""), now).unwrap();
     assert_eq!(o.charge, Some((1, 2_000)), "the signed 2.0 CPM, not p");
-    // The RTB impression tracker of a bid charges nothing (the exchange bills).
+    // The impression tracker in a bid's markup charges nothing (the
+    // exchange bills), and an exchange notice's MAC does not serve a beacon.
+    let mk = ids.tracker(&keys(), "mk");
+    let imp = markup::notice_url("http://x", "imp", &mk, "");
+    assert!(!imp.contains("a=") && !imp.contains("bp="), "{imp}");
+    let o = send(
+        &ix,
+        &mut s,
+        &Dedupe::new(64),
+        NoticeKind::Imp,
+        &q(&imp, ""),
+        now,
+    )
+    .unwrap();
+    assert!(o.charge.is_none() && !o.durable);
+    assert_eq!(o.event.unwrap().auction_id, "");
     let rtb = ids.tracker(&keys(), "rtb");
     let imp = markup::notice_url("http://x", "imp", &rtb, "");
-    let o = send(&ix, &mut s, &dd, NoticeKind::Imp, &q(&imp, ""), now).unwrap();
-    assert!(o.charge.is_none() && !o.durable);
+    let e = send(&ix, &mut s, &dd, NoticeKind::Imp, &q(&imp, ""), now).unwrap_err();
+    assert_eq!(e.reason, Reason::Tampered);
     // Clicks redirect to the landing page.
     let click = markup::notice_url("http://x", "click", &t, "");
     let o = send(&ix, &mut s, &dd, NoticeKind::Click, &q(&click, ""), now).unwrap();

@@ -227,11 +227,27 @@ impl Notice {
         if n.src.is_empty() {
             n.src = "rtb".into();
         }
+        if n.cur.is_empty() && n.fx.is_empty() {
+            n.cur = "USD".into();
+            n.fx = "1".into();
+        }
         Ok(n)
     }
 
     /// The fields its signature covers (numbers as written).
     fn signed(&self) -> Option<Signed<'_>> {
+        if self.src == "mk" {
+            // A markup tracker: signed without the auction or the price.
+            return Some(Signed {
+                bid: &self.bid,
+                campaign: self.campaign.parse().ok()?,
+                creative: &self.creative,
+                test: self.test,
+                issued: self.issued.parse().ok()?,
+                src: &self.src,
+                ..Default::default()
+            });
+        }
         Some(Signed {
             bid: &self.bid,
             auction: &self.auction,
@@ -296,6 +312,12 @@ pub fn notice(
         (Some(_), Some(s)) => s,
     };
     keys.verify(&signed, n.sig.as_deref(), now.secs)?;
+    // A MAC made for one channel never serves another: exchange notices come
+    // from bid responses, beacons from markup or `/ad`.
+    let exchange = matches!(kind, NoticeKind::Win | NoticeKind::Bill | NoticeKind::Loss);
+    if exchange != (n.src == "rtb") {
+        return Err(Rejected::Tampered.into());
+    }
     let mut out = NoticeOutcome::default();
     if kind == NoticeKind::Click {
         let cr = ix
@@ -306,13 +328,18 @@ pub fn notice(
             })?;
         out.redirect = Some(cr.landing_url.clone());
     }
-    let bid_price = price("bp", &n.bid_price)?;
-    let fx = price("fx", &n.fx)?;
+    let priced = n.src != "mk";
+    let bid_price = if priced {
+        price("bp", &n.bid_price)?
+    } else {
+        0.0
+    };
+    let fx = if priced { price("fx", &n.fx)? } else { 0.0 };
     let clearing = match (&n.price, kind) {
         (Some(p), NoticeKind::Win | NoticeKind::Bill) => Some(price("p", p)?),
         // Elsewhere the price is informative only (a loss's clearing price,
         // which exchanges often leave unsubstituted); `/ad` charges `bp`.
-        (Some(p), NoticeKind::Loss | NoticeKind::Imp) if n.src != "ad" => price("p", p).ok(),
+        (Some(p), NoticeKind::Loss) => price("p", p).ok(),
         _ => None,
     };
     if matches!(kind, NoticeKind::Win | NoticeKind::Bill) && clearing.is_none() {
@@ -373,7 +400,7 @@ pub fn notice(
         price_micros: charged_cpm
             .or(clearing)
             .map_or(0, |p| (p * 1e6).round() as i64),
-        currency: n.cur.clone(),
+        currency: if priced { n.cur.clone() } else { String::new() },
         spend_micros: spend,
         bid_id: n.bid.clone(),
     });

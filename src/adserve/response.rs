@@ -53,7 +53,12 @@ pub fn ids<'a>(ix: &'a Index, req: &'a BidRequest<'_>, w: &'a Winner, cur: &'a s
         test: req.test == 1,
         price: w.price.to_string(),
         cur,
-        fx: w.fx.to_string(),
+        // USD at 1 (most bids) needs no float formatting.
+        fx: if w.fx == 1.0 {
+            "1".into()
+        } else {
+            w.fx.to_string()
+        },
         issued: w.issued,
     }
 }
@@ -82,7 +87,7 @@ fn render_bid(
         nurl: markup::notice_url(base, "win", &t, "p=${AUCTION_PRICE}"),
         burl: markup::notice_url(base, "bill", &t, "p=${AUCTION_PRICE}"),
         lurl: markup::notice_url(base, "loss", &t, "p=${AUCTION_PRICE}&r=${AUCTION_LOSS}"),
-        adm: markup::adm(base, cr, &t, w.w, w.h),
+        adm: markup::adm(base, cr, &ids.tracker(keys, "mk"), w.w, w.h),
         adomain: c.adomain.clone(),
         cid: c.id.to_string(),
         crid: cr.id.clone(),

@@ -1,7 +1,7 @@
 //! Signed tracking URLs. Every notice URL we hand out (nurl, burl, lurl, the
 //! markup's impression and click trackers, `/ad`'s URLs) carries an
-//! HMAC-SHA256 over everything a charge depends on, truncated to 128 bits
-//! and written as 32 hex digits (`s=`). A notice whose MAC does not verify
+//! HMAC-SHA256 over everything a charge depends on, truncated to 96 bits
+//! and written as 16 base64url characters (`s=`). A notice whose MAC does not verify
 //! under any configured key, or whose issue time is older than
 //! `bidder.notice_ttl`, is refused before it can charge or record anything.
 //!
@@ -23,8 +23,11 @@ use std::io::Read;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Bytes of the MAC kept (128 bits).
-pub const SIG_BYTES: usize = 16;
+/// Bytes of the MAC kept (96 bits).
+pub const SIG_BYTES: usize = 12;
+
+/// Characters of the MAC in a URL (base64url, no padding).
+pub const SIG_CHARS: usize = SIG_BYTES / 3 * 4;
 
 /// Domain separation and format version of the MAC input.
 const TAG: &[u8] = b"adshard-notice-v1";
@@ -132,15 +135,12 @@ impl NoticeKeys {
         Ok(k)
     }
 
-    /// The MAC of `s` under the signing key, as 32 lowercase hex digits.
-    pub fn sign(&self, s: &Signed<'_>) -> [u8; SIG_BYTES * 2] {
-        let mut out = [b'0'; SIG_BYTES * 2];
+    /// The MAC of `s` under the signing key, as base64url.
+    pub fn sign(&self, s: &Signed<'_>) -> [u8; SIG_CHARS] {
+        let mut out = [b'A'; SIG_CHARS];
         if let Some(m) = self.macs.first() {
             let tag = mac(m, s);
-            for (i, b) in tag[..SIG_BYTES].iter().enumerate() {
-                out[2 * i] = HEX[usize::from(b >> 4)];
-                out[2 * i + 1] = HEX[usize::from(b & 15)];
-            }
+            base64url(&tag[..SIG_BYTES], &mut out);
         }
         out
     }
@@ -149,7 +149,7 @@ impl NoticeKeys {
     /// issue time against the TTL.
     pub fn verify(&self, s: &Signed<'_>, sig: Option<&str>, now_secs: u64) -> Result<(), Rejected> {
         let sig = sig.filter(|v| !v.is_empty()).ok_or(Rejected::Unsigned)?;
-        let bytes = unhex(sig).ok_or(Rejected::Tampered)?;
+        let bytes = unbase64url(sig).ok_or(Rejected::Tampered)?;
         let ok = self.macs.iter().any(|m| {
             let mut m = m.clone();
             feed(&mut m, s);
@@ -165,21 +165,30 @@ impl NoticeKeys {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-fn unhex(s: &str) -> Option<[u8; SIG_BYTES]> {
+/// `bytes` (a multiple of 3 long) as base64url into `out` (4/3 as long).
+pub fn base64url(bytes: &[u8], out: &mut [u8]) {
+    for (i, c) in bytes.chunks_exact(3).enumerate() {
+        let n = u32::from(c[0]) << 16 | u32::from(c[1]) << 8 | u32::from(c[2]);
+        for k in 0..4 {
+            out[4 * i + k] = B64[(n >> (18 - 6 * k) & 63) as usize];
+        }
+    }
+}
+
+fn unbase64url(s: &str) -> Option<[u8; SIG_BYTES]> {
     let b = s.as_bytes();
-    if b.len() != SIG_BYTES * 2 {
+    if b.len() != SIG_CHARS {
         return None;
     }
-    let nib = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
+    let val = |c: u8| B64.iter().position(|&x| x == c).map(|v| v as u32);
     let mut out = [0u8; SIG_BYTES];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = nib(b[2 * i])? << 4 | nib(b[2 * i + 1])?;
+    for (i, c) in b.chunks_exact(4).enumerate() {
+        let n = (val(c[0])? << 18) | (val(c[1])? << 12) | (val(c[2])? << 6) | val(c[3])?;
+        out[3 * i] = (n >> 16) as u8;
+        out[3 * i + 1] = (n >> 8) as u8;
+        out[3 * i + 2] = n as u8;
     }
     Some(out)
 }
@@ -260,7 +269,7 @@ mod tests {
         let k = NoticeKeys::new(&[[7u8; 32]], 3600);
         let s = signed();
         let good = sig(&k, &s);
-        assert_eq!(good.len(), 32);
+        assert_eq!(good.len(), 16);
         let now = s.issued + 10;
         assert_eq!(k.verify(&s, Some(&good), now), Ok(()));
         let changed = [
@@ -307,8 +316,19 @@ mod tests {
         assert_eq!(k.verify(&s, None, now), Err(Rejected::Unsigned));
         assert_eq!(k.verify(&s, Some(""), now), Err(Rejected::Unsigned));
         assert_eq!(k.verify(&s, Some("zz"), now), Err(Rejected::Tampered));
+        let flipped: String = good
+            .chars()
+            .map(|c| {
+                if c.is_ascii_lowercase() {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect();
+        assert_eq!(k.verify(&s, Some(&flipped), now), Err(Rejected::Tampered));
         assert_eq!(
-            k.verify(&s, Some(&good.to_uppercase()), now),
+            k.verify(&s, Some(&good[..15]), now),
             Err(Rejected::Tampered)
         );
     }

@@ -23,6 +23,8 @@ pub struct ShardState {
     pub(super) freq: HashMap<u64, (u64, u32)>,
     pub(super) max_users: usize,
     pub(super) seq: u64,
+    /// `{node}-{shard}-` of every id this shard makes.
+    id_prefix: String,
     pub(super) base: Bitset,
     pub(super) cand: Bitset,
     pub(super) tmp: Bitset,
@@ -43,6 +45,12 @@ impl ShardState {
             freq: HashMap::new(),
             max_users: cfg.max_tracked_users,
             seq: 0,
+            id_prefix: {
+                let mut node = [0u8; 8];
+                let bits = super::node_id().to_le_bytes();
+                super::signing::base64url(&bits[..6], &mut node);
+                format!("{}-{shard}-", String::from_utf8_lossy(&node))
+            },
             base: Bitset::new(0),
             cand: Bitset::new(0),
             tmp: Bitset::new(0),
@@ -78,10 +86,15 @@ impl ShardState {
     }
 
     /// A new id unique across shards, processes and restarts:
-    /// `{node}-{shard}-{seq}`, `node` being 64 random bits drawn at start.
+    /// `{node}-{shard}-{seq}`, `node` being 48 random bits drawn at start
+    /// (8 base64url characters).
     pub fn next_id(&mut self) -> String {
+        use std::fmt::Write as _;
         self.seq += 1;
-        format!("{:016x}-{}-{}", super::node_id(), self.shard, self.seq)
+        let mut id = String::with_capacity(24);
+        id.push_str(&self.id_prefix);
+        let _ = write!(id, "{}", self.seq);
+        id
     }
 
     /// This shard's spend on campaign `id` today and in total (micro-USD).

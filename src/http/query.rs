@@ -55,15 +55,21 @@ fn unreserved(b: u8) -> bool {
 /// Appends `s` percent-encoded (everything but unreserved characters).
 pub fn encode_into(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in s.as_bytes() {
-        if unreserved(b) {
-            out.push(b as char);
-        } else {
+    let mut rest = s;
+    // Runs of unreserved bytes are copied whole (ids rarely need escaping).
+    while let Some(at) = rest.bytes().position(|b| !unreserved(b)) {
+        out.push_str(&rest[..at]);
+        // Every byte before `at` is ASCII, so a character starts at `at`:
+        // escape its bytes and go on after it.
+        let len = rest[at..].chars().next().map_or(1, char::len_utf8);
+        for &b in &rest.as_bytes()[at..at + len] {
             out.push('%');
             out.push(HEX[(b >> 4) as usize] as char);
             out.push(HEX[(b & 15) as usize] as char);
         }
+        rest = &rest[at + len..];
     }
+    out.push_str(rest);
 }
 
 #[cfg(test)]
