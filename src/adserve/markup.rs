@@ -2,7 +2,7 @@
 //! tracking URLs placed in it. Every id that goes into a URL is
 //! percent-encoded; every value that goes into HTML or XML is escaped.
 
-use super::signing::{NoticeKeys, Signed, SIG_CHARS};
+use super::signing::{NoticeKeys, Signed};
 use crate::http::query::encode_into;
 use crate::index::{Creative, CreativeFormat};
 use std::fmt::Write as _;
@@ -67,63 +67,61 @@ impl<'a> Ids<'a> {
         }
     }
 
-    /// Signs the ids for channel `src`: what every URL of that channel carries.
-    pub fn tracker(&'a self, keys: &NoticeKeys, src: &'static str) -> Tracker<'a> {
-        Tracker {
-            ids: self,
-            src,
-            sig: keys.sign(&self.signed(src)),
+    /// Signs the ids for channel `src` and renders the query every URL of
+    /// that channel carries (once: its URLs copy it).
+    pub fn tracker(&'a self, keys: &NoticeKeys, src: &'static str) -> Tracker {
+        let sig = keys.sign(&self.signed(src));
+        let mut q = String::with_capacity(96 + self.auction.len());
+        let _ = write!(q, "c={}&cr=", self.campaign);
+        encode_into(&mut q, self.creative);
+        q.push_str("&b=");
+        encode_into(&mut q, self.bid);
+        if src != "mk" {
+            q.push_str("&a=");
+            encode_into(&mut q, self.auction);
+            q.push_str("&i=");
+            encode_into(&mut q, self.imp);
+            q.push_str("&bp=");
+            q.push_str(&self.price);
+            if self.cur != "USD" || self.fx != "1" {
+                q.push_str("&cur=");
+                encode_into(&mut q, self.cur);
+                q.push_str("&fx=");
+                q.push_str(&self.fx);
+            }
         }
+        let _ = write!(q, "&ts={}", self.issued);
+        if self.test {
+            q.push_str("&t=1");
+        }
+        if src != "rtb" {
+            q.push_str("&src=");
+            q.push_str(src);
+        }
+        q.push_str("&s=");
+        // base64url: ASCII.
+        q.push_str(std::str::from_utf8(&sig).unwrap_or_default());
+        Tracker { query: q }
     }
 }
 
-/// Signed ids, ready to be written into URLs.
-#[derive(Debug, Clone, Copy)]
-pub struct Tracker<'a> {
-    ids: &'a Ids<'a>,
-    src: &'static str,
-    sig: [u8; SIG_CHARS],
+/// A channel's signed query, ready to be put in URLs.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    query: String,
 }
 
-/// `{base}/{path}?a=..&i=..&c=..&cr=..&b=..&bp=..[&cur=..&fx=..]&ts=..[&t=1][&src=..]&s=..[&extra]`
+/// `{base}/{path}?c=..&cr=..&b=..&a=..&i=..&bp=..[&cur=..&fx=..]&ts=..[&t=1][&src=..]&s=..[&extra]`
 /// (`cur` and `fx` only when not USD; the markup's trackers (`src=mk`) carry
 /// `c`, `cr`, `b`, `ts` only). `extra` is appended raw (it carries the
 /// exchange's `${...}` macros, which must stay literal) and is not signed.
-pub fn notice_url(base: &str, path: &str, t: &Tracker<'_>, extra: &str) -> String {
-    let ids = t.ids;
-    let mut u = String::with_capacity(base.len() + 160);
+pub fn notice_url(base: &str, path: &str, t: &Tracker, extra: &str) -> String {
+    let mut u = String::with_capacity(base.len() + path.len() + t.query.len() + extra.len() + 3);
     u.push_str(base);
     u.push('/');
     u.push_str(path);
-    let _ = write!(u, "?c={}&cr=", ids.campaign);
-    encode_into(&mut u, ids.creative);
-    u.push_str("&b=");
-    encode_into(&mut u, ids.bid);
-    if t.src != "mk" {
-        u.push_str("&a=");
-        encode_into(&mut u, ids.auction);
-        u.push_str("&i=");
-        encode_into(&mut u, ids.imp);
-        u.push_str("&bp=");
-        u.push_str(&ids.price);
-        if ids.cur != "USD" || ids.fx != "1" {
-            u.push_str("&cur=");
-            encode_into(&mut u, ids.cur);
-            u.push_str("&fx=");
-            u.push_str(&ids.fx);
-        }
-    }
-    let _ = write!(u, "&ts={}", ids.issued);
-    if ids.test {
-        u.push_str("&t=1");
-    }
-    if t.src != "rtb" {
-        u.push_str("&src=");
-        u.push_str(t.src);
-    }
-    u.push_str("&s=");
-    // Hex digits: ASCII.
-    u.push_str(std::str::from_utf8(&t.sig).unwrap_or_default());
+    u.push('?');
+    u.push_str(&t.query);
     if !extra.is_empty() {
         u.push('&');
         u.push_str(extra);
@@ -133,7 +131,14 @@ pub fn notice_url(base: &str, path: &str, t: &Tracker<'_>, extra: &str) -> Strin
 
 /// A URL of ours (percent-encoded, `&`-separated) as an HTML attribute value.
 fn amp(url: &str) -> String {
-    url.replace('&', "&amp;")
+    let mut o = String::with_capacity(url.len() + 32);
+    for (i, part) in url.split('&').enumerate() {
+        if i > 0 {
+            o.push_str("&amp;");
+        }
+        o.push_str(part);
+    }
+    o
 }
 
 /// Escapes for HTML text and attribute values, and XML.
@@ -154,8 +159,14 @@ pub fn escape(s: &str) -> String {
 
 /// The markup for a creative, with our impression and click trackers
 /// (signed by `t`: channel `mk` for a bid's markup, `ad` for `/ad`).
-pub fn adm(base: &str, cr: &Creative, t: &Tracker<'_>, w: Option<u32>, h: Option<u32>) -> String {
-    let ids = t.ids;
+pub fn adm(
+    base: &str,
+    cr: &Creative,
+    t: &Tracker,
+    campaign: u64,
+    w: Option<u32>,
+    h: Option<u32>,
+) -> String {
     let imp = notice_url(base, "imp", t, "");
     let click = notice_url(base, "click", t, "");
     let img = cr.image_url.as_deref().unwrap_or_default();
@@ -175,7 +186,7 @@ pub fn adm(base: &str, cr: &Creative, t: &Tracker<'_>, w: Option<u32>, h: Option
             let d = cr.duration.unwrap_or(0);
             format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?><VAST version=\"3.0\"><Ad id=\"{cid}\"><InLine><AdSystem>adshard</AdSystem><AdTitle>{title}</AdTitle><Impression><![CDATA[{imp}]]></Impression><Creatives><Creative id=\"{crid}\"><Linear><Duration>{hh:02}:{mm:02}:{ss:02}</Duration><VideoClicks><ClickThrough><![CDATA[{click}]]></ClickThrough></VideoClicks><MediaFiles><MediaFile delivery=\"progressive\" type=\"{mime}\" width=\"{w}\" height=\"{h}\"><![CDATA[{media}]]></MediaFile></MediaFiles></Linear></Creative></Creatives></InLine></Ad></VAST>",
-                cid = ids.campaign,
+                cid = campaign,
                 title = escape(cr.title.as_deref().unwrap_or("ad")),
                 crid = escape(&cr.id),
                 hh = d / 3600,

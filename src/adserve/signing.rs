@@ -5,8 +5,9 @@
 //! under any configured key, or whose issue time is older than
 //! `bidder.notice_ttl`, is refused before it can charge or record anything.
 //!
-//! The MAC input is a version tag followed by each field as a 4-byte length
-//! and its bytes (no separator can be smuggled into a field): bid id,
+//! The MAC input is a version byte followed by each field as its length
+//! (LEB128) and its bytes (no separator can be smuggled into a field; short
+//! input: a bid's MAC is three SHA-256 blocks with the HMAC pads): bid id,
 //! auction id, imp id, campaign, creative, bid price and its currency (as the
 //! decimal text in the URL), the USD rate the bid used, the test flag, the
 //! issue time and the channel (`rtb` for exchange notices and the markup's
@@ -29,8 +30,8 @@ pub const SIG_BYTES: usize = 12;
 /// Characters of the MAC in a URL (base64url, no padding).
 pub const SIG_CHARS: usize = SIG_BYTES / 3 * 4;
 
-/// Domain separation and format version of the MAC input.
-const TAG: &[u8] = b"adshard-notice-v1";
+/// Format version of the MAC input (keys are only for notice URLs).
+const TAG: &[u8] = b"\x01";
 
 /// What a notice URL's MAC covers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -194,7 +195,16 @@ fn unbase64url(s: &str) -> Option<[u8; SIG_BYTES]> {
 }
 
 fn field(m: &mut HmacSha256, v: &[u8]) {
-    m.update(&(v.len() as u32).to_le_bytes());
+    let (mut n, mut len, mut at) = (v.len(), [0u8; 10], 0);
+    loop {
+        len[at] = (n & 0x7f) as u8 | if n > 0x7f { 0x80 } else { 0 };
+        at += 1;
+        n >>= 7;
+        if n == 0 {
+            break;
+        }
+    }
+    m.update(&len[..at]);
     m.update(v);
 }
 
@@ -331,6 +341,26 @@ mod tests {
             k.verify(&s, Some(&good[..15]), now),
             Err(Rejected::Tampered)
         );
+    }
+
+    #[test]
+    fn long_fields_are_framed_too() {
+        let k = NoticeKeys::new(&[[7u8; 32]], 3600);
+        let long = "x".repeat(300);
+        let longer = format!("{long}y");
+        let a = Signed {
+            auction: &long,
+            imp: "1",
+            ..signed()
+        };
+        let b = Signed {
+            auction: &longer,
+            imp: "",
+            ..signed()
+        };
+        let g = sig(&k, &a);
+        assert_eq!(k.verify(&a, Some(&g), a.issued), Ok(()));
+        assert_eq!(k.verify(&b, Some(&g), a.issued), Err(Rejected::Tampered));
     }
 
     #[test]

@@ -71,7 +71,7 @@ fn ad_answer(
         },
         "price_cpm": w.price,
         "bid_id": w.bid_id,
-        "markup": markup::adm(base, cr, &t, w.w, w.h),
+        "markup": markup::adm(base, cr, &t, c.id, w.w, w.h),
         "impression_url": markup::notice_url(base, "imp", &t, ""),
         "click_url": markup::notice_url(base, "click", &t, ""),
         "adomain": c.adomain,
