@@ -185,7 +185,7 @@ pub fn adm(
         CreativeFormat::Video => {
             let d = cr.duration.unwrap_or(0);
             format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><VAST version=\"3.0\"><Ad id=\"{cid}\"><InLine><AdSystem>adshard</AdSystem><AdTitle>{title}</AdTitle><Impression><![CDATA[{imp}]]></Impression><Creatives><Creative id=\"{crid}\"><Linear><Duration>{hh:02}:{mm:02}:{ss:02}</Duration><VideoClicks><ClickThrough><![CDATA[{click}]]></ClickThrough></VideoClicks><MediaFiles><MediaFile delivery=\"progressive\" type=\"{mime}\" width=\"{w}\" height=\"{h}\"><![CDATA[{media}]]></MediaFile></MediaFiles></Linear></Creative></Creatives></InLine></Ad></VAST>",
+                "<?xml version='1.0' encoding='UTF-8'?><VAST version='3.0'><Ad id='{cid}'><InLine><AdSystem>adshard</AdSystem><AdTitle>{title}</AdTitle><Impression><![CDATA[{imp}]]></Impression><Creatives><Creative id='{crid}'><Linear><Duration>{hh:02}:{mm:02}:{ss:02}</Duration><VideoClicks><ClickThrough><![CDATA[{click}]]></ClickThrough></VideoClicks><MediaFiles><MediaFile delivery='progressive' type='{mime}' width='{w}' height='{h}'><![CDATA[{media}]]></MediaFile></MediaFiles></Linear></Creative></Creatives></InLine></Ad></VAST>",
                 cid = campaign,
                 title = escape(cr.title.as_deref().unwrap_or("ad")),
                 crid = escape(&cr.id),

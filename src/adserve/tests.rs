@@ -344,7 +344,7 @@ fn deals_and_private_auctions() {
     );
     assert!(
         b.adm.starts_with("<?xml")
-            && b.adm.contains("<VAST version=\"3.0\">")
+            && b.adm.contains("<VAST version='3.0'>")
             && b.adm.contains("00:00:15")
     );
     // Deal floor above value, wseat excluding the seat, unknown deal: no bid.
