@@ -96,6 +96,14 @@ impl Db {
                     .await
                     .map_err(|e| DbError::Schema(e.to_string()))?;
             }
+            // Keyspaces made before events carried a bid id: add the column.
+            // Refused (harmlessly) where it already exists.
+            let _ = session
+                .query_unpaged(
+                    format!("ALTER TABLE {}.events ADD bid_id text", cfg.keyspace),
+                    &[],
+                )
+                .await;
             session
                 .await_schema_agreement()
                 .await

@@ -66,7 +66,9 @@ pub fn schema_script(cfg: &DbConfig) -> String {
          -- Rows expire after events.db.ttl_days; TWCS drops whole windows.\n\
          -- campaign_spend: spend per campaign and UTC day (counters).\n\
          -- spend_applied: which events' spend is in campaign_spend, so a\n\
-         -- replay does not add it twice.\n\n",
+         -- replay does not add it twice.\n\
+         -- A keyspace made before events carried bid_id needs, once:\n\
+         --   ALTER TABLE adshard.events ADD bid_id text;\n\n",
     );
     for st in schema(cfg) {
         s.push_str(&st);
