@@ -9,15 +9,16 @@ use super::signing::NoticeKeys;
 use super::{BidderConfig, Decision, Winner};
 use crate::index::Index;
 use crate::openrtb::{Bid, BidRequest, BidResponse, SeatBid};
+use std::borrow::Cow;
 
 /// The bid response for `d`, or `None` when nothing won (204).
-pub fn bid_response(
-    ix: &Index,
-    req: &BidRequest<'_>,
-    d: &Decision,
+pub fn bid_response<'a>(
+    ix: &'a Index,
+    req: &'a BidRequest<'_>,
+    d: &'a Decision,
     cfg: &BidderConfig,
     keys: &NoticeKeys,
-) -> Option<BidResponse> {
+) -> Option<BidResponse<'a>> {
     if d.winners.is_empty() {
         return None;
     }
@@ -34,10 +35,10 @@ pub fn bid_response(
         }
     }
     Some(BidResponse {
-        id: req.id.to_string(),
+        id: Cow::Borrowed(&req.id),
         seatbid,
-        bidid: d.bidid.clone(),
-        cur: d.cur.clone(),
+        bidid: Cow::Borrowed(&d.bidid),
+        cur: Cow::Borrowed(&d.cur),
     })
 }
 
@@ -64,14 +65,14 @@ pub fn ids<'a>(ix: &'a Index, req: &'a BidRequest<'_>, w: &'a Winner, cur: &'a s
 }
 
 /// One winner's bid and the seat it goes under.
-fn render_bid(
-    ix: &Index,
-    req: &BidRequest<'_>,
-    w: &Winner,
+fn render_bid<'a>(
+    ix: &'a Index,
+    req: &'a BidRequest<'_>,
+    w: &'a Winner,
     cur: &str,
     base: &str,
     keys: &NoticeKeys,
-) -> (String, Bid) {
+) -> (Cow<'a, str>, Bid<'a>) {
     let imp = &req.imp[w.imp];
     let c = &ix.campaigns[w.campaign];
     let cr = &c.creatives[w.creative];
@@ -79,24 +80,24 @@ fn render_bid(
     let t = ids.tracker(keys, "rtb");
     let dealid = w
         .deal
-        .and_then(|di| imp.pmp.as_ref().map(|p| p.deals[di].id.to_string()));
+        .and_then(|di| imp.pmp.as_ref().map(|p| Cow::Borrowed(&*p.deals[di].id)));
     let bid = Bid {
-        id: w.bid_id.clone(),
-        impid: imp.id.to_string(),
+        id: Cow::Borrowed(&w.bid_id),
+        impid: Cow::Borrowed(&imp.id),
         price: w.price,
         nurl: markup::notice_url(base, "win", &t, "p=${AUCTION_PRICE}"),
         burl: markup::notice_url(base, "bill", &t, "p=${AUCTION_PRICE}"),
         lurl: markup::notice_url(base, "loss", &t, "p=${AUCTION_PRICE}&r=${AUCTION_LOSS}"),
         adm: markup::adm(base, cr, &ids.tracker(keys, "mk"), c.id, w.w, w.h),
-        adomain: c.adomain.clone(),
+        adomain: Cow::Borrowed(&c.adomain),
         cid: c.id.to_string(),
-        crid: cr.id.clone(),
-        cat: c.cat.clone(),
+        crid: Cow::Borrowed(&cr.id),
+        cat: Cow::Borrowed(&c.cat),
         cattax: Some(c.cattax),
         w: w.w,
         h: w.h,
         dealid,
         mtype: mtype(cr.format),
     };
-    (c.seat.clone(), bid)
+    (Cow::Borrowed(&c.seat), bid)
 }

@@ -79,7 +79,7 @@ pub(super) const NOON: u64 = 1_795_392_000 + 12 * 3600;
 
 /// A decision and the bid response rendered from it.
 struct Ran {
-    response: Option<crate::openrtb::BidResponse>,
+    response: Option<crate::openrtb::BidResponse<'static>>,
     d: Decision,
 }
 
@@ -94,7 +94,7 @@ fn run(ix: &Index, st: &mut ShardState, json: &str) -> Ran {
     let req = decode_json(json.as_bytes()).unwrap();
     let d = decide(ix, st, &req, &cfg(), Now::at(NOON));
     Ran {
-        response: bid_response(ix, &req, &d, &cfg(), &keys()),
+        response: bid_response(ix, &req, &d, &cfg(), &keys()).map(|r| r.into_owned()),
         d,
     }
 }
@@ -115,7 +115,7 @@ fn ran_with(
 ) -> Ran {
     let d = decide_with(ix, st, req, cfg, now, model);
     Ran {
-        response: bid_response(ix, req, &d, cfg, &keys()),
+        response: bid_response(ix, req, &d, cfg, &keys()).map(|r| r.into_owned()),
         d,
     }
 }
@@ -148,7 +148,7 @@ fn highest_value_wins_second_price_bids_value() {
     let b = &r.seatbid[0].bid[0];
     assert_eq!(r.seatbid[0].seat, "seat-a");
     assert_eq!(
-        (b.w, b.h, b.mtype, b.crid.as_str()),
+        (b.w, b.h, b.mtype, &*b.crid),
         (Some(300), Some(250), 1, "c1")
     );
     assert_eq!(b.adomain, vec!["alpha.com"]);

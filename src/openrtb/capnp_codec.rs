@@ -352,25 +352,25 @@ pub fn encode_request(req: &BidRequest<'_>, out: &mut Vec<u8>) {
 pub fn encode_response(resp: &BidResponse, out: &mut Vec<u8>) {
     let mut msg = Builder::new_default();
     let mut r = msg.init_root::<s::bid_response::Builder<'_>>();
-    r.set_id(resp.id.as_str());
-    r.set_bidid(resp.bidid.as_str());
-    r.set_cur(resp.cur.as_str());
+    r.set_id(&*resp.id);
+    r.set_bidid(&*resp.bidid);
+    r.set_cur(&*resp.cur);
     let mut sl = r.init_seatbid(resp.seatbid.len() as u32);
     for (i, sb) in resp.seatbid.iter().enumerate() {
         let mut x = sl.reborrow().get(i as u32);
-        x.set_seat(sb.seat.as_str());
+        x.set_seat(&*sb.seat);
         let mut bl = x.init_bid(sb.bid.len() as u32);
         for (j, b) in sb.bid.iter().enumerate() {
             let mut y = bl.reborrow().get(j as u32);
-            y.set_id(b.id.as_str());
-            y.set_impid(b.impid.as_str());
+            y.set_id(&*b.id);
+            y.set_impid(&*b.impid);
             y.set_price(b.price);
             y.set_nurl(b.nurl.as_str());
             y.set_burl(b.burl.as_str());
             y.set_lurl(b.lurl.as_str());
             y.set_adm(b.adm.as_str());
             y.set_cid(b.cid.as_str());
-            y.set_crid(b.crid.as_str());
+            y.set_crid(&*b.crid);
             y.set_cattax(b.cattax.unwrap_or(0));
             y.set_w(b.w.unwrap_or(0));
             y.set_h(b.h.unwrap_or(0));
@@ -393,7 +393,7 @@ fn rtext(t: capnp::Result<capnp::text::Reader<'_>>) -> capnp::Result<String> {
 }
 
 /// Decodes a bid response (for clients and tests).
-pub fn decode_response(body: &[u8]) -> capnp::Result<BidResponse> {
+pub fn decode_response(body: &[u8]) -> capnp::Result<BidResponse<'static>> {
     let mut slice = body;
     let msg = capnp::serialize::read_message_from_flat_slice(&mut slice, opts())?;
     let r = msg.get_root::<s::bid_response::Reader<'_>>()?;
@@ -407,34 +407,34 @@ pub fn decode_response(body: &[u8]) -> capnp::Result<BidResponse> {
                 };
             let dealid = rtext(b.get_dealid())?;
             bids.push(Bid {
-                id: rtext(b.get_id())?,
-                impid: rtext(b.get_impid())?,
+                id: rtext(b.get_id())?.into(),
+                impid: rtext(b.get_impid())?.into(),
                 price: b.get_price(),
                 nurl: rtext(b.get_nurl())?,
                 burl: rtext(b.get_burl())?,
                 lurl: rtext(b.get_lurl())?,
                 adm: rtext(b.get_adm())?,
-                adomain: list(b.get_adomain())?,
+                adomain: list(b.get_adomain())?.into(),
                 cid: rtext(b.get_cid())?,
-                crid: rtext(b.get_crid())?,
-                cat: list(b.get_cat())?,
+                crid: rtext(b.get_crid())?.into(),
+                cat: list(b.get_cat())?.into(),
                 cattax: (b.get_cattax() != 0).then_some(b.get_cattax()),
                 w: nz(b.get_w()),
                 h: nz(b.get_h()),
-                dealid: (!dealid.is_empty()).then_some(dealid),
+                dealid: (!dealid.is_empty()).then_some(dealid.into()),
                 mtype: b.get_mtype(),
             });
         }
         seatbid.push(SeatBid {
-            seat: rtext(sb.get_seat())?,
+            seat: rtext(sb.get_seat())?.into(),
             bid: bids,
         });
     }
     Ok(BidResponse {
-        id: rtext(r.get_id())?,
+        id: rtext(r.get_id())?.into(),
         seatbid,
-        bidid: rtext(r.get_bidid())?,
-        cur: rtext(r.get_cur())?,
+        bidid: rtext(r.get_bidid())?.into(),
+        cur: rtext(r.get_cur())?.into(),
     })
 }
 
@@ -508,7 +508,7 @@ mod tests {
                     h: Some(250),
                     cattax: Some(1),
                     mtype: 1,
-                    adomain: vec!["x.com".into()],
+                    adomain: vec!["x.com".to_string()].into(),
                     ..Default::default()
                 }],
             }],
