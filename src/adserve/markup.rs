@@ -129,21 +129,26 @@ pub fn notice_url(base: &str, path: &str, t: &Tracker, extra: &str) -> String {
     u
 }
 
-/// A URL of ours (percent-encoded, `&`-separated) as an HTML attribute value.
-fn amp(url: &str) -> String {
-    let mut o = String::with_capacity(url.len() + 32);
+/// Appends a URL of ours (percent-encoded, `&`-separated) as an HTML
+/// attribute value.
+fn push_amp(o: &mut String, url: &str) {
     for (i, part) in url.split('&').enumerate() {
         if i > 0 {
             o.push_str("&amp;");
         }
         o.push_str(part);
     }
-    o
 }
 
 /// Escapes for HTML text and attribute values, and XML.
 pub fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
+    push_escaped(&mut o, s);
+    o
+}
+
+/// Appends `s` escaped for HTML text and attribute values, and XML.
+fn push_escaped(o: &mut String, s: &str) {
     for ch in s.chars() {
         match ch {
             '&' => o.push_str("&amp;"),
@@ -154,7 +159,6 @@ pub fn escape(s: &str) -> String {
             c => o.push(c),
         }
     }
-    o
 }
 
 /// The markup for a creative, with our impression and click trackers
@@ -173,15 +177,25 @@ pub fn adm(
     match cr.format {
         // Single-quoted attributes: no escaping when the markup is put in
         // a JSON string. Our URLs hold only URL-safe characters and `&`.
-        CreativeFormat::Banner => format!(
-            "<a href='{}' target='_blank' rel='noopener'><img src='{}' width='{}' height='{}' alt='{}' style='border:0'></a><img src='{}' width='1' height='1' style='display:none' alt=''>",
-            amp(&click),
-            escape(img),
-            w.unwrap_or(0),
-            h.unwrap_or(0),
-            escape(cr.title.as_deref().unwrap_or_default()),
-            amp(&imp)
-        ),
+        CreativeFormat::Banner => {
+            let title = cr.title.as_deref().unwrap_or_default();
+            let mut o = String::with_capacity(240 + 2 * imp.len() + img.len() + title.len());
+            o.push_str("<a href='");
+            push_amp(&mut o, &click);
+            o.push_str("' target='_blank' rel='noopener'><img src='");
+            push_escaped(&mut o, img);
+            let _ = write!(
+                o,
+                "' width='{}' height='{}' alt='",
+                w.unwrap_or(0),
+                h.unwrap_or(0)
+            );
+            push_escaped(&mut o, title);
+            o.push_str("' style='border:0'></a><img src='");
+            push_amp(&mut o, &imp);
+            o.push_str("' width='1' height='1' style='display:none' alt=''>");
+            o
+        }
         CreativeFormat::Video => {
             let d = cr.duration.unwrap_or(0);
             format!(
