@@ -66,7 +66,7 @@ fn a_win_charges_the_clearing_price_once_per_bid() {
             &mut st(),
             &Dedupe::new(64),
             NoticeKind::Loss,
-            &q(&lurl, p),
+            &format!("{}&p={p}", q(&lurl, "")),
             now,
         );
         assert!(o.unwrap().charge.is_none(), "{p}");

@@ -87,7 +87,7 @@ fn render_bid<'a>(
         price: w.price,
         nurl: markup::notice_url(base, "win", &t, "p=${AUCTION_PRICE}"),
         burl: markup::notice_url(base, "bill", &t, "p=${AUCTION_PRICE}"),
-        lurl: markup::notice_url(base, "loss", &t, "p=${AUCTION_PRICE}&r=${AUCTION_LOSS}"),
+        lurl: markup::notice_url(base, "loss", &t, "r=${AUCTION_LOSS}"),
         adm: markup::adm(base, cr, &ids.tracker(keys, "mk"), c.id, w.w, w.h),
         adomain: Cow::Borrowed(&c.adomain),
         cid: c.id.to_string(),

@@ -172,7 +172,7 @@ fn macros_in_notice_urls() {
     );
     assert_eq!(
         b.lurl,
-        format!("http://bidder.test/loss?{signed}{sig}&p=${{AUCTION_PRICE}}&r=${{AUCTION_LOSS}}")
+        format!("http://bidder.test/loss?{signed}{sig}&r=${{AUCTION_LOSS}}")
     );
     // The markup's trackers: their own MAC, no auction or price.
     let mk = format!("c=1&cr=c1&b={}&ts={NOON}&src=mk&s=", b.id).replace('&', "&amp;");
