@@ -148,7 +148,7 @@ impl Dedupe {
     /// notice answered before a restart is a duplicate after it. Kept for
     /// `ttl_secs` after the event (its bid was issued no later). Returns
     /// whether it was a notice to remember.
-    pub fn remember(&self, ev: &crate::events::Event, ttl_secs: u64, now_secs: u64) -> bool {
+    pub fn remember(&self, ev: crate::events::NoticeRef<'_>, ttl_secs: u64, now_secs: u64) -> bool {
         use crate::events::Kind;
         let label = match ev.kind {
             Kind::Win => "win",
@@ -167,9 +167,9 @@ impl Dedupe {
         if until < now {
             return false;
         }
-        let _ = self.claim(key(label, &ev.bid_id), until, now);
+        let _ = self.claim(key(label, ev.bid_id), until, now);
         if ev.spend_micros > 0 {
-            let _ = self.claim(key("spend", &ev.bid_id), until, now);
+            let _ = self.claim(key("spend", ev.bid_id), until, now);
         }
         true
     }

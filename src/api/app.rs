@@ -217,8 +217,19 @@ fn restore_notices(deps: &Deps, cfg: &Config) {
     };
     let t = std::time::Instant::now();
     let now = crate::adserve::Now::wall().secs;
+    let ttl = deps.keys.ttl_secs;
     let (mut n, mut bytes) = (0u64, 0u64);
     for seg in segs {
+        // Last written longer than the TTL ago: none of its notices is
+        // honoured any more.
+        let stale = std::fs::metadata(&seg.path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > ttl);
+        if stale {
+            continue;
+        }
         let data = match std::fs::read(&seg.path) {
             Ok(d) => d,
             Err(e) => {
@@ -227,12 +238,11 @@ fn restore_notices(deps: &Deps, cfg: &Config) {
             }
         };
         bytes += data.len() as u64;
-        match crate::events::read_spool(&data) {
-            Ok((evs, _torn)) => {
-                for ev in &evs {
-                    n += u64::from(deps.dedupe.remember(ev, deps.keys.ttl_secs, now));
-                }
-            }
+        let scanned = crate::events::scan_notices(&data, |ev| {
+            n += u64::from(deps.dedupe.remember(ev, ttl, now));
+        });
+        match scanned {
+            Ok(_torn) => {}
             Err(e) => {
                 tracing::error!(path = %seg.path.display(), error = %e, "spool segment unreadable; its notices are not restored")
             }

@@ -18,7 +18,9 @@ pub mod record;
 pub mod sink;
 pub mod spool;
 
-pub use record::{decode, encode, Decoded, Event, EventError, MAX_FRAME_BYTES};
+pub use record::{
+    decode, encode, scan_notices, Decoded, Event, EventError, NoticeRef, MAX_FRAME_BYTES,
+};
 pub use sink::{Sink, Started, Store};
 pub use spool::{list_segments, read_spool, segment_path, Queued, Segment, SpoolStats, WriterCtl};
 

@@ -106,6 +106,56 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
     let _ = capnp::serialize::write_message(out, &msg);
 }
 
+/// What a start-up scan needs of a notice event: its kind, our bid id,
+/// when it happened and what it charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoticeRef<'a> {
+    /// Kind (never `Bid`).
+    pub kind: Kind,
+    /// Our bid id.
+    pub bid_id: &'a str,
+    /// Microseconds since the Unix epoch.
+    pub ts_micros: i64,
+    /// Spend charged, micro-USD.
+    pub spend_micros: i64,
+}
+
+/// Calls `f` for every whole notice event (not bids) at the front of
+/// `buf`, reading only the fields a start-up scan needs (bids, the bulk of
+/// a spool, are skipped after their kind). Returns the bytes of a cut-short
+/// tail, like [`super::read_spool`].
+pub fn scan_notices(buf: &[u8], mut f: impl FnMut(NoticeRef<'_>)) -> Result<usize, EventError> {
+    let opts = *capnp::message::ReaderOptions::new()
+        .traversal_limit_in_words(Some(MAX_FRAME_BYTES / 8))
+        .nesting_limit(8);
+    let mut at = 0;
+    while at < buf.len() {
+        let Some(used) = frame_len(&buf[at..])? else {
+            break;
+        };
+        let mut slice = &buf[at..at + used];
+        at += used;
+        let msg = capnp::serialize::read_message_from_flat_slice(&mut slice, opts)?;
+        let r = msg.get_root::<event::Reader>()?;
+        let kind = kind_from_capnp(
+            r.get_kind()
+                .map_err(|capnp::NotInSchema(n)| EventError::UnknownKind(n))?,
+        );
+        if kind == Kind::Bid {
+            continue;
+        }
+        let bid = r.get_bid_id()?;
+        let Ok(bid_id) = bid.to_str() else { continue };
+        f(NoticeRef {
+            kind,
+            bid_id,
+            ts_micros: r.get_ts_micros(),
+            spend_micros: r.get_spend_micros(),
+        });
+    }
+    Ok(buf.len() - at)
+}
+
 /// Decodes one framed event from the front of `buf`.
 pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
     let opts = *capnp::message::ReaderOptions::new()

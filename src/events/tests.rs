@@ -150,3 +150,31 @@ fn a_full_database_queue_spills_to_the_spool() {
     let spilled: Vec<u128> = spool_rx.try_iter().map(|q| q.ev.id).collect();
     assert_eq!(spilled, vec![2, 3, 4]);
 }
+
+#[test]
+fn a_startup_scan_sees_notices_and_skips_bids() {
+    let mut bytes = Vec::new();
+    encode(&ev(1), &mut bytes);
+    encode(&crate::testkit::events::win(2), &mut bytes);
+    encode(&ev(3), &mut bytes);
+    let mut loss = crate::testkit::events::win(4);
+    loss.kind = Kind::Loss;
+    loss.spend_micros = 0;
+    encode(&loss, &mut bytes);
+    let whole = bytes.len();
+    encode(&crate::testkit::events::win(5), &mut bytes);
+    bytes.truncate(whole + 10);
+    let mut seen = Vec::new();
+    let torn = scan_notices(&bytes, |n| {
+        seen.push((n.kind, n.bid_id.to_string(), n.spend_micros))
+    })
+    .unwrap();
+    assert_eq!(torn, 10, "a cut-short last frame is left");
+    assert_eq!(
+        seen,
+        [
+            (Kind::Win, "b-2".to_string(), 1_250),
+            (Kind::Loss, "b-4".to_string(), 0)
+        ]
+    );
+}
