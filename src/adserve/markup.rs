@@ -129,17 +129,6 @@ pub fn notice_url(base: &str, path: &str, t: &Tracker, extra: &str) -> String {
     u
 }
 
-/// Appends a URL of ours (percent-encoded, `&`-separated) as an HTML
-/// attribute value.
-fn push_amp(o: &mut String, url: &str) {
-    for (i, part) in url.split('&').enumerate() {
-        if i > 0 {
-            o.push_str("&amp;");
-        }
-        o.push_str(part);
-    }
-}
-
 /// Escapes for HTML text and attribute values, and XML.
 pub fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -176,12 +165,15 @@ pub fn adm(
     let img = cr.image_url.as_deref().unwrap_or_default();
     match cr.format {
         // Single-quoted attributes: no escaping when the markup is put in
-        // a JSON string. Our URLs hold only URL-safe characters and `&`.
+        // a JSON string.
         CreativeFormat::Banner => {
             let title = cr.title.as_deref().unwrap_or_default();
             let mut o = String::with_capacity(240 + 2 * imp.len() + img.len() + title.len());
             o.push_str("<a href='");
-            push_amp(&mut o, &click);
+            // Our URLs go in as they are: percent-encoded, and every `&` is
+            // followed by a parameter name and `=`, which HTML5 never reads as
+            // a character reference (saves 4 bytes a parameter).
+            o.push_str(&click);
             o.push_str("' target='_blank' rel='noopener'><img src='");
             push_escaped(&mut o, img);
             let _ = write!(
@@ -192,7 +184,7 @@ pub fn adm(
             );
             push_escaped(&mut o, title);
             o.push_str("' style='border:0'></a><img src='");
-            push_amp(&mut o, &imp);
+            o.push_str(&imp);
             o.push_str("' width='1' height='1' style='display:none' alt=''>");
             o
         }
