@@ -94,6 +94,8 @@ pub struct ShardCounters {
     pub notice_rejects: [AtomicU64; NOTICE_REJECTS.len()],
     /// Micro-USD charged to campaigns by this shard's notices.
     pub spend_micros: AtomicU64,
+    /// Frequency-cap entries evicted, oldest first, at `max_tracked_users`.
+    pub freq_evictions: AtomicU64,
     /// Requests answered by the overload path (204 / 503).
     pub shed: AtomicU64,
     /// The overload monitor's last sample (`f64` bits): smoothed loop lag
@@ -131,6 +133,7 @@ impl ShardCounters {
             duplicate_notices: AtomicU64::new(0),
             notice_rejects: Default::default(),
             spend_micros: AtomicU64::new(0),
+            freq_evictions: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             load: Default::default(),
             scored: AtomicU64::new(0),
@@ -234,7 +237,7 @@ impl Registry {
             &'static str,
             fn(&ShardCounters) -> u64,
         );
-        let gauges: [Family; 9] = [
+        let gauges: [Family; 10] = [
             (
                 "adshard_shed_total",
                 "counter",
@@ -282,6 +285,12 @@ impl Registry {
                 "counter",
                 "Bytes written to client sockets.",
                 |s| s.bytes_out.load(Relaxed),
+            ),
+            (
+                "adshard_frequency_evictions_total",
+                "counter",
+                "Frequency-cap entries (user x campaign) evicted, oldest first, to stay within bidder.max_tracked_users.",
+                |s| s.freq_evictions.load(Relaxed),
             ),
             (
                 "adshard_spend_micros_total",

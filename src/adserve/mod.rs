@@ -117,6 +117,8 @@ pub struct Decision {
     pub scored: u32,
     /// Model runs that failed (rule-based values were used instead).
     pub score_failures: u32,
+    /// Frequency entries evicted to make room (the table was full).
+    pub freq_evictions: u32,
 }
 
 /// Wall-clock now, split as the decision needs it.
@@ -182,6 +184,7 @@ pub fn decide_with(
 ) -> Decision {
     st.sync(ix);
     let mut d = Decision::default();
+    let evictions = st.freq_evictions;
     if req.tmax.is_some_and(|t| t < cfg.min_tmax_ms) {
         d.no_bids = vec![NoBid::Tmax; req.imp.len()];
         return d;
@@ -220,6 +223,7 @@ pub fn decide_with(
         d.cur = cur;
         d.bidid = st.next_id();
     }
+    d.freq_evictions = (st.freq_evictions - evictions) as u32;
     d
 }
 

@@ -6,7 +6,7 @@
 use super::spend::{SpendBoard, SpendTable};
 use super::{BidderConfig, Now};
 use crate::index::{Bitset, Hot, Index};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// One shard's mutable bidding state. Owned by the shard; lives as long as it.
@@ -21,6 +21,9 @@ pub struct ShardState {
     board: Option<Arc<SpendBoard>>,
     /// (user hash ^ campaign id) -> (window start, bids in window).
     pub(super) freq: HashMap<u64, (u64, u32)>,
+    /// The keys of `freq` in the order they were first counted: the oldest
+    /// is evicted when the table is full.
+    freq_order: VecDeque<u64>,
     pub(super) max_users: usize,
     pub(super) seq: u64,
     /// `{node}-{shard}-` of every id this shard makes.
@@ -29,8 +32,9 @@ pub struct ShardState {
     pub(super) cand: Bitset,
     pub(super) tmp: Bitset,
     pub(super) keys: Vec<String>,
-    /// Frequency tables reset because they grew past `max_tracked_users`.
-    pub freq_resets: u64,
+    /// Frequency entries evicted (oldest first) to stay within
+    /// `max_tracked_users`; the table is never wiped.
+    pub freq_evictions: u64,
 }
 
 impl ShardState {
@@ -43,6 +47,7 @@ impl ShardState {
             spend: Arc::default(),
             board: None,
             freq: HashMap::new(),
+            freq_order: VecDeque::new(),
             max_users: cfg.max_tracked_users,
             seq: 0,
             id_prefix: {
@@ -55,7 +60,7 @@ impl ShardState {
             cand: Bitset::new(0),
             tmp: Bitset::new(0),
             keys: Vec::new(),
-            freq_resets: 0,
+            freq_evictions: 0,
         }
     }
 
@@ -149,14 +154,20 @@ impl ShardState {
         let (Some(cap), Some(u)) = (h.cap, user) else {
             return;
         };
-        if self.freq.len() >= self.max_users {
-            self.freq.clear();
-            self.freq_resets += 1;
+        let key = Self::freq_key(u, h.id);
+        if !self.freq.contains_key(&key) {
+            // Full: forget the oldest users, never everyone (a wipe would let
+            // anyone reset every cap by sending enough distinct user ids).
+            while self.freq.len() >= self.max_users {
+                let Some(old) = self.freq_order.pop_front() else {
+                    break;
+                };
+                self.freq.remove(&old);
+                self.freq_evictions += 1;
+            }
+            self.freq_order.push_back(key);
         }
-        let e = self
-            .freq
-            .entry(Self::freq_key(u, h.id))
-            .or_insert((now.secs, 0));
+        let e = self.freq.entry(key).or_insert((now.secs, 0));
         if now.secs >= e.0 + cap.window_secs {
             *e = (now.secs, 0);
         }

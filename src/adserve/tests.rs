@@ -497,6 +497,43 @@ fn frequency_cap_per_user() {
 }
 
 #[test]
+fn a_full_frequency_table_evicts_the_oldest_never_all() {
+    let text = TARGETED.replace(
+        "targeting = {",
+        "frequency_cap = { max = 1, window_secs = 3600 }\ntargeting = {} #",
+    );
+    let ix = Index::load(&text, "t.toml", 1).unwrap();
+    let req = |u: &str| {
+        format!(
+            r#"{{"id":"r","imp":[{{"id":"1","banner":{{"w":320,"h":50}}}}],"site":{{}},"user":{{"id":"{u}"}}}}"#
+        )
+    };
+    let cfg = BidderConfig {
+        max_tracked_users: 3,
+        ..cfg()
+    };
+    let mut s = ShardState::new(0, 1, &cfg);
+    for u in ["u1", "u2", "u3"] {
+        assert!(run(&ix, &mut s, &req(u)).response.is_some(), "{u}");
+    }
+    // A fourth user makes room by forgetting the first, only.
+    let d = run(&ix, &mut s, &req("u4"));
+    assert!(d.response.is_some());
+    assert_eq!((d.freq_evictions, s.freq_evictions), (1, 1));
+    for u in ["u2", "u3", "u4"] {
+        assert!(
+            run(&ix, &mut s, &req(u)).response.is_none(),
+            "{u} is still capped"
+        );
+    }
+    assert!(
+        run(&ix, &mut s, &req("u1")).response.is_some(),
+        "u1 was evicted"
+    );
+    assert_eq!(s.freq_evictions, 2);
+}
+
+#[test]
 fn budgets_split_by_shard_and_paced() {
     let ix = ix();
     let mut s = ShardState::new(0, 4, &cfg());

@@ -260,6 +260,10 @@ impl Api {
             &self.metrics.counters.score_failures,
             u64::from(d.score_failures),
         );
+        bump(
+            &self.metrics.counters.freq_evictions,
+            u64::from(d.freq_evictions),
+        );
         for ev in d.events.drain(..) {
             self.emit(ev);
         }

@@ -210,7 +210,8 @@ pub struct BidderConfig {
     pub first_price_shade: f64,
     /// Below this `tmax` (ms) we cannot answer in time: no bid.
     pub min_tmax_ms: u32,
-    /// Users tracked for frequency caps per shard before the table is reset.
+    /// Frequency-cap entries (user x capped campaign) tracked per shard;
+    /// beyond it the oldest are evicted (counted), never all at once.
     pub max_tracked_users: usize,
     /// Slots in the shared notice de-duplication table (8 bytes each; an
     /// entry stays for `notice_ttl` after its bid).
