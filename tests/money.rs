@@ -47,7 +47,8 @@ fn param(url: &str, key: &str) -> String {
         .to_string()
 }
 
-/// Lifetime spend per campaign from the admin listener, micro-USD.
+/// Lifetime spend per campaign that spent anything, from the admin
+/// listener, micro-USD.
 fn spend(admin: SocketAddr) -> HashMap<u64, i64> {
     let r = get_auth(admin, "/admin/spend", TOKEN);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -63,6 +64,7 @@ fn spend(admin: SocketAddr) -> HashMap<u64, i64> {
                 c["lifetime_micros"].as_i64().unwrap(),
             )
         })
+        .filter(|&(_, micros)| micros != 0)
         .collect()
 }
 
@@ -312,6 +314,35 @@ fn a_win_is_in_the_spool_before_it_is_answered() {
         }
         assert_eq!(found, 1, "win {i}");
     }
+    app.stop();
+}
+
+#[test]
+fn spend_survives_a_restart_on_the_same_spool() {
+    let spool = spool_dir();
+    let toml = format!(
+        "{ADMIN}[events]\nspool_dir = {:?}\n",
+        spool.to_str().unwrap()
+    );
+    let app = start_api(&toml);
+    let (a, admin) = (app.local_addr(), app.admin_addr().unwrap());
+    let mut r = Reader::new(connect(a));
+    let b = bid(&mut r, &banner("before-restart", None));
+    assert_eq!(get(a, &notice(&b, "nurl", "1.5")).status, 200);
+    let before = spend(admin);
+    app.stop();
+    let app = start_api(&toml);
+    let (a, admin) = (app.local_addr(), app.admin_addr().unwrap());
+    assert_eq!(spend(admin), before, "today's and lifetime spend restored");
+    let cid: u64 = b["cid"].as_str().unwrap().parse().unwrap();
+    assert_eq!(before.get(&cid), Some(&1_500));
+    // Budgets count it: a second charge adds to it.
+    let mut r = Reader::new(connect(a));
+    let b = bid(&mut r, &banner("after-restart", None));
+    assert_eq!(get(a, &notice(&b, "nurl", "1")).status, 200);
+    let cid2: u64 = b["cid"].as_str().unwrap().parse().unwrap();
+    let after = spend(admin);
+    assert_eq!(after.values().sum::<i64>(), 2_500, "{after:?} ({cid2})");
     app.stop();
 }
 

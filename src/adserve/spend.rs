@@ -34,6 +34,17 @@ impl SpendRow {
         r
     }
 
+    /// A row restored at start-up: `today` micro-USD spent on UTC day
+    /// `day`, `total` in all.
+    pub fn restored(id: u64, day: u64, today: i64, total: i64) -> SpendRow {
+        SpendRow {
+            id,
+            day: AtomicU64::new(day),
+            today: AtomicI64::new(today),
+            total: AtomicI64::new(total),
+        }
+    }
+
     /// Micro-USD spent on UTC day `day`, and in total.
     pub fn get(&self, day: u64) -> (i64, i64) {
         let today = if self.day.load(Relaxed) == day {

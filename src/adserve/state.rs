@@ -51,9 +51,14 @@ impl ShardState {
             max_users: cfg.max_tracked_users,
             seq: 0,
             id_prefix: {
+                // Drawn afresh for every shard state (a server restarted in
+                // the same process must not repeat its ids either).
                 let mut node = [0u8; 8];
-                let bits = super::node_id().to_le_bytes();
-                super::signing::base64url(&bits[..6], &mut node);
+                let bits = super::signing::random::<6>().unwrap_or_else(|_| {
+                    let b = super::node_id().to_le_bytes();
+                    [b[0], b[1], b[2], b[3], b[4], b[5]]
+                });
+                super::signing::base64url(&bits, &mut node);
                 format!("{}-{shard}-", String::from_utf8_lossy(&node))
             },
             base: Bitset::new(0),
@@ -62,6 +67,13 @@ impl ShardState {
             keys: Vec::new(),
             freq_evictions: 0,
         }
+    }
+
+    /// Starts from spend recorded before a restart (rows by campaign id,
+    /// carried onto the index at the first `sync`).
+    pub fn restore_spend(&mut self, rows: Vec<super::spend::SpendRow>) {
+        self.spend = Arc::new(SpendTable { version: 0, rows });
+        self.version = u64::MAX;
     }
 
     /// Publishes this shard's spend on `board` (for the admin listener).

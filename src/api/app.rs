@@ -24,6 +24,10 @@ fn invalid(key: &str, message: String) -> StartError {
     })
 }
 
+/// Spend read back from the spool at start-up, per shard: campaign, UTC
+/// day, micro-USD that day, micro-USD in all.
+pub type RestoredSpend = Vec<Vec<(u64, u64, i64, i64)>>;
+
 /// What every shard's [`Api`] shares: the index handle and the notice table.
 #[derive(Debug, Clone)]
 pub struct Deps {
@@ -35,6 +39,8 @@ pub struct Deps {
     pub keys: Arc<NoticeKeys>,
     /// Every shard's spend per campaign (admin reads it).
     pub spend: Arc<SpendBoard>,
+    /// Spend read back from the spool at start-up.
+    pub restored: Arc<RestoredSpend>,
     /// Per-shard CTR model sessions, when scoring is enabled.
     pub models: Option<Arc<crate::scoring::Models>>,
     /// Per-shard spool counters.
@@ -120,16 +126,18 @@ impl App {
                 format!("cannot draw a random key: {e}"),
             )
         })?;
+        let dedupe = Dedupe::new(cfg.bidder.dedupe_slots);
+        let restored = restore_from_spool(&dedupe, keys.ttl_secs, &cfg, shards);
         let deps = Deps {
             index,
-            dedupe: Arc::new(Dedupe::new(cfg.bidder.dedupe_slots)),
+            dedupe: Arc::new(dedupe),
             keys: Arc::new(keys),
             spend: Arc::new(SpendBoard::new(shards)),
+            restored: Arc::new(restored),
             models,
             spool: Arc::new(spool),
             db,
         };
-        restore_notices(&deps, &cfg);
         let admin = if cfg.admin.listen.is_empty() {
             None
         } else {
@@ -205,55 +213,57 @@ impl App {
     }
 }
 
-/// Reads the spool's notice events back into the de-duplication table, so
-/// that a notice answered before a restart (or a crash) is a duplicate
-/// after it. Segments already replayed into a database and deleted are not
-/// seen: with `[events.db]`, a notice re-sent after a restart is recorded
-/// again (its spend is not: the database ledger is per event id).
-fn restore_notices(deps: &Deps, cfg: &Config) {
+/// Reads the spool's notice events back at start-up: into the
+/// de-duplication table, so that a notice answered before a restart (or a
+/// crash) is a duplicate after it, and into each shard's spend, so that
+/// budgets count what was spent before (today's and lifetime). Only notices
+/// are decoded. Segments already replayed into a database and deleted are not
+/// seen: with `[events.db]` this restores only what the spool still holds
+/// (restoring from the database ledger is not done yet).
+fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) -> RestoredSpend {
+    use std::collections::HashMap;
+    let mut spend: Vec<HashMap<u64, (i64, i64)>> = vec![HashMap::new(); shards.max(1)];
     let dir = &cfg.events.spool_dir;
-    let Ok(segs) = crate::events::list_segments(dir) else {
-        return;
-    };
+    let segs = crate::events::list_segments(dir).unwrap_or_default();
     let t = std::time::Instant::now();
     let now = crate::adserve::Now::wall().secs;
-    let ttl = deps.keys.ttl_secs;
+    let today = now / 86_400;
     let (mut n, mut bytes) = (0u64, 0u64);
     for seg in segs {
-        // Last written longer than the TTL ago: none of its notices is
-        // honoured any more.
-        let stale = std::fs::metadata(&seg.path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .is_some_and(|age| age.as_secs() > ttl);
-        if stale {
-            continue;
-        }
         let data = match std::fs::read(&seg.path) {
             Ok(d) => d,
             Err(e) => {
-                tracing::error!(path = %seg.path.display(), error = %e, "cannot read a spool segment to restore notices");
+                tracing::error!(path = %seg.path.display(), error = %e, "cannot read a spool segment to restore notices and spend");
                 continue;
             }
         };
         bytes += data.len() as u64;
         let scanned = crate::events::scan_notices(&data, |ev| {
-            n += u64::from(deps.dedupe.remember(ev, ttl, now));
-        });
-        match scanned {
-            Ok(_torn) => {}
-            Err(e) => {
-                tracing::error!(path = %seg.path.display(), error = %e, "spool segment unreadable; its notices are not restored")
+            n += u64::from(dedupe.remember(ev, ttl, now));
+            if ev.spend_micros > 0 {
+                let s = &mut spend[usize::from(ev.shard) % shards.max(1)];
+                let e = s.entry(ev.campaign_id).or_insert((0, 0));
+                if (ev.ts_micros.max(0) as u64) / 86_400_000_000 == today {
+                    e.0 += ev.spend_micros;
+                }
+                e.1 += ev.spend_micros;
             }
+        });
+        if let Err(e) = scanned {
+            tracing::error!(path = %seg.path.display(), error = %e, "spool segment unreadable; its notices and spend are not restored");
         }
     }
     if bytes > 0 {
         tracing::info!(
             notices = n,
+            campaigns = spend.iter().map(HashMap::len).sum::<usize>(),
             bytes,
             ms = t.elapsed().as_millis() as u64,
-            "notice de-duplication restored from the spool"
+            "notice de-duplication and spend restored from the spool"
         );
     }
+    spend
+        .into_iter()
+        .map(|m| m.into_iter().map(|(c, (d, l))| (c, today, d, l)).collect())
+        .collect()
 }

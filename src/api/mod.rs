@@ -231,6 +231,15 @@ impl Api {
     pub fn new(ctx: &ShardCtx, deps: &Deps, sink: Option<Sink>) -> Self {
         let cfg = ctx.shared.config.clone();
         let mut state = ShardState::new(ctx.id as u16, ctx.shared.shards as u16, &cfg.bidder);
+        if let Some(rows) = deps.restored.get(ctx.id) {
+            state.restore_spend(
+                rows.iter()
+                    .map(|&(c, day, today, total)| {
+                        crate::adserve::spend::SpendRow::restored(c, day, today, total)
+                    })
+                    .collect(),
+            );
+        }
         state.publish_on(deps.spend.clone());
         Api {
             shared: ctx.shared.clone(),

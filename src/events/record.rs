@@ -118,6 +118,10 @@ pub struct NoticeRef<'a> {
     pub ts_micros: i64,
     /// Spend charged, micro-USD.
     pub spend_micros: i64,
+    /// Campaign charged.
+    pub campaign_id: u64,
+    /// Shard that recorded it.
+    pub shard: u16,
 }
 
 /// Calls `f` for every whole notice event (not bids) at the front of
@@ -151,6 +155,8 @@ pub fn scan_notices(buf: &[u8], mut f: impl FnMut(NoticeRef<'_>)) -> Result<usiz
             bid_id,
             ts_micros: r.get_ts_micros(),
             spend_micros: r.get_spend_micros(),
+            campaign_id: r.get_campaign_id(),
+            shard: r.get_shard(),
         });
     }
     Ok(buf.len() - at)
