@@ -29,36 +29,25 @@ fn status_index(code: u16) -> usize {
         .unwrap_or(STATUS_CODES.len() - 1)
 }
 
+/// The labels of a table type's `ALL` rows, in order, as a constant.
+macro_rules! labels {
+    ($t:ty) => {{
+        let mut l = [""; <$t>::ALL.len()];
+        let mut i = 0;
+        while i < l.len() {
+            l[i] = <$t>::ALL[i].label();
+            i += 1;
+        }
+        l
+    }};
+}
+
 /// Labels of `adshard_events_total{kind}`: the event kind table.
-pub const EVENT_KINDS: [&str; Kind::ALL.len()] = {
-    let mut l = [""; Kind::ALL.len()];
-    let mut i = 0;
-    while i < l.len() {
-        l[i] = Kind::ALL[i].label();
-        i += 1;
-    }
-    l
-};
+pub const EVENT_KINDS: [&str; Kind::ALL.len()] = labels!(Kind);
 /// Labels of `adshard_no_bids_total{reason}`: the no-bid reason table.
-pub const NO_BID_REASONS: [&str; NoBid::ALL.len()] = {
-    let mut l = [""; NoBid::ALL.len()];
-    let mut i = 0;
-    while i < l.len() {
-        l[i] = NoBid::ALL[i].label();
-        i += 1;
-    }
-    l
-};
+pub const NO_BID_REASONS: [&str; NoBid::ALL.len()] = labels!(NoBid);
 /// Labels of `adshard_notices_rejected_total{reason}`: the notice refusal table.
-pub const NOTICE_REJECTS: [&str; Reason::ALL.len()] = {
-    let mut l = [""; Reason::ALL.len()];
-    let mut i = 0;
-    while i < l.len() {
-        l[i] = Reason::ALL[i].label();
-        i += 1;
-    }
-    l
-};
+pub const NOTICE_REJECTS: [&str; Reason::ALL.len()] = labels!(Reason);
 
 /// Bumps a single-writer counter. Only the owning shard calls this.
 #[inline]

@@ -149,16 +149,7 @@ impl Dedupe {
     /// `ttl_secs` after the event (its bid was issued no later). Returns
     /// whether it was a notice to remember.
     pub fn remember(&self, ev: crate::events::NoticeRef<'_>, ttl_secs: u64, now_secs: u64) -> bool {
-        use crate::events::Kind;
-        let label = match ev.kind {
-            Kind::Win => "win",
-            Kind::Bill => "bill",
-            Kind::Loss => "loss",
-            Kind::Impression => "imp",
-            Kind::Click => "click",
-            Kind::Bid => return false,
-        };
-        if ev.bid_id.is_empty() {
+        if ev.kind == crate::events::Kind::Bid || ev.bid_id.is_empty() {
             return false;
         }
         let secs = (ev.ts_micros.max(0) as u64) / 1_000_000;
@@ -167,7 +158,7 @@ impl Dedupe {
         if until < now {
             return false;
         }
-        let _ = self.claim(key(label, ev.bid_id), until, now);
+        let _ = self.claim(key(ev.kind.label(), ev.bid_id), until, now);
         if ev.spend_micros > 0 {
             let _ = self.claim(key("spend", ev.bid_id), until, now);
         }
@@ -180,7 +171,8 @@ fn live(until: u16, now: u16) -> bool {
     until.wrapping_sub(now) < 0x8000
 }
 
-/// Hash of a notice key: kind and our bid id.
+/// Hash of a notice key: the event kind's label (`spend` for a bid's
+/// charge) and our bid id.
 pub fn key(kind: &str, bid: &str) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(kind.as_bytes());

@@ -41,17 +41,6 @@ pub const CHANNELS: [&str; 3] = ["rtb", "mk", "ad"];
 impl<'a> Ids<'a> {
     /// The fields the MAC covers, for channel `src` (see [`CHANNELS`]).
     pub fn signed(&'a self, src: &'a str) -> Signed<'a> {
-        if src == "mk" {
-            return Signed {
-                bid: self.bid,
-                campaign: self.campaign,
-                creative: self.creative,
-                test: self.test,
-                issued: self.issued,
-                src,
-                ..Default::default()
-            };
-        }
         Signed {
             bid: self.bid,
             auction: self.auction,

@@ -33,15 +33,6 @@ pub enum NoticeKind {
 }
 
 impl NoticeKind {
-    fn label(self) -> &'static str {
-        match self {
-            NoticeKind::Win => "win",
-            NoticeKind::Bill => "bill",
-            NoticeKind::Loss => "loss",
-            NoticeKind::Imp => "imp",
-            NoticeKind::Click => "click",
-        }
-    }
     fn event(self) -> Kind {
         match self {
             NoticeKind::Win => Kind::Win,
@@ -236,18 +227,6 @@ impl Notice {
 
     /// The fields its signature covers (numbers as written).
     fn signed(&self) -> Option<Signed<'_>> {
-        if self.src == "mk" {
-            // A markup tracker: signed without the auction or the price.
-            return Some(Signed {
-                bid: &self.bid,
-                campaign: self.campaign.parse().ok()?,
-                creative: &self.creative,
-                test: self.test,
-                issued: self.issued.parse().ok()?,
-                src: &self.src,
-                ..Default::default()
-            });
-        }
         Some(Signed {
             bid: &self.bid,
             auction: &self.auction,
@@ -362,7 +341,8 @@ pub fn notice(
     };
     let until = (signed.issued + keys.ttl_secs) / 3600 + 1;
     let hour = now.secs / 3600;
-    match dedupe.claim(dedupe::key(kind.label(), &n.bid), until, hour) {
+    // Keyed by the event kind, as the start-up scan of the spool keys it.
+    match dedupe.claim(dedupe::key(kind.event().label(), &n.bid), until, hour) {
         Seen::Again => {
             out.duplicate = true;
             return Ok(out);

@@ -208,7 +208,29 @@ fn field(m: &mut HmacSha256, v: &[u8]) {
     m.update(v);
 }
 
+impl<'a> Signed<'a> {
+    /// What the MAC covers: everything, except on channel `mk` (the
+    /// impression and click trackers in a bid's markup, which charge
+    /// nothing and carry neither the auction nor the price): bid id,
+    /// campaign, creative, test flag, issue time and channel only.
+    fn covered(&self) -> Signed<'a> {
+        if self.src != "mk" {
+            return *self;
+        }
+        Signed {
+            bid: self.bid,
+            campaign: self.campaign,
+            creative: self.creative,
+            test: self.test,
+            issued: self.issued,
+            src: self.src,
+            ..Default::default()
+        }
+    }
+}
+
 fn feed(m: &mut HmacSha256, s: &Signed<'_>) {
+    let s = &s.covered();
     let mut num = [0u8; 20];
     m.update(TAG);
     field(m, s.bid.as_bytes());
@@ -361,6 +383,38 @@ mod tests {
         let g = sig(&k, &a);
         assert_eq!(k.verify(&a, Some(&g), a.issued), Ok(()));
         assert_eq!(k.verify(&b, Some(&g), a.issued), Err(Rejected::Tampered));
+    }
+
+    #[test]
+    fn a_markup_tracker_covers_what_it_carries() {
+        let k = NoticeKeys::new(&[[7u8; 32]], 3600);
+        let mk = Signed {
+            src: "mk",
+            ..signed()
+        };
+        let g = sig(&k, &mk);
+        // The auction and the price are not in a tracker's URL nor its MAC...
+        let bare = Signed {
+            auction: "",
+            imp: "",
+            price: "",
+            cur: "",
+            fx: "",
+            ..mk
+        };
+        assert_eq!(k.verify(&bare, Some(&g), mk.issued), Ok(()));
+        // ...what it carries is.
+        for c in [
+            Signed { bid: "other", ..mk },
+            Signed { campaign: 7, ..mk },
+            Signed { src: "rtb", ..mk },
+        ] {
+            assert_eq!(
+                k.verify(&c, Some(&g), mk.issued),
+                Err(Rejected::Tampered),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

@@ -114,7 +114,11 @@ impl Api {
             });
         };
         self.metrics.event(kind);
-        let (claims, dedupe, metrics) = (out.claims.clone(), dedupe.clone(), self.metrics.clone());
+        let (claims, dedupe, metrics) = (
+            std::mem::take(&mut out.claims),
+            dedupe.clone(),
+            self.metrics.clone(),
+        );
         resp.hold = Some(Hold(Box::pin(async move {
             let written = wait.await;
             if !written {
