@@ -11,7 +11,7 @@ use adshard::adserve::signing::{NoticeKeys, Signed};
 use adshard::adserve::{bid_response, decide, Now, ShardState};
 use adshard::config::BidderConfig;
 use adshard::index::{synth, Index};
-use adshard::openrtb::{decode_json, encode_json};
+use adshard::openrtb::{decode_json, encode_json, JsonDecoder};
 use criterion::{black_box, BenchmarkId, Criterion};
 use std::time::{Duration, Instant};
 
@@ -21,17 +21,19 @@ fn fixtures() -> Vec<(String, Vec<u8>)> {
 }
 
 /// One full request: decode, decide, render, encode. Returns the response size.
+#[allow(clippy::too_many_arguments)]
 fn once(
     ix: &Index,
     st: &mut ShardState,
     cfg: &BidderConfig,
     keys: &NoticeKeys,
+    json: &mut JsonDecoder,
     body: &[u8],
     out: &mut Vec<u8>,
     now: Now,
 ) -> usize {
     out.clear();
-    let req = decode_json(body).unwrap();
+    let req = json.decode(body).unwrap();
     let d = decide(ix, st, &req, cfg, now);
     if let Some(r) = bid_response(ix, &req, &d, cfg, keys) {
         encode_json(&r, out);
@@ -45,12 +47,63 @@ fn bench_bid(c: &mut Criterion, ix: &Index) {
     let keys = NoticeKeys::new(&[[7u8; 32]], 72 * 3600);
     let now = Now::wall();
     let mut out = Vec::with_capacity(8192);
+    let mut json = JsonDecoder::default();
     let mut g = c.benchmark_group("bid_10k_campaigns");
     for (name, body) in fixtures() {
         g.bench_with_input(BenchmarkId::from_parameter(&name), &body, |b, body| {
-            b.iter(|| once(ix, &mut st, &cfg, &keys, black_box(body), &mut out, now))
+            b.iter(|| {
+                once(
+                    ix,
+                    &mut st,
+                    &cfg,
+                    &keys,
+                    &mut json,
+                    black_box(body),
+                    &mut out,
+                    now,
+                )
+            })
         });
     }
+    g.finish();
+}
+
+/// JSON alone: decoding each fixture with the shard's decoder (simd-json)
+/// and with the reference (serde_json), and decode + encode of the simple
+/// banner's answer (the bid decided once, outside the loop).
+fn bench_json(c: &mut Criterion, ix: &Index) {
+    let cfg = BidderConfig::default();
+    let mut st = ShardState::new(0, 1, &cfg);
+    let keys = NoticeKeys::new(&[[7u8; 32]], 72 * 3600);
+    let mut g = c.benchmark_group("json");
+    for (name, body) in fixtures() {
+        let mut json = JsonDecoder::default();
+        g.bench_with_input(BenchmarkId::new("decode", &name), &body, |b, body| {
+            b.iter(|| json.decode(black_box(body)).unwrap().imp.len())
+        });
+        g.bench_with_input(BenchmarkId::new("serde_json", &name), &body, |b, body| {
+            b.iter(|| decode_json(black_box(body)).unwrap().imp.len())
+        });
+    }
+    let (_, body) = fixtures()
+        .into_iter()
+        .find(|(n, _)| n == "2.5_simple-banner")
+        .unwrap();
+    let req = decode_json(&body).unwrap();
+    let d = decide(ix, &mut st, &req, &cfg, Now::wall());
+    let resp = bid_response(ix, &req, &d, &cfg, &keys)
+        .unwrap()
+        .into_owned();
+    let mut out = Vec::with_capacity(8192);
+    let mut json = JsonDecoder::default();
+    g.bench_function("decode_encode/2.5_simple-banner", |b| {
+        b.iter(|| {
+            out.clear();
+            let r = json.decode(black_box(&body)).unwrap();
+            encode_json(black_box(&resp), &mut out);
+            r.imp.len() + out.len()
+        })
+    });
     g.finish();
 }
 
@@ -109,6 +162,7 @@ fn latency_report(ix: &Index) {
     let keys = NoticeKeys::new(&[[7u8; 32]], 72 * 3600);
     let now = Now::wall();
     let mut out = Vec::with_capacity(8192);
+    let mut json = JsonDecoder::default();
     println!(
         "\nper-request latency, decode+decide+encode, {} campaigns (ns):",
         ix.len()
@@ -121,12 +175,21 @@ fn latency_report(ix: &Index) {
     for (name, body) in fixtures() {
         let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
         for _ in 0..2_000 {
-            once(ix, &mut st, &cfg, &keys, &body, &mut out, now);
+            once(ix, &mut st, &cfg, &keys, &mut json, &body, &mut out, now);
         }
         let mut bid = false;
         for _ in 0..20_000 {
             let t = Instant::now();
-            bid = once(ix, &mut st, &cfg, &keys, black_box(&body), &mut out, now) > 0;
+            bid = once(
+                ix,
+                &mut st,
+                &cfg,
+                &keys,
+                &mut json,
+                black_box(&body),
+                &mut out,
+                now,
+            ) > 0;
             let ns = t.elapsed().as_nanos() as u64;
             h.record(ns).unwrap();
             all.record(ns).unwrap();
@@ -158,6 +221,7 @@ fn main() {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     bench_bid(&mut c, &ix);
+    bench_json(&mut c, &ix);
     bench_signing(&mut c);
     bench_build(&mut c);
     c.final_summary();

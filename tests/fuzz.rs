@@ -92,6 +92,48 @@ proptest! {
     #[test]
     fn openrtb_json_never_panics(buf in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = adshard::openrtb::decode_json(&buf);
+        let _ = adshard::openrtb::JsonDecoder::default().decode(&buf);
+    }
+
+    #[test]
+    fn bid_responses_encode_as_serde_json_does(
+        texts in prop::collection::vec(".{0,40}", 8),
+        bytes in prop::collection::vec(any::<u8>(), 0..64),
+        price in prop_oneof![any::<f64>(), 0.0..1000.0f64],
+        nums in (any::<Option<u16>>(), any::<Option<u32>>(), any::<Option<u32>>(), any::<u8>()),
+        bids in 0usize..3,
+    ) {
+        use adshard::openrtb::{Bid, BidResponse, SeatBid};
+        use std::borrow::Cow;
+        // Controls and quotes among arbitrary Unicode, in the markup.
+        let adm = String::from_utf8_lossy(&bytes).into_owned() + &texts[7];
+        let bid = Bid {
+            id: Cow::Owned(texts[0].clone()),
+            impid: Cow::Owned(texts[1].clone()),
+            price,
+            nurl: texts[2].clone(),
+            burl: texts[3].clone(),
+            lurl: String::new(),
+            adm,
+            adomain: Cow::Owned(vec![texts[4].clone(), "a\"b".into()]),
+            cid: texts[5].clone(),
+            crid: Cow::Owned(texts[6].clone()),
+            cat: Cow::Owned(vec![]),
+            cattax: nums.0,
+            w: nums.1,
+            h: nums.2,
+            dealid: nums.1.map(|_| Cow::Owned(texts[0].clone())),
+            mtype: nums.3,
+        };
+        let resp = BidResponse {
+            id: Cow::Owned(texts[1].clone()),
+            seatbid: vec![SeatBid { seat: Cow::Borrowed("s\u{7f}"), bid: vec![bid; bids] }; bids.min(2)],
+            bidid: Cow::Owned(texts[2].clone()),
+            cur: Cow::Borrowed("USD"),
+        };
+        let mut ours = Vec::new();
+        adshard::openrtb::encode_json(&resp, &mut ours);
+        prop_assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&resp).unwrap());
     }
 
     #[test]
@@ -106,7 +148,12 @@ proptest! {
         let mut body = reqs[idx % reqs.len()].1.clone();
         let i = pos.index(body.len());
         body[i] = byte;
-        match adshard::openrtb::decode_json(&body) {
+        // The shard's decoder (simd-json) answers as the reference does.
+        let mut fast = adshard::openrtb::JsonDecoder::default();
+        let quick = fast.decode(&body).map(|r| format!("{r:?}")).map_err(|e| e.field);
+        let reference = adshard::openrtb::decode_json(&body);
+        prop_assert_eq!(quick, reference.as_ref().map(|r| format!("{r:?}")).map_err(|e| e.field.clone()));
+        match reference {
             Ok(req) => {
                 // Whatever decodes must be decidable without panicking.
                 let ix = adshard::index::Index::load(adshard::api::EMBEDDED_CAMPAIGNS, "embedded", 1).unwrap();

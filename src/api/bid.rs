@@ -10,10 +10,11 @@ impl Api {
         let capnp = req
             .header("content-type")
             .is_some_and(|v| v.starts_with(b"application/x-capnp"));
+        let mut json = self.json.borrow_mut();
         let decoded = if capnp {
             openrtb::capnp_codec::decode_request(body)
         } else {
-            openrtb::decode_json(body)
+            json.decode(body)
         };
         let br = match decoded {
             Ok(r) => r,

@@ -214,6 +214,8 @@ pub struct Api {
     scorer: RefCell<Option<(u64, crate::scoring::Scorer)>>,
     /// This shard's event-loop lag (the tmax rule reads it).
     load: Rc<Load>,
+    /// This shard's JSON decoding buffers.
+    json: RefCell<crate::openrtb::JsonDecoder>,
     /// Where this shard's events go.
     sink: Option<Sink>,
 }
@@ -249,6 +251,7 @@ impl Api {
             state: RefCell::new(state),
             scorer: RefCell::new(deps.models.as_ref().and_then(|m| m.take(ctx.id, 0))),
             load: ctx.load.clone(),
+            json: RefCell::default(),
             sink,
             cfg,
         }

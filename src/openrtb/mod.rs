@@ -10,7 +10,13 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 pub mod capnp_codec;
+mod json;
 
+pub use json::{decode_json, encode_json, JsonDecoder};
+
+/// A string from the request: borrowed from the body unless it had escapes.
+/// (Fields spell out `Cow<'a, str>`: serde's `borrow` recognises that type by
+/// its spelling, and an alias would silently copy every string.)
 type Str<'a> = Cow<'a, str>;
 
 /// Top-level bid request (OpenRTB 2.5 3.2.1 / 2.6 3.2.1).
@@ -18,7 +24,7 @@ type Str<'a> = Cow<'a, str>;
 pub struct BidRequest<'a> {
     /// Auction id.
     #[serde(borrow, default)]
-    pub id: Str<'a>,
+    pub id: Cow<'a, str>,
     /// Impressions offered.
     #[serde(borrow, default)]
     pub imp: Vec<Imp<'a>>,
@@ -43,28 +49,39 @@ pub struct BidRequest<'a> {
     /// Max time in ms the exchange waits for the response.
     pub tmax: Option<u32>,
     /// Allowed seats (buyer seat ids).
-    #[serde(borrow, default)]
-    pub wseat: Vec<Str<'a>>,
+    #[serde(borrow, default, deserialize_with = "strs")]
+    pub wseat: Vec<Cow<'a, str>>,
     /// Blocked seats.
-    #[serde(borrow, default)]
-    pub bseat: Vec<Str<'a>>,
+    #[serde(borrow, default, deserialize_with = "strs")]
+    pub bseat: Vec<Cow<'a, str>>,
     /// Allowed currencies.
-    #[serde(borrow, default)]
-    pub cur: Vec<Str<'a>>,
+    #[serde(borrow, default, deserialize_with = "strs")]
+    pub cur: Vec<Cow<'a, str>>,
     /// Blocked advertiser categories.
-    #[serde(borrow, default)]
-    pub bcat: Vec<Str<'a>>,
+    #[serde(borrow, default, deserialize_with = "strs")]
+    pub bcat: Vec<Cow<'a, str>>,
     /// Taxonomy of `bcat` (2.6): 1 = IAB 1.0 (default), 2 = 2.0, ...
     #[serde(default)]
     pub cattax: Option<u16>,
     /// Blocked advertiser domains.
-    #[serde(borrow, default)]
-    pub badv: Vec<Str<'a>>,
+    #[serde(borrow, default, deserialize_with = "strs")]
+    pub badv: Vec<Cow<'a, str>>,
     /// Blocked app bundles.
-    #[serde(borrow, default)]
-    pub bapp: Vec<Str<'a>>,
+    #[serde(borrow, default, deserialize_with = "strs")]
+    pub bapp: Vec<Cow<'a, str>>,
     /// Regulations.
     pub regs: Option<Regs>,
+}
+
+/// A list of strings that borrows each unescaped one from the body. (serde's
+/// `borrow` reaches a `Cow<str>` field, not the `Cow`s inside a `Vec`: those
+/// would each be copied into a fresh `String`.)
+fn strs<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Str<'a>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    let v: Vec<Borrowed<'a>> = Vec::deserialize(d)?;
+    Ok(v.into_iter().map(|b| b.0).collect())
 }
 
 fn second_price() -> u16 {
@@ -76,7 +93,7 @@ fn second_price() -> u16 {
 pub struct Imp<'a> {
     /// Id, unique within the request.
     #[serde(borrow, default)]
-    pub id: Str<'a>,
+    pub id: Cow<'a, str>,
     /// Banner offer.
     #[serde(borrow)]
     pub banner: Option<Banner<'a>>,
@@ -93,7 +110,7 @@ pub struct Imp<'a> {
     pub bidfloor: f64,
     /// Currency of `bidfloor`.
     #[serde(borrow, default = "usd")]
-    pub bidfloorcur: Str<'a>,
+    pub bidfloorcur: Cow<'a, str>,
     /// Private marketplace.
     #[serde(borrow)]
     pub pmp: Option<Pmp<'a>>,
@@ -102,10 +119,10 @@ pub struct Imp<'a> {
     pub instl: u8,
     /// Ad slot / tag id.
     #[serde(borrow, default)]
-    pub tagid: Str<'a>,
+    pub tagid: Cow<'a, str>,
 }
 
-fn usd<'a>() -> Str<'a> {
+fn usd<'a>() -> Cow<'a, str> {
     Cow::Borrowed("USD")
 }
 
@@ -123,7 +140,7 @@ pub struct Banner<'a> {
     pub pos: Option<u8>,
     /// Banner id.
     #[serde(borrow, default)]
-    pub id: Str<'a>,
+    pub id: Cow<'a, str>,
 }
 
 /// One allowed size (3.2.10).
@@ -141,8 +158,8 @@ pub struct Format {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Video<'a> {
     /// Accepted MIME types.
-    #[serde(borrow, default)]
-    pub mimes: Vec<Str<'a>>,
+    #[serde(borrow, default, deserialize_with = "strs")]
+    pub mimes: Vec<Cow<'a, str>>,
     /// Player width.
     pub w: Option<u32>,
     /// Player height.
@@ -161,10 +178,10 @@ pub struct Video<'a> {
 pub struct Native<'a> {
     /// The native request (a JSON string).
     #[serde(borrow, default)]
-    pub request: Str<'a>,
+    pub request: Cow<'a, str>,
     /// Native spec version.
     #[serde(borrow)]
-    pub ver: Option<Str<'a>>,
+    pub ver: Option<Cow<'a, str>>,
 }
 
 /// Private marketplace (3.2.11).
@@ -183,19 +200,19 @@ pub struct Pmp<'a> {
 pub struct Deal<'a> {
     /// Deal id.
     #[serde(borrow, default)]
-    pub id: Str<'a>,
+    pub id: Cow<'a, str>,
     /// Floor for this deal, CPM.
     #[serde(default)]
     pub bidfloor: f64,
     /// Currency of the floor.
     #[serde(borrow, default = "usd")]
-    pub bidfloorcur: Str<'a>,
+    pub bidfloorcur: Cow<'a, str>,
     /// Seats allowed on this deal.
-    #[serde(borrow, default)]
-    pub wseat: Vec<Str<'a>>,
+    #[serde(borrow, default, deserialize_with = "strs")]
+    pub wseat: Vec<Cow<'a, str>>,
     /// Advertiser domains allowed on this deal.
-    #[serde(borrow, default)]
-    pub wadomain: Vec<Str<'a>>,
+    #[serde(borrow, default, deserialize_with = "strs")]
+    pub wadomain: Vec<Cow<'a, str>>,
 }
 
 /// Site (3.2.13).
@@ -203,16 +220,16 @@ pub struct Deal<'a> {
 pub struct Site<'a> {
     /// Site id.
     #[serde(borrow, default)]
-    pub id: Str<'a>,
+    pub id: Cow<'a, str>,
     /// Domain.
     #[serde(borrow, default)]
-    pub domain: Str<'a>,
+    pub domain: Cow<'a, str>,
     /// Content categories.
-    #[serde(borrow, default)]
-    pub cat: Vec<Str<'a>>,
+    #[serde(borrow, default, deserialize_with = "strs")]
+    pub cat: Vec<Cow<'a, str>>,
     /// Page URL.
     #[serde(borrow, default)]
-    pub page: Str<'a>,
+    pub page: Cow<'a, str>,
     /// Publisher.
     #[serde(borrow)]
     pub publisher: Option<Publisher<'a>>,
@@ -223,16 +240,16 @@ pub struct Site<'a> {
 pub struct App<'a> {
     /// App id.
     #[serde(borrow, default)]
-    pub id: Str<'a>,
+    pub id: Cow<'a, str>,
     /// Bundle or package name.
     #[serde(borrow, default)]
-    pub bundle: Str<'a>,
+    pub bundle: Cow<'a, str>,
     /// Domain.
     #[serde(borrow, default)]
-    pub domain: Str<'a>,
+    pub domain: Cow<'a, str>,
     /// Content categories.
-    #[serde(borrow, default)]
-    pub cat: Vec<Str<'a>>,
+    #[serde(borrow, default, deserialize_with = "strs")]
+    pub cat: Vec<Cow<'a, str>>,
     /// Publisher.
     #[serde(borrow)]
     pub publisher: Option<Publisher<'a>>,
@@ -243,7 +260,7 @@ pub struct App<'a> {
 pub struct Publisher<'a> {
     /// Publisher id.
     #[serde(borrow, default)]
-    pub id: Str<'a>,
+    pub id: Cow<'a, str>,
 }
 
 /// Device (3.2.18).
@@ -251,21 +268,21 @@ pub struct Publisher<'a> {
 pub struct Device<'a> {
     /// User agent.
     #[serde(borrow, default)]
-    pub ua: Str<'a>,
+    pub ua: Cow<'a, str>,
     /// IPv4 address.
     #[serde(borrow, default)]
-    pub ip: Str<'a>,
+    pub ip: Cow<'a, str>,
     /// Device type (list 5.21): 1 mobile/tablet, 2 PC, 3 CTV, 4 phone, 5 tablet, ...
     pub devicetype: Option<u8>,
     /// Operating system.
     #[serde(borrow, default)]
-    pub os: Str<'a>,
+    pub os: Cow<'a, str>,
     /// Make.
     #[serde(borrow, default)]
-    pub make: Str<'a>,
+    pub make: Cow<'a, str>,
     /// Model.
     #[serde(borrow, default)]
-    pub model: Str<'a>,
+    pub model: Cow<'a, str>,
     /// Connection type.
     pub connectiontype: Option<u8>,
     /// Location.
@@ -278,13 +295,13 @@ pub struct Device<'a> {
 pub struct Geo<'a> {
     /// ISO-3166-1 alpha-3 country.
     #[serde(borrow, default)]
-    pub country: Str<'a>,
+    pub country: Cow<'a, str>,
     /// ISO-3166-2 region.
     #[serde(borrow, default)]
-    pub region: Str<'a>,
+    pub region: Cow<'a, str>,
     /// City.
     #[serde(borrow, default)]
-    pub city: Str<'a>,
+    pub city: Cow<'a, str>,
 }
 
 /// User (3.2.20).
@@ -292,10 +309,10 @@ pub struct Geo<'a> {
 pub struct User<'a> {
     /// Exchange user id.
     #[serde(borrow, default)]
-    pub id: Str<'a>,
+    pub id: Cow<'a, str>,
     /// Buyer user id.
     #[serde(borrow, default)]
-    pub buyeruid: Str<'a>,
+    pub buyeruid: Cow<'a, str>,
     /// Data segments.
     #[serde(borrow, default)]
     pub data: Vec<Data<'a>>,
@@ -309,7 +326,7 @@ pub struct User<'a> {
 pub struct Data<'a> {
     /// Provider id.
     #[serde(borrow, default)]
-    pub id: Str<'a>,
+    pub id: Cow<'a, str>,
     /// Segments.
     #[serde(borrow, default)]
     pub segment: Vec<Segment<'a>>,
@@ -320,7 +337,7 @@ pub struct Data<'a> {
 pub struct Segment<'a> {
     /// Segment id.
     #[serde(borrow, default)]
-    pub id: Str<'a>,
+    pub id: Cow<'a, str>,
 }
 
 /// Regulations (3.2.3).
@@ -463,38 +480,6 @@ impl RequestError {
     }
 }
 
-/// Decodes and validates a JSON bid request.
-pub fn decode_json(body: &[u8]) -> Result<BidRequest<'_>, RequestError> {
-    // Fast path: plain serde_json. Only a request that fails is decoded again
-    // with path tracking, which names the field but costs microseconds.
-    let req: BidRequest<'_> = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(_) => return Err(locate_error(body)),
-    };
-    req.validate()?;
-    Ok(req)
-}
-
-/// Decodes again with path tracking to name the field that failed.
-fn locate_error(body: &[u8]) -> RequestError {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, BidRequest<'_>>(&mut de) {
-        Err(e) => {
-            let path = e.path().to_string();
-            let field = if path == "." || path == "?" || path.is_empty() {
-                "body".to_string()
-            } else {
-                path
-            };
-            RequestError::new(field, e.inner().to_string())
-        }
-        Ok(_) => match de.end() {
-            Err(e) => RequestError::new("body", e.to_string()),
-            Ok(()) => RequestError::new("body", "malformed JSON"),
-        },
-    }
-}
-
 impl BidRequest<'_> {
     /// Checks what the spec requires beyond types.
     pub fn validate(&self) -> Result<(), RequestError> {
@@ -576,13 +561,6 @@ impl BidRequest<'_> {
             _ => &[],
         }
     }
-}
-
-/// Encodes a bid response as JSON into `out`.
-pub fn encode_json(resp: &BidResponse, out: &mut Vec<u8>) {
-    // Serialising plain structs of strings and numbers into a Vec cannot fail;
-    // non-finite prices are never produced (the auction rejects them).
-    let _ = serde_json::to_writer(out, resp);
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use std::borrow::Cow;
 
 fn err(json: &str) -> RequestError {
     decode_json(json.as_bytes()).unwrap_err()
@@ -64,4 +65,114 @@ fn unknown_fields_and_escapes_tolerated() {
     assert_eq!(r.imp[0].native.as_ref().unwrap().request, "{\"x\":1}");
     assert_eq!(r.at, 2, "second price is the default");
     assert_eq!(r.imp[0].bidfloorcur, "USD");
+}
+
+#[test]
+fn string_lists_borrow_from_the_body_unless_escaped() {
+    let r = decode_json(
+        br#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"cur":["USD","E\u0055R"],"bcat":["IAB25"],"badv":["x.example"]}"#,
+    )
+    .unwrap();
+    assert!(matches!(r.cur[0], Cow::Borrowed("USD")));
+    assert!(matches!(r.cur[1], Cow::Owned(ref s) if s == "EUR"));
+    assert!(matches!(r.bcat[0], Cow::Borrowed("IAB25")));
+    assert!(matches!(r.badv[0], Cow::Borrowed("x.example")));
+}
+
+#[test]
+fn strings_borrow_from_the_body_unless_escaped() {
+    let r = decode_json(br#"{"id":"auc-1","imp":[{"id":"1","tagid":"t\/1","banner":{"w":1,"h":1}}],"site":{"id":"s","page":"https://p.example/"}}"#)
+        .unwrap();
+    assert!(matches!(r.id, Cow::Borrowed("auc-1")));
+    assert!(matches!(r.imp[0].id, Cow::Borrowed("1")));
+    assert!(matches!(r.imp[0].tagid, Cow::Owned(ref s) if s == "t/1"));
+    assert!(matches!(
+        r.site.as_ref().unwrap().page,
+        Cow::Borrowed("https://p.example/")
+    ));
+}
+
+/// The fast decoder gives what the reference decoder gives: the same request,
+/// or an error naming the same field.
+fn same_as_reference(body: &[u8]) {
+    let mut fast = JsonDecoder::default();
+    let a = fast.decode(body).map(|r| format!("{r:?}"));
+    let b = decode_json(body).map(|r| format!("{r:?}"));
+    match (a, b) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", String::from_utf8_lossy(body)),
+        (Err(a), Err(b)) => assert_eq!(a.field, b.field, "{}", String::from_utf8_lossy(body)),
+        (a, b) => panic!(
+            "{}: fast {:?}, reference {:?}",
+            String::from_utf8_lossy(body),
+            a.map_err(|e| e.field),
+            b.map_err(|e| e.field)
+        ),
+    }
+}
+
+#[test]
+#[allow(clippy::useless_format)] // one spelling for every document in the list
+fn fast_decoder_agrees_with_the_reference_on_fixtures_and_odd_documents() {
+    for (name, body) in crate::testkit::fixtures::bid_requests_short() {
+        same_as_reference(&body);
+        // And it took the fast path: strings borrow from the decoder's copy.
+        let mut fast = JsonDecoder::default();
+        let r = fast.decode(&body).unwrap();
+        let at = body.as_ptr_range();
+        assert!(matches!(r.id, Cow::Borrowed(_)), "{name}");
+        assert!(
+            !at.contains(&r.id.as_ptr()),
+            "{name}: decoded by the fallback"
+        );
+    }
+    let imp = r#""imp":[{"id":"1","banner":{"w":300,"h":250}}]"#;
+    let odd = [
+        format!(r#"{{"id":"a",{imp}}} x"#),
+        format!(r#"{{"id":"a",{imp}}}  "#),
+        format!(r#"{{"id":"a",{imp},"id":"b"}}"#),
+        format!(r#"{{"id":"a\u00e9\ud83d\ude00",{imp}}}"#),
+        format!(r#"{{"id":"a\ud800",{imp}}}"#),
+        format!(r#"{{"id":"a",{imp},"tmax":01}}"#),
+        format!(r#"{{"id":"a",{imp},"tmax":-1}}"#),
+        format!(r#"{{"id":"a",{imp},"tmax":1.5}}"#),
+        format!(r#"{{"id":"a",{imp},"tmax":99999999999}}"#),
+        format!(r#"{{"id":"a",{imp},"test":256}}"#),
+        format!(r#"{{"id":"a",{imp},"cur":null}}"#),
+        format!(r#"{{"id":"a",{imp},"cur":["USD",]}}"#),
+        format!(r#"{{"id":"a",{imp},"ext":{{"a":[1,2,{{"b":null}}],"c":1e999}}}}"#),
+        format!(
+            r#"{{"id":"a","imp":[{{"id":"1","bidfloor":0.1000000000000000055511151231257827}}]}}"#
+        ),
+        format!(r#"{{"id":"a","imp":[{{"id":"1","bidfloor":1.7976931348623157e308}}]}}"#),
+        format!(r#"{{"id":"a","imp":[{{"id":"1","bidfloor":"1"}}]}}"#),
+        format!(r#"{{"id":"a",{imp},"site":{{"page":"p"}},"app":{{"bundle":"b"}}}}"#),
+        format!(r#"{{"id":"a",{imp}"#),
+        format!(r#"{{"id":"a","imp":[]}}"#),
+        "[]".to_string(),
+        "null".to_string(),
+        String::new(),
+        format!("{{\"id\":\"a\x01\",{imp}}}"),
+    ];
+    for body in odd {
+        same_as_reference(body.as_bytes());
+    }
+    same_as_reference(b"{\"id\":\"\xff\",\"imp\":[{\"id\":\"1\"}]}");
+}
+
+#[test]
+fn deep_nesting_is_decoded_without_recursing_to_a_crash() {
+    for depth in [100, 129, 100_000] {
+        let body = format!(
+            r#"{{"id":"a","imp":[{{"id":"1","banner":{{"w":1,"h":1}}}}],"ext":{}1{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let mut fast = JsonDecoder::default();
+        assert_eq!(
+            fast.decode(body.as_bytes()).unwrap().imp.len(),
+            1,
+            "depth {depth}"
+        );
+        same_as_reference(body.as_bytes());
+    }
 }
