@@ -359,56 +359,15 @@ mod fault {
     //! SIGKILL under multi-connection notice load.
 
     use super::*;
-    use std::io::{BufRead, BufReader};
-    use std::process::{Child, Command, Stdio};
+    use adshard::testkit::process::Server;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
     const BIN: &str = env!("CARGO_BIN_EXE_adshard");
     const KEYS: &str = r#"["fault-test-key-0123456789abcdef-0123456789"]"#;
 
-    /// The server process, killed if the test fails half-way.
-    struct Server(Child);
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
     fn serve(spool: &std::path::Path) -> (Server, SocketAddr) {
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--cores", "0"])
-            .env("ADSHARD__SERVER__SPIN_BEFORE_PARK_US", "0")
-            .env("ADSHARD__SERVER__PIN", "false")
-            .env("ADSHARD__SCORING__ENABLED", "false")
-            .env("ADSHARD__OVERLOAD__ENABLED", "false")
-            .env("ADSHARD__BIDDER__NOTICE_KEYS", KEYS)
-            .env("ADSHARD__EVENTS__SPOOL_DIR", spool)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wrapped at once: killed and waited for on every path.
-        let mut child = Server(child);
-        let mut err = BufReader::new(child.0.stderr.take().unwrap());
-        let mut line = String::new();
-        while err.read_line(&mut line).unwrap() > 0 {
-            if let Some(i) = line.find("addr=") {
-                let addr = line[i + 5..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                // Keep draining stderr so the server never blocks on it.
-                std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-                return (child, addr);
-            }
-            line.clear();
-        }
-        panic!("server did not log its address");
+        adshard::testkit::process::serve(BIN, spool, &[("ADSHARD__BIDDER__NOTICE_KEYS", KEYS)])
     }
 
     /// Sends each (bid id, path) on one of `conns` keep-alive connections;

@@ -15,6 +15,7 @@
 
 mod auction;
 pub mod dedupe;
+pub mod fleet;
 pub mod markup;
 mod notices;
 pub mod response;

@@ -121,6 +121,23 @@ impl SpendBoard {
         }
     }
 
+    /// Number of shards on the board.
+    pub fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// True when the board has no shards.
+    pub fn is_empty(&self) -> bool {
+        self.shards.is_empty()
+    }
+
+    /// Shard `shard`'s spend by campaign id: (today, in all), micro-USD.
+    pub fn of_shard(&self, shard: usize, day: u64) -> std::collections::HashMap<u64, (i64, i64)> {
+        self.shards.get(shard).map_or_else(Default::default, |s| {
+            s.load().rows.iter().map(|r| (r.id, r.get(day))).collect()
+        })
+    }
+
     /// Every campaign's spend summed over shards, by campaign id.
     pub fn totals(&self, day: u64) -> Vec<CampaignSpend> {
         let mut m: std::collections::BTreeMap<u64, CampaignSpend> = Default::default();

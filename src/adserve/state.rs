@@ -3,6 +3,7 @@
 //! scratch bitsets the auction reuses. Owned by the shard; lives as long
 //! as it.
 
+use super::fleet::Slices;
 use super::spend::{SpendBoard, SpendTable};
 use super::{BidderConfig, Now};
 use crate::index::{Bitset, Hot, Index};
@@ -19,6 +20,10 @@ pub struct ShardState {
     pub(super) version: u64,
     spend: Arc<SpendTable>,
     board: Option<Arc<SpendBoard>>,
+    /// The fleet's caps on this shard's spend (with `[events.db]`), and the
+    /// ones this request reads.
+    fleet: Option<arc_swap::Cache<Arc<arc_swap::ArcSwap<Slices>>, Arc<Slices>>>,
+    slices: Option<Arc<Slices>>,
     /// (user hash ^ campaign id) -> (window start, bids in window).
     pub(super) freq: HashMap<u64, (u64, u32)>,
     /// The keys of `freq` in the order they were first counted: the oldest
@@ -46,6 +51,8 @@ impl ShardState {
             version: u64::MAX,
             spend: Arc::default(),
             board: None,
+            fleet: None,
+            slices: None,
             freq: HashMap::new(),
             freq_order: VecDeque::new(),
             max_users: cfg.max_tracked_users,
@@ -82,8 +89,21 @@ impl ShardState {
         self.board = Some(board);
     }
 
-    /// Follows a newly published index: carries spend over by campaign id.
+    /// Takes budget caps from the fleet (nodes sharing `[events.db]`)
+    /// instead of splitting each budget over this node's shards alone.
+    pub fn follow_fleet(&mut self, slices: Arc<arc_swap::ArcSwap<Slices>>) {
+        self.fleet = Some(arc_swap::Cache::new(slices));
+    }
+
+    /// Follows a newly published index (carries spend over by campaign id)
+    /// and the fleet's latest caps.
     pub fn sync(&mut self, ix: &Index) {
+        if let Some(c) = &mut self.fleet {
+            let now = c.load();
+            if !self.slices.as_ref().is_some_and(|s| Arc::ptr_eq(s, now)) {
+                self.slices = Some(now.clone());
+            }
+        }
         if self.version == ix.version {
             return;
         }
@@ -136,6 +156,12 @@ impl ShardState {
 
     pub(super) fn budget_ok(&self, h: &Hot, pos: usize, now: Now) -> bool {
         let (today, total) = self.spend.rows[pos].get(now.day());
+        if let Some(s) = &self.slices {
+            // A fleet: the caps already split what the fleet may still spend.
+            return s
+                .cap(self.version, pos, h.id, self.shard, now.day())
+                .is_some_and(|(d, t)| today < d && total < t);
+        }
         let (today, total) = (today as f64 / 1e6, total as f64 / 1e6);
         let shards = f64::from(self.shards);
         let daily = h.daily / shards;

@@ -9,9 +9,10 @@
 //! | `/admin/campaigns` | POST | replace the campaign set (TOML, or JSON with `Content-Type: application/json`); 202, built on the loader thread |
 //! | `/admin/index` | GET | campaign loader status |
 //! | `/admin/model` | GET | CTR model loader status (404 when scoring is off) |
-//! | `/admin/spend` | GET | spend per campaign today (UTC) and lifetime, summed over shards; `?campaign=ID` for one |
+//! | `/admin/spend` | GET | spend per campaign today (UTC) and lifetime, summed over shards; with `[events.db]` also global spend (every node) and this node's slice; `?campaign=ID` for one |
 
 use super::json_error as json;
+use crate::adserve::fleet::FleetStatus;
 use crate::adserve::spend::SpendBoard;
 use crate::config::AdminConfig;
 use crate::http::{
@@ -37,6 +38,8 @@ pub struct AdminHandles {
     pub models: Option<Arc<Models>>,
     /// Every shard's spend per campaign.
     pub spend: Arc<SpendBoard>,
+    /// The fleet's view of global spend, when a database is configured.
+    pub fleet: Option<Arc<FleetStatus>>,
 }
 
 /// The running admin listener. Stopped by [`AdminServer::stop`].
@@ -271,7 +274,7 @@ fn handle(
         }
         "/admin/spend" => {
             if method("GET", resp) {
-                spend(req, &deps.spend, resp);
+                spend(req, &deps.spend, deps.fleet.as_deref(), resp);
             }
         }
         _ => json(
@@ -283,7 +286,14 @@ fn handle(
 }
 
 /// `/admin/spend[?campaign=ID]`: micro-USD and USD, today and lifetime.
-fn spend(req: &Request<'_, '_>, board: &SpendBoard, resp: &mut Response) {
+/// With a fleet: also global spend (all nodes, from the database) and this
+/// node's slice (what it may still spend today).
+fn spend(
+    req: &Request<'_, '_>,
+    board: &SpendBoard,
+    fleet: Option<&FleetStatus>,
+    resp: &mut Response,
+) {
     let only = match crate::http::query::get(req.query, "campaign") {
         None => None,
         Some(v) => match v.parse::<u64>() {
@@ -299,18 +309,26 @@ fn spend(req: &Request<'_, '_>, board: &SpendBoard, resp: &mut Response) {
         },
     };
     let now = crate::adserve::Now::wall();
+    let view = fleet.map(|f| f.view.load_full());
     let rows: Vec<_> = board
         .totals(now.secs / 86_400)
         .into_iter()
         .filter(|c| only.is_none_or(|id| c.campaign == id))
         .map(|c| {
-            serde_json::json!({
+            let mut row = serde_json::json!({
                 "campaign": c.campaign,
                 "today_micros": c.today_micros,
                 "lifetime_micros": c.lifetime_micros,
                 "today_usd": c.today_micros as f64 / 1e6,
                 "lifetime_usd": c.lifetime_micros as f64 / 1e6,
-            })
+            });
+            if let Some(v) = &view {
+                let g = v.get(&c.campaign).copied().unwrap_or_default();
+                row["global_today_micros"] = g.global_today_micros.into();
+                row["global_lifetime_micros"] = g.global_lifetime_micros.into();
+                row["node_slice_micros"] = g.node_slice_micros.into();
+            }
+            row
         })
         .collect();
     if only.is_some() && rows.is_empty() {

@@ -47,6 +47,8 @@ pub struct Deps {
     pub spool: Arc<Vec<Arc<SpoolStats>>>,
     /// Database writer counters, when a database is configured.
     pub db: Option<Arc<crate::events::db::DbStats>>,
+    /// Budgets shared with other nodes, when a database is configured.
+    pub fleet: Option<Arc<crate::adserve::fleet::Fleet>>,
 }
 
 /// The running application: shards plus the index loader.
@@ -94,6 +96,27 @@ impl App {
         index: IndexHandle,
     ) -> Result<(Server, Deps, Option<AdminServer>, Store), StartError> {
         let shards = cfg.shards(&crate::sys::allowed_cores())?.len();
+        let board = Arc::new(SpendBoard::new(shards));
+        // Before the event writer: the fleet's first sync (which creates the
+        // schema when configured) is done, or has timed out, before any bid.
+        let fleet = if cfg.events.db.nodes.is_empty() {
+            None
+        } else {
+            let mut node = [0u8; 8];
+            let bits = crate::adserve::signing::random::<6>()
+                .map_err(|e| invalid("fleet", format!("cannot draw a node id: {e}")))?;
+            crate::adserve::signing::base64url(&bits, &mut node);
+            let node = String::from_utf8_lossy(&node).into_owned();
+            let f = crate::adserve::fleet::Fleet::start(
+                &cfg.events.db,
+                &cfg.fleet,
+                node,
+                index.current.clone(),
+                board.clone(),
+            )
+            .map_err(|e| invalid("fleet", format!("cannot start the fleet thread: {e}")))?;
+            Some(Arc::new(f))
+        };
         let ev = &cfg.events;
         let crate::events::Started {
             store,
@@ -132,11 +155,12 @@ impl App {
             index,
             dedupe: Arc::new(dedupe),
             keys: Arc::new(keys),
-            spend: Arc::new(SpendBoard::new(shards)),
+            spend: board,
             restored: Arc::new(restored),
             models,
             spool: Arc::new(spool),
             db,
+            fleet,
         };
         let admin = if cfg.admin.listen.is_empty() {
             None
@@ -147,6 +171,7 @@ impl App {
                     index: deps.index.clone(),
                     models: deps.models.clone(),
                     spend: deps.spend.clone(),
+                    fleet: deps.fleet.as_ref().map(|f| f.status.clone()),
                 },
             )
             .map_err(|e| {

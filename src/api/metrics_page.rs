@@ -28,6 +28,9 @@ impl Api {
         if let Some(db) = &self.deps.db {
             db.render(&self.deps.spool, &mut text);
         }
+        if let Some(f) = &self.deps.fleet {
+            f.status.render(&mut text);
+        }
         if let Some(m) = &self.deps.models {
             m.status
                 .lock()

@@ -243,6 +243,9 @@ impl Api {
             );
         }
         state.publish_on(deps.spend.clone());
+        if let Some(f) = &deps.fleet {
+            state.follow_fleet(f.slices.clone());
+        }
         Api {
             shared: ctx.shared.clone(),
             metrics: ctx.metrics.clone(),

@@ -104,6 +104,9 @@ pub struct Config {
     /// Event spooling.
     #[serde(default)]
     pub events: EventsConfig,
+    /// Budgets shared across nodes through `[events.db]`.
+    #[serde(default)]
+    pub fleet: FleetConfig,
 }
 
 impl Config {

@@ -112,6 +112,29 @@ pub(crate) fn is_cql_identifier(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
+/// `[fleet]`: budgets shared by every node writing to one `[events.db]`
+/// (see the `adserve::fleet` module). Without a database it does nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// How often a node heartbeats, reads global spend and re-slices its
+    /// budgets. The overspend bound grows with it (README, Budgets).
+    pub sync_interval_ms: u64,
+    /// While the database cannot be read: each interval, a shard may spend
+    /// its last slice times `fallback_decay` raised to the number of failed
+    /// syncs (1 keeps the last slice, 0 stops spending).
+    pub fallback_decay: f64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            sync_interval_ms: 1000,
+            fallback_decay: 0.5,
+        }
+    }
+}
+
 /// `[overload]`: shed load when a shard's event loop lags or keeps a
 /// standing queue (see the `shard::overload` module).
 #[derive(Debug, Clone, Deserialize)]

@@ -149,6 +149,15 @@ impl Config {
         if self.events.queue_capacity == 0 {
             return Err(invalid("events.queue_capacity", "must be greater than 0"));
         }
+        if !(100..=60_000).contains(&self.fleet.sync_interval_ms) {
+            return Err(invalid(
+                "fleet.sync_interval_ms",
+                "must be between 100 and 60000",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.fleet.fallback_decay) {
+            return Err(invalid("fleet.fallback_decay", "must be between 0 and 1"));
+        }
         if self.overload.check_interval_ms == 0 {
             return Err(invalid(
                 "overload.check_interval_ms",

@@ -7,12 +7,14 @@
 //! - [`fixtures`]: the IAB OpenRTB examples in tests/fixtures/openrtb.
 //! - [`cassandra`]: a real Cassandra node (deploy/cassandra/cassandra.sh).
 //! - [`events`]: event builders.
+//! - [`process`]: `adshard serve` as a child process.
 //! - here: scraping `/metrics`, waiting for a condition, the clock.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod cassandra;
 pub mod events;
 pub mod fixtures;
+pub mod process;
 pub mod wire;
 
 pub use wire::*;

@@ -27,6 +27,14 @@ pub struct Db {
     guard: PreparedStatement,
     counted: PreparedStatement,
     add_spend: PreparedStatement,
+    add_day: PreparedStatement,
+    add_total: PreparedStatement,
+    heartbeat: PreparedStatement,
+    nodes: PreparedStatement,
+    day_spend: PreparedStatement,
+    total_spend: PreparedStatement,
+    put_cap: PreparedStatement,
+    caps: PreparedStatement,
     spend_stripes: Vec<tokio::sync::Mutex<()>>,
     retries: u32,
     backoff: Duration,
@@ -140,12 +148,53 @@ impl Db {
              WHERE campaign_id = ? AND day = ?"
         ))
         .await?;
+        let add_day = prep(format!(
+            "UPDATE {ks}.spend_by_day SET spend_micros = spend_micros + ? \
+             WHERE day = ? AND bucket = ? AND campaign_id = ?"
+        ))
+        .await?;
+        let add_total = prep(format!(
+            "UPDATE {ks}.spend_total SET spend_micros = spend_micros + ? \
+             WHERE bucket = ? AND campaign_id = ?"
+        ))
+        .await?;
+        let heartbeat = prep(format!(
+            "INSERT INTO {ks}.nodes (node, shards, seen) VALUES (?, ?, ?) USING TTL ?"
+        ))
+        .await?;
+        let nodes = prep(format!("SELECT node, seen FROM {ks}.nodes")).await?;
+        let day_spend = prep(format!(
+            "SELECT campaign_id, spend_micros FROM {ks}.spend_by_day WHERE day = ? AND bucket = ?"
+        ))
+        .await?;
+        let total_spend = prep(format!(
+            "SELECT campaign_id, spend_micros FROM {ks}.spend_total WHERE bucket = ?"
+        ))
+        .await?;
+        let put_cap = prep(format!(
+            "INSERT INTO {ks}.fleet_caps (day, bucket, campaign_id, node, today, cap_today, \
+             total, cap_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+        ))
+        .await?;
+        let caps = prep(format!(
+            "SELECT campaign_id, node, today, cap_today, total, cap_total FROM {ks}.fleet_caps \
+             WHERE day = ? AND bucket = ?"
+        ))
+        .await?;
         Ok(Db {
             session,
             insert,
             guard,
             counted,
             add_spend,
+            add_day,
+            add_total,
+            heartbeat,
+            nodes,
+            day_spend,
+            total_spend,
+            put_cap,
+            caps,
             spend_stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             retries: cfg.retries,
             backoff: Duration::from_millis(cfg.retry_backoff_ms),
@@ -284,8 +333,21 @@ impl Db {
         };
         let (campaign, d) = key(first);
         let sum: i64 = todo.iter().map(|e| e.spend_micros).sum();
+        // The ledger's counter and its two rollups, in one counter batch.
+        let bucket = bucket(first.campaign_id);
+        let mut add = Batch::new(BatchType::Counter);
+        add.append_statement(self.add_spend.clone());
+        add.append_statement(self.add_day.clone());
+        add.append_statement(self.add_total.clone());
         self.session
-            .execute_unpaged(&self.add_spend, (Counter(sum), campaign, d))
+            .batch(
+                &add,
+                (
+                    (Counter(sum), campaign, d),
+                    (Counter(sum), d, bucket, campaign),
+                    (Counter(sum), bucket, campaign),
+                ),
+            )
             .await
             .map_err(w)?;
         let mut marks = Batch::new(BatchType::Unlogged);
@@ -298,6 +360,129 @@ impl Db {
             .collect();
         self.session.batch(&marks, values).await.map_err(w)?;
         Ok(())
+    }
+}
+
+/// Rollup buckets: a day's spend of every campaign is read in this many
+/// partitions.
+pub const SPEND_BUCKETS: i16 = 16;
+
+fn bucket(campaign: u64) -> i16 {
+    (campaign % SPEND_BUCKETS as u64) as i16
+}
+
+/// Fleet queries: heartbeats and global spend (see `adserve::fleet`).
+impl Db {
+    /// Records `node` (with `shards` shards) as alive now; the row expires
+    /// after `ttl_secs` unless renewed.
+    pub async fn heartbeat(&self, node: &str, shards: u16, ttl_secs: i32) -> Result<(), DbError> {
+        let now = CqlTimestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        );
+        self.session
+            .execute_unpaged(&self.heartbeat, (node, i32::from(shards), now, ttl_secs))
+            .await
+            .map(|_| ())
+            .map_err(|e| DbError::Write(e.to_string()))
+    }
+
+    /// Every heartbeat row: node id and the Unix milliseconds it was last seen.
+    pub async fn nodes(&self) -> Result<Vec<(String, i64)>, DbError> {
+        self.rows::<(String, CqlTimestamp)>(&self.nodes, ())
+            .await
+            .map(|v| v.into_iter().map(|(n, t)| (n, t.0)).collect())
+    }
+
+    /// Global spend of every campaign that has spent: micro-USD on UTC day
+    /// `day` (days since the epoch) and in all.
+    pub async fn global_spend(
+        &self,
+        day: i64,
+    ) -> Result<std::collections::HashMap<u64, (i64, i64)>, DbError> {
+        let d = scylla::value::CqlDate(((1i64 << 31) + day) as u32);
+        let mut out = std::collections::HashMap::new();
+        for b in 0..SPEND_BUCKETS {
+            for (c, Counter(v)) in self.rows::<(i64, Counter)>(&self.day_spend, (d, b)).await? {
+                out.entry(c as u64).or_insert((0, 0)).0 = v;
+            }
+            for (c, Counter(v)) in self.rows::<(i64, Counter)>(&self.total_spend, (b,)).await? {
+                out.entry(c as u64).or_insert((0, 0)).1 = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Publishes this node's spend and caps (micro-USD) on UTC day `day`:
+    /// `(campaign, today, cap today, total, cap total)`, one unlogged batch
+    /// per rollup bucket; rows expire after `ttl_secs`.
+    pub async fn put_caps(
+        &self,
+        day: i64,
+        node: &str,
+        rows: &[(u64, i64, i64, i64, i64)],
+        ttl_secs: i32,
+    ) -> Result<(), DbError> {
+        let d = scylla::value::CqlDate(((1i64 << 31) + day) as u32);
+        for b in 0..SPEND_BUCKETS {
+            let part: Vec<_> = rows.iter().filter(|r| bucket(r.0) == b).collect();
+            for chunk in part.chunks(SPEND_GROUP) {
+                let mut batch = Batch::new(BatchType::Unlogged);
+                for _ in chunk {
+                    batch.append_statement(self.put_cap.clone());
+                }
+                let values: Vec<_> = chunk
+                    .iter()
+                    .map(|&&(c, t, ct, a, ca)| (d, b, c as i64, node, t, ct, a, ca, ttl_secs))
+                    .collect();
+                self.session
+                    .batch(&batch, values)
+                    .await
+                    .map_err(|e| DbError::Write(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every node's published spend and caps on UTC day `day`:
+    /// `(campaign, node, today, cap today, total, cap total)`.
+    pub async fn caps(&self, day: i64) -> Result<Vec<(u64, String, i64, i64, i64, i64)>, DbError> {
+        let d = scylla::value::CqlDate(((1i64 << 31) + day) as u32);
+        let mut out = Vec::new();
+        for b in 0..SPEND_BUCKETS {
+            for (c, n, t, ct, a, ca) in self
+                .rows::<(i64, String, i64, i64, i64, i64)>(&self.caps, (d, b))
+                .await?
+            {
+                out.push((c as u64, n, t, ct, a, ca));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn rows<T>(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Vec<T>, DbError>
+    where
+        T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+    {
+        use futures_lite::StreamExt;
+        let r = |e: String| DbError::Read(e);
+        let mut stream = self
+            .session
+            .execute_iter(st.clone(), values)
+            .await
+            .map_err(|e| r(e.to_string()))?
+            .rows_stream::<T>()
+            .map_err(|e| r(e.to_string()))?;
+        let mut out = Vec::new();
+        while let Some(row) = stream.next().await {
+            out.push(row.map_err(|e| r(e.to_string()))?);
+        }
+        Ok(out)
     }
 }
 

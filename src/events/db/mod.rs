@@ -37,7 +37,7 @@ mod replay;
 mod schema;
 mod writer;
 
-pub use client::Db;
+pub use client::{Db, SPEND_BUCKETS};
 pub use replay::{replay_file, replay_files, ReplayError, Replayed};
 pub use schema::{schema, schema_script};
 pub(crate) use writer::spawn;
@@ -93,6 +93,9 @@ pub enum DbError {
     /// A write failed.
     #[error("write failed: {0}")]
     Write(String),
+    /// A read failed.
+    #[error("read failed: {0}")]
+    Read(String),
 }
 
 impl DbStats {

@@ -50,6 +50,44 @@ pub fn schema(cfg: &DbConfig) -> Vec<String> {
              PRIMARY KEY ((campaign_id, day), id)\n\
              ) WITH default_time_to_live = {ttl}"
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.spend_by_day (\n  \
+             day date,\n  \
+             bucket smallint,     -- campaign_id % 16: a day's spend in 16 reads\n  \
+             campaign_id bigint,\n  \
+             spend_micros counter,\n  \
+             PRIMARY KEY ((day, bucket), campaign_id)\n\
+             )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.spend_total (\n  \
+             bucket smallint,\n  \
+             campaign_id bigint,\n  \
+             spend_micros counter,\n  \
+             PRIMARY KEY ((bucket), campaign_id)\n\
+             )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.fleet_caps (\n  \
+             day date,\n  \
+             bucket smallint,\n  \
+             campaign_id bigint,\n  \
+             node text,\n  \
+             today bigint,        -- the node's own spend today at its last sync\n  \
+             cap_today bigint,    -- the most it may reach before its next sync\n  \
+             total bigint,\n  \
+             cap_total bigint,\n  \
+             PRIMARY KEY ((day, bucket), campaign_id, node)\n\
+             ) WITH default_time_to_live = 86400"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.nodes (\n  \
+             node text,           -- one row per live adshard process\n  \
+             shards int,\n  \
+             seen timestamp,      -- its last heartbeat\n  \
+             PRIMARY KEY (node)\n\
+             ) WITH default_time_to_live = 60"
+        ),
     ]
 }
 
@@ -67,6 +105,11 @@ pub fn schema_script(cfg: &DbConfig) -> String {
          -- campaign_spend: spend per campaign and UTC day (counters).\n\
          -- spend_applied: which events' spend is in campaign_spend, so a\n\
          -- replay does not add it twice.\n\
+         -- spend_by_day, spend_total: the same increments rolled up so a\n\
+         -- node reads every campaign's global spend in 32 queries\n\
+         -- (adserve::fleet); nodes: heartbeats of live adshard processes;\n\
+         -- fleet_caps: each node's spend and its cap (a reservation).\n\
+         -- Rollups start empty in a keyspace made before they existed.\n\
          -- A keyspace made before events carried bid_id needs, once:\n\
          --   ALTER TABLE adshard.events ADD bid_id text;\n\n",
     );

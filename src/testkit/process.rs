@@ -1,0 +1,63 @@
+//! `adshard serve` as a child process (tests that kill it, or run two).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A server process, killed and waited for when dropped (a test that fails
+/// half-way leaves none behind).
+#[derive(Debug)]
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Server {
+    /// SIGKILL, then wait.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `bin serve` on 127.0.0.1:0, one shard on core 0, scoring and
+/// overload shedding off, its spool in `spool`, with `env` on top; returns
+/// once it has logged its address.
+pub fn serve(bin: &str, spool: &Path, env: &[(&str, &str)]) -> (Server, SocketAddr) {
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--cores", "0"])
+        .env("ADSHARD__SERVER__SPIN_BEFORE_PARK_US", "0")
+        .env("ADSHARD__SERVER__PIN", "false")
+        .env("ADSHARD__SCORING__ENABLED", "false")
+        .env("ADSHARD__OVERLOAD__ENABLED", "false")
+        .env("ADSHARD__EVENTS__SPOOL_DIR", spool)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // Wrapped at once: killed and waited for on every path.
+    let mut child = Server(cmd.spawn().unwrap());
+    let mut err = BufReader::new(child.0.stderr.take().unwrap());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(i) = line.find("addr=") {
+            let addr = line[i + 5..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            // Keep draining stderr so the server never blocks on it.
+            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            return (child, addr);
+        }
+        line.clear();
+    }
+    panic!("server did not log its address");
+}
