@@ -247,3 +247,39 @@ fn two_nodes_share_budgets_through_the_database() {
     assert_eq!(settled(&addr, spent.iter().sum(), &[a, b2]), spent);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn database_unreachable_at_start_means_no_spend_but_service_goes_on() {
+    let dead = format!("127.0.0.1:{}", adshard::testkit::cassandra::free_port());
+    let app = start_api(&format!(
+        "[events.db]\nnodes = [\"{dead}\"]\nconnect_timeout_ms = 200\n\
+         [fleet]\nsync_interval_ms = 200\n"
+    ));
+    let a = app.local_addr();
+    assert_eq!(get(a, "/healthz").status, 200);
+    let body = std::fs::read(format!(
+        "{}/bid-request-2.5_simple-banner.json",
+        fixtures::DIR
+    ))
+    .unwrap();
+    let mut r = Reader::new(connect(a));
+    assert_eq!(
+        post_bid(&mut r, &body).status,
+        204,
+        "no global spend read yet: no budget to spend"
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = get(a, "/metrics").text();
+        if metric(&m, "adshard_fleet_sync_errors_total") >= 2 {
+            assert!(m.contains("adshard_fleet_fallback 1"), "{m}");
+            assert!(m.contains("adshard_fleet_sync_lag_seconds -1"), "{m}");
+            assert_eq!(metric(&m, "adshard_fleet_syncs_total"), 0);
+            break;
+        }
+        assert!(Instant::now() < until, "sync errors counted: {m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(a, "/healthz").status, 200, "still serving");
+    app.stop();
+}

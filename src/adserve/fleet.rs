@@ -336,7 +336,7 @@ impl Syncer {
     /// Heartbeat rows outlive three intervals (at least 2 s: CQL TTLs are
     /// whole seconds); liveness itself is judged by `seen`.
     fn ttl(&self) -> i32 {
-        ((3 * self.cfg.sync_interval_ms + 999) / 1000).max(2) as i32
+        (3 * self.cfg.sync_interval_ms).div_ceil(1000).max(2) as i32
     }
 
     /// One heartbeat, read, reservation and publish.
@@ -499,6 +499,47 @@ async fn nap(stop: &AtomicBool, until: tokio::time::Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_the_database_the_last_slice_decays_each_interval() {
+        let ix = Index::build(crate::index::synth::campaigns(3, 1), 1).unwrap();
+        let ids: Vec<u64> = ix.hot.iter().map(|h| h.id).collect();
+        let mut s = Syncer {
+            db_cfg: DbConfig::default(),
+            cfg: FleetConfig::default(),
+            node: "n".into(),
+            index: Arc::new(ArcSwap::from_pointee(ix)),
+            board: Arc::new(SpendBoard::new(2)),
+            slices: Arc::new(ArcSwap::from_pointee(Slices::default())),
+            status: Arc::new(FleetStatus::default()),
+            last: [(
+                ids[0],
+                Share {
+                    today: 8_000,
+                    total: 40_000,
+                },
+            )]
+            .into_iter()
+            .collect(),
+            spent_then: HashMap::new(),
+        };
+        let day = (unix_ms() / 1000) as u64 / 86400;
+        let cap = |s: &Syncer, pos: usize, shard: u16| {
+            let sl = s.slices.load();
+            sl.cap(sl.version, pos, ids[pos], shard, day)
+        };
+        s.fall_back();
+        assert_eq!(cap(&s, 0, 1), Some((4_000, 20_000)), "half the last share");
+        assert_eq!(cap(&s, 1, 0), Some((0, 0)), "no last share: spend nothing");
+        s.fall_back();
+        assert_eq!(cap(&s, 0, 0), Some((2_000, 10_000)), "a quarter");
+        assert_eq!(s.status.failing.load(Relaxed), 2);
+        let mut page = String::new();
+        s.status.render(&mut page);
+        assert!(page.contains("adshard_fleet_fallback 1"), "{page}");
+        assert!(page.contains("adshard_fleet_sync_errors_total 2"), "{page}");
+        assert!(page.contains("adshard_fleet_sync_lag_seconds -1"), "{page}");
+    }
 
     #[test]
     fn caps_follow_the_version_or_the_id_and_lapse_at_midnight() {
