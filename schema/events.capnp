@@ -35,4 +35,7 @@ struct Event {
   # Our bid id (unique across processes and restarts): what notices are
   # de-duplicated by. Empty in spools written before it existed.
   bidId @12 :Text;
+  # Bids on frequency-capped campaigns: the (user, campaign) key the cap
+  # counted, so that a restart restores the counts (0: none).
+  frequencyKey @13 :UInt64;
 }

@@ -260,7 +260,7 @@ fn win(
         best.value
     };
     let price = round4(price_usd / ctx.usd_per_cur);
-    st.freq_count(&ix.hot[best.pos], ctx.user, now);
+    let freq_key = st.freq_count(&ix.hot[best.pos], ctx.user, now);
     let bid_id = st.next_id();
     let (w, h) = match fmt {
         FormatKey::Banner(w, h) => (Some(w), Some(h)),
@@ -279,6 +279,7 @@ fn win(
         currency: "USD".into(),
         spend_micros: 0,
         bid_id: bid_id.clone(),
+        freq_key: freq_key.unwrap_or(0),
     };
     let winner = Winner {
         imp: imp_ix,

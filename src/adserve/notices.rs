@@ -383,6 +383,7 @@ pub fn notice(
         currency: if priced { n.cur.clone() } else { String::new() },
         spend_micros: spend,
         bid_id: n.bid.clone(),
+        freq_key: 0,
     });
     Ok(out)
 }

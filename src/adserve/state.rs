@@ -30,6 +30,8 @@ pub struct ShardState {
     /// is evicted when the table is full.
     freq_order: VecDeque<u64>,
     pub(super) max_users: usize,
+    /// Restored bids waiting for the first index (see `restore_freq`).
+    freq_pending: Vec<(u64, u64, u64)>,
     pub(super) seq: u64,
     /// `{node}-{shard}-` of every id this shard makes.
     id_prefix: String,
@@ -56,6 +58,7 @@ impl ShardState {
             freq: HashMap::new(),
             freq_order: VecDeque::new(),
             max_users: cfg.max_tracked_users,
+            freq_pending: Vec::new(),
             seq: 0,
             id_prefix: {
                 // Drawn afresh for every shard state (a server restarted in
@@ -81,6 +84,13 @@ impl ShardState {
     pub fn restore_spend(&mut self, rows: Vec<super::spend::SpendRow>) {
         self.spend = Arc::new(SpendTable { version: 0, rows });
         self.version = u64::MAX;
+    }
+
+    /// Starts from frequency counts recorded before a restart: bids that
+    /// counted a cap (campaign, key, Unix seconds; oldest first), counted
+    /// again at the first `sync`, under the caps of the index then.
+    pub fn restore_freq(&mut self, bids: Vec<(u64, u64, u64)>) {
+        self.freq_pending = bids;
     }
 
     /// Publishes this shard's spend on `board` (for the admin listener).
@@ -114,6 +124,16 @@ impl ShardState {
         ));
         if let Some(b) = &self.board {
             b.publish(usize::from(self.shard), self.spend.clone());
+        }
+        let now = super::Now::wall().secs;
+        for (campaign, key, secs) in std::mem::take(&mut self.freq_pending) {
+            let cap = ix
+                .by_id
+                .get(&campaign)
+                .and_then(|&p| ix.hot[p as usize].cap);
+            if let Some(cap) = cap.filter(|c| secs + c.window_secs > now) {
+                self.freq_add(key, cap.window_secs, secs);
+            }
         }
         let n = ix.len();
         self.base = Bitset::new(n);
@@ -188,11 +208,19 @@ impl ShardState {
         }
     }
 
-    pub(super) fn freq_count(&mut self, h: &Hot, user: Option<u64>, now: Now) {
+    /// Counts a bid for the user's cap on `h`; the key counted, if any
+    /// (stamped into the bid event, so a restart can restore the count).
+    pub(super) fn freq_count(&mut self, h: &Hot, user: Option<u64>, now: Now) -> Option<u64> {
         let (Some(cap), Some(u)) = (h.cap, user) else {
-            return;
+            return None;
         };
         let key = Self::freq_key(u, h.id);
+        self.freq_add(key, cap.window_secs, now.secs);
+        Some(key)
+    }
+
+    /// One bid counted under `key` at `secs`, in a window of `window` s.
+    fn freq_add(&mut self, key: u64, window: u64, secs: u64) {
         if !self.freq.contains_key(&key) {
             // Full: forget the oldest users, never everyone (a wipe would let
             // anyone reset every cap by sending enough distinct user ids).
@@ -205,9 +233,9 @@ impl ShardState {
             }
             self.freq_order.push_back(key);
         }
-        let e = self.freq.entry(key).or_insert((now.secs, 0));
-        if now.secs >= e.0 + cap.window_secs {
-            *e = (now.secs, 0);
+        let e = self.freq.entry(key).or_insert((secs, 0));
+        if secs >= e.0 + window {
+            *e = (secs, 0);
         }
         e.1 += 1;
     }

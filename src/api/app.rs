@@ -24,9 +24,15 @@ fn invalid(key: &str, message: String) -> StartError {
     })
 }
 
-/// Spend read back from the spool at start-up, per shard: campaign, UTC
-/// day, micro-USD that day, micro-USD in all.
-pub type RestoredSpend = Vec<Vec<(u64, u64, i64, i64)>>;
+/// What the spool gives back at start-up, per shard.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Spend: campaign, UTC day, micro-USD that day, micro-USD in all.
+    pub spend: Vec<Vec<(u64, u64, i64, i64)>>,
+    /// Bids that counted a frequency cap, oldest first: campaign, the
+    /// (user, campaign) key, Unix seconds.
+    pub freq: Vec<Vec<(u64, u64, u64)>>,
+}
 
 /// What every shard's [`Api`] shares: the index handle and the notice table.
 #[derive(Debug, Clone)]
@@ -39,8 +45,8 @@ pub struct Deps {
     pub keys: Arc<NoticeKeys>,
     /// Every shard's spend per campaign (admin reads it).
     pub spend: Arc<SpendBoard>,
-    /// Spend read back from the spool at start-up.
-    pub restored: Arc<RestoredSpend>,
+    /// Spend and frequency counts read back from the spool at start-up.
+    pub restored: Arc<Restored>,
     /// Per-shard CTR model sessions, when scoring is enabled.
     pub models: Option<Arc<crate::scoring::Models>>,
     /// Per-shard spool counters.
@@ -241,13 +247,15 @@ impl App {
 /// Reads the spool's notice events back at start-up: into the
 /// de-duplication table, so that a notice answered before a restart (or a
 /// crash) is a duplicate after it, and into each shard's spend, so that
-/// budgets count what was spent before (today's and lifetime). Only notices
-/// are decoded. Segments already replayed into a database and deleted are not
+/// budgets count what was spent before (today's and lifetime); and the bids
+/// that counted a frequency cap, into each shard's counts. Only those are
+/// decoded. Segments already replayed into a database and deleted are not
 /// seen: with `[events.db]` this restores only what the spool still holds
 /// (restoring from the database ledger is not done yet).
-fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) -> RestoredSpend {
+fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) -> Restored {
     use std::collections::HashMap;
     let mut spend: Vec<HashMap<u64, (i64, i64)>> = vec![HashMap::new(); shards.max(1)];
+    let mut freq: Vec<Vec<(u64, u64, u64)>> = vec![Vec::new(); shards.max(1)];
     let dir = &cfg.events.spool_dir;
     let segs = crate::events::list_segments(dir).unwrap_or_default();
     let t = std::time::Instant::now();
@@ -264,6 +272,15 @@ fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) ->
         };
         bytes += data.len() as u64;
         let scanned = crate::events::scan_notices(&data, |ev| {
+            if ev.freq_key != 0 {
+                let secs = ev.ts_micros.max(0) as u64 / 1_000_000;
+                freq[usize::from(ev.shard) % shards.max(1)].push((
+                    ev.campaign_id,
+                    ev.freq_key,
+                    secs,
+                ));
+                return;
+            }
             n += u64::from(dedupe.remember(ev, ttl, now));
             if ev.spend_micros > 0 {
                 let s = &mut spend[usize::from(ev.shard) % shards.max(1)];
@@ -282,13 +299,22 @@ fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) ->
         tracing::info!(
             notices = n,
             campaigns = spend.iter().map(HashMap::len).sum::<usize>(),
+            capped_bids = freq.iter().map(Vec::len).sum::<usize>(),
             bytes,
             ms = t.elapsed().as_millis() as u64,
-            "notice de-duplication and spend restored from the spool"
+            "notice de-duplication, spend and frequency counts restored from the spool"
         );
     }
-    spend
-        .into_iter()
-        .map(|m| m.into_iter().map(|(c, (d, l))| (c, today, d, l)).collect())
-        .collect()
+    for f in &mut freq {
+        // Segments are read in order, but shards' events interleave across
+        // writers: count them in time order.
+        f.sort_by_key(|e| e.2);
+    }
+    Restored {
+        spend: spend
+            .into_iter()
+            .map(|m| m.into_iter().map(|(c, (d, l))| (c, today, d, l)).collect())
+            .collect(),
+        freq,
+    }
 }

@@ -233,7 +233,10 @@ impl Api {
     pub fn new(ctx: &ShardCtx, deps: &Deps, sink: Option<Sink>) -> Self {
         let cfg = ctx.shared.config.clone();
         let mut state = ShardState::new(ctx.id as u16, ctx.shared.shards as u16, &cfg.bidder);
-        if let Some(rows) = deps.restored.get(ctx.id) {
+        if let Some(bids) = deps.restored.freq.get(ctx.id) {
+            state.restore_freq(bids.clone());
+        }
+        if let Some(rows) = deps.restored.spend.get(ctx.id) {
             state.restore_spend(
                 rows.iter()
                     .map(|&(c, day, today, total)| {

@@ -38,6 +38,9 @@ pub struct Event {
     pub spend_micros: i64,
     /// Our bid id (notices are de-duplicated by it).
     pub bid_id: String,
+    /// Bids on a frequency-capped campaign: the (user, campaign) key the
+    /// cap counted (0: none).
+    pub freq_key: u64,
 }
 
 /// Why a frame did not decode.
@@ -102,6 +105,7 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
     b.set_currency(ev.currency.as_str());
     b.set_spend_micros(ev.spend_micros);
     b.set_bid_id(ev.bid_id.as_str());
+    b.set_frequency_key(ev.freq_key);
     // Writing into a Vec cannot fail.
     let _ = capnp::serialize::write_message(out, &msg);
 }
@@ -110,7 +114,7 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
 /// when it happened and what it charged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoticeRef<'a> {
-    /// Kind (never `Bid`).
+    /// Kind (`Bid` only for a bid that counted a frequency cap).
     pub kind: Kind,
     /// Our bid id.
     pub bid_id: &'a str,
@@ -122,11 +126,14 @@ pub struct NoticeRef<'a> {
     pub campaign_id: u64,
     /// Shard that recorded it.
     pub shard: u16,
+    /// The (user, campaign) key a bid counted against its frequency cap.
+    pub freq_key: u64,
 }
 
-/// Calls `f` for every whole notice event (not bids) at the front of
-/// `buf`, reading only the fields a start-up scan needs (bids, the bulk of
-/// a spool, are skipped after their kind). Returns the bytes of a cut-short
+/// Calls `f` for every whole notice event, and every bid that counted a
+/// frequency cap, at the front of `buf`, reading only the fields a start-up
+/// scan needs (other bids, the bulk of a spool, are skipped after their kind
+/// and key). Returns the bytes of a cut-short
 /// tail, like [`super::read_spool`].
 pub fn scan_notices(buf: &[u8], mut f: impl FnMut(NoticeRef<'_>)) -> Result<usize, EventError> {
     let opts = *capnp::message::ReaderOptions::new()
@@ -145,7 +152,8 @@ pub fn scan_notices(buf: &[u8], mut f: impl FnMut(NoticeRef<'_>)) -> Result<usiz
             r.get_kind()
                 .map_err(|capnp::NotInSchema(n)| EventError::UnknownKind(n))?,
         );
-        if kind == Kind::Bid {
+        let freq_key = r.get_frequency_key();
+        if kind == Kind::Bid && freq_key == 0 {
             continue;
         }
         let bid = r.get_bid_id()?;
@@ -157,6 +165,7 @@ pub fn scan_notices(buf: &[u8], mut f: impl FnMut(NoticeRef<'_>)) -> Result<usiz
             spend_micros: r.get_spend_micros(),
             campaign_id: r.get_campaign_id(),
             shard: r.get_shard(),
+            freq_key,
         });
     }
     Ok(buf.len() - at)
@@ -196,6 +205,7 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
             currency: text(r.get_currency())?,
             spend_micros: r.get_spend_micros(),
             bid_id: text(r.get_bid_id())?,
+            freq_key: r.get_frequency_key(),
         },
         used,
     ))

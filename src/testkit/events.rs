@@ -18,6 +18,7 @@ pub fn charge(id: u128, shard: u16, spend: i64) -> Event {
         currency: "USD".into(),
         spend_micros: spend,
         bid_id: format!("b-{id:x}"),
+        freq_key: 0,
     }
 }
 
@@ -43,6 +44,7 @@ pub fn mixed(id: u128, shard: u16, n: u64, wins_per_20: u64) -> Event {
         currency: "USD".into(),
         spend_micros: spend,
         bid_id: format!("b-{n}-{shard}"),
+        freq_key: 0,
     }
 }
 
@@ -62,6 +64,7 @@ pub fn win(i: u64) -> Event {
         currency: "USD".into(),
         spend_micros: 1_250,
         bid_id: format!("b-{i}"),
+        freq_key: 0,
     }
 }
 
@@ -80,5 +83,6 @@ pub fn bid(i: u64) -> Event {
         currency: "USD".into(),
         spend_micros: 0,
         bid_id: format!("b-{i}"),
+        freq_key: 0,
     }
 }

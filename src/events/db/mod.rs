@@ -231,6 +231,7 @@ mod tests {
             currency: "USD".into(),
             spend_micros: 1,
             bid_id: String::new(),
+            freq_key: 0,
         }
     }
 
