@@ -103,11 +103,12 @@ fn write_behind_and_replay() {
         }
         let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
         let bid = &v["seatbid"][0]["bid"][0];
-        let nurl = path(bid["nurl"].as_str().unwrap()).replace("${AUCTION_PRICE}", "1.25");
+        // Below every campaign's bid at any hour (day-parting changes who wins).
+        let nurl = path(bid["nurl"].as_str().unwrap()).replace("${AUCTION_PRICE}", "0.25");
         assert_eq!(get(a, &nurl).status, 200);
         wins += 1;
         if n % 2 == 0 {
-            let burl = path(bid["burl"].as_str().unwrap()).replace("${AUCTION_PRICE}", "1.25");
+            let burl = path(bid["burl"].as_str().unwrap()).replace("${AUCTION_PRICE}", "0.25");
             assert_eq!(get(a, &burl).status, 200);
         }
     }
@@ -126,7 +127,7 @@ fn write_behind_and_replay() {
     let charged: i64 = rows.values().map(|r| r.2).sum();
     assert_eq!(
         charged,
-        wins as i64 * 1250,
+        wins as i64 * 250,
         "one charge per auction: win, not bill"
     );
     assert_eq!(spend, charged, "spend counters add each charge once");

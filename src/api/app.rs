@@ -105,7 +105,7 @@ impl App {
         let board = Arc::new(SpendBoard::new(shards));
         // Before the event writer: the fleet's first sync (which creates the
         // schema when configured) is done, or has timed out, before any bid.
-        let fleet = if cfg.events.db.nodes.is_empty() {
+        let fleet = if cfg.events.db.nodes.is_empty() || !cfg.fleet.enabled {
             None
         } else {
             let mut node = [0u8; 8];

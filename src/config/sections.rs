@@ -117,6 +117,10 @@ pub(crate) fn is_cql_identifier(s: &str) -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FleetConfig {
+    /// Share budgets with the other nodes on the database (default). Off:
+    /// each node spends every budget on its own (one node with a database
+    /// for its events only).
+    pub enabled: bool,
     /// How often a node heartbeats, reads global spend and re-slices its
     /// budgets. The overspend bound grows with it (README, Budgets).
     pub sync_interval_ms: u64,
@@ -129,6 +133,7 @@ pub struct FleetConfig {
 impl Default for FleetConfig {
     fn default() -> Self {
         FleetConfig {
+            enabled: true,
             sync_interval_ms: 1000,
             fallback_decay: 0.5,
         }

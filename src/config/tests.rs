@@ -129,3 +129,26 @@ fn notice_keys_are_required_off_loopback_and_never_echoed() {
     let e = parse("[bidder]\ncpc_cap_multiple = 0.5").unwrap_err();
     assert!(e.to_string().contains("bidder.cpc_cap_multiple"));
 }
+
+#[test]
+fn fleet_settings_are_range_checked_by_key() {
+    for (bad, key) in [
+        ("[fleet]\nsync_interval_ms = 50", "fleet.sync_interval_ms"),
+        (
+            "[fleet]\nsync_interval_ms = 600000",
+            "fleet.sync_interval_ms",
+        ),
+        ("[fleet]\nfallback_decay = 1.5", "fleet.fallback_decay"),
+        ("[fleet]\nfallback_decay = -0.1", "fleet.fallback_decay"),
+    ] {
+        let e = parse(bad).unwrap_err().to_string();
+        assert!(e.contains(key), "{bad}: {e}");
+    }
+    let c = parse("[fleet]\nenabled = false\nsync_interval_ms = 250\nfallback_decay = 1").unwrap();
+    assert!(!c.fleet.enabled);
+    assert_eq!(c.fleet.sync_interval_ms, 250);
+    assert!(
+        parse("[fleet]\nsync_every = 1").is_err(),
+        "unknown keys refused"
+    );
+}
