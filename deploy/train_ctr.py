@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the bundled CTR model (configs/ctr.onnx) on the Avazu click sample.
 
-    target/pyenv/bin/python deploy/train_ctr.py ../shared/data/avazu-15k.csv configs/ctr.onnx
+    target/pyenv/bin/python deploy/train_ctr.py deploy/data/avazu-15k.csv configs/ctr.onnx
 
 Model: logistic regression over hashed categorical features. Each feature is
 the string "name=value", hashed with xxh3-64 (seed 0) and masked to BUCKETS;
@@ -129,4 +129,4 @@ def main(src, dst):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/avazu-15k.csv", sys.argv[2] if len(sys.argv) > 2 else "configs/ctr.onnx")
+    main(sys.argv[1] if len(sys.argv) > 1 else "deploy/data/avazu-15k.csv", sys.argv[2] if len(sys.argv) > 2 else "configs/ctr.onnx")
