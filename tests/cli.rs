@@ -169,3 +169,51 @@ fn sigterm_drains_and_exits_zero() {
     let _ = err.read_to_string(&mut rest);
     assert!(rest.contains("all shards stopped"), "{rest}");
 }
+
+/// A port another process serves is refused, not shared through
+/// SO_REUSEPORT (which would split the connections between the two).
+#[test]
+fn a_listen_address_in_use_exits_2_naming_it() {
+    let spool = std::env::temp_dir().join(format!("adshard-cli-busy-{}", std::process::id()));
+    let (first, addr) = adshard::testkit::process::serve(BIN, &spool, &[]);
+    let mut second = Command::new(BIN)
+        .args(["serve", "--listen", &addr.to_string(), "--cores", "0"])
+        .env("ADSHARD__SCORING__ENABLED", "false")
+        .env("ADSHARD__EVENTS__SPOOL_DIR", &spool)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = second.kill();
+            panic!("a second server started on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("server.listen: cannot listen on {addr}")) && err.contains("in use"),
+        "{err}"
+    );
+    // The first server still has the port to itself.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    drop(first);
+    let _ = std::fs::remove_dir_all(&spool);
+}

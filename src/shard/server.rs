@@ -41,6 +41,12 @@ impl Server {
         // Bind all listeners here so a bad address fails start-up with a clear
         // error; with port 0 the first bind picks the port the others share.
         let mut fds = Vec::with_capacity(settings.len());
+        if addr.port() != 0 {
+            // SO_REUSEPORT would let this process share a port another
+            // process serves (connections split between the two): a plain
+            // bind first fails if anyone listens there.
+            probe_free(addr).map_err(|source| StartError::Bind { addr, source })?;
+        }
         for _ in &settings {
             let fd = bind_listener(addr, config.server.backlog)
                 .map_err(|source| StartError::Bind { addr, source })?;
@@ -151,6 +157,23 @@ impl Server {
         }
         tracing::info!("all shards stopped");
     }
+}
+
+/// Binds `addr` without SO_REUSEPORT and lets it go: fails with
+/// `AddrInUse` when another socket listens there (with or without
+/// SO_REUSEPORT).
+fn probe_free(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Connections of an earlier run in TIME_WAIT do not count.
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            std::io::Error::new(e.kind(), "address already in use by another process")
+        } else {
+            e
+        }
+    })
 }
 
 fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<OwnedFd> {
