@@ -164,16 +164,21 @@ fn main() -> ExitCode {
             }
         },
         Cmd::CheckConfig { file } => {
-            match Config::load(&file)
-                .and_then(|c| c.shards(&adshard::sys::allowed_cores()).map(|s| (c, s)))
-            {
-                Ok((c, shards)) => {
+            match Config::load(&file).and_then(|c| {
+                let checked = adshard::api::preflight::preflight(&c)?;
+                let shards = c.shards(&adshard::sys::allowed_cores())?;
+                Ok((c, shards, checked))
+            }) {
+                Ok((c, shards, checked)) => {
                     println!(
                         "{}: ok; listen {}; {} shard(s)",
                         file.display(),
                         c.server.listen,
                         shards.len()
                     );
+                    for line in checked {
+                        println!("  {line}");
+                    }
                     for s in shards {
                         println!(
                             "  shard {} on core {}: spin_before_park {:?}, max_connections {}",

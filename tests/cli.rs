@@ -98,6 +98,41 @@ fn bad_config_fails_naming_the_key() {
             "bidder.notice_keys[0]",
         ),
     ];
+    // What only start-up used to find: check-config finds it too.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().map(|a| (busy, a)).unwrap();
+    let not_a_dir = write_config("not-a-dir", "x");
+    let spool = format!(
+        "[events]\nspool_dir = {:?}\n",
+        std::env::temp_dir().join(format!("adshard-cli-spool-{}", std::process::id()))
+    );
+    let startup = [
+        (
+            format!("{spool}[campaigns]\npath = \"/nonexistent/campaigns.toml\"\n"),
+            "campaigns.path",
+        ),
+        (
+            format!("[events]\nspool_dir = {not_a_dir:?}\n"),
+            "events.spool_dir",
+        ),
+        (
+            format!("{spool}[admin]\nlisten = \"{}\"\ntoken = \"t\"\n", busy.1),
+            "admin.listen",
+        ),
+        (
+            format!("{spool}[server]\nlisten = \"{}\"\n", busy.1),
+            "server.listen",
+        ),
+        (
+            format!("{spool}[limits]\nmax_body_bytes = 0\n"),
+            "limits.max_body_bytes",
+        ),
+    ];
+    let cases: Vec<(String, &str)> = cases
+        .iter()
+        .map(|(t, k)| (t.to_string(), *k))
+        .chain(startup)
+        .collect();
     for (i, (text, key)) in cases.iter().enumerate() {
         let p = write_config(&format!("bad{i}.toml"), text);
         for args in [

@@ -29,6 +29,7 @@ pub mod bid;
 pub mod health;
 pub mod metrics_page;
 pub mod notices;
+pub mod preflight;
 
 pub use app::{App, Deps, EMBEDDED_CAMPAIGNS};
 

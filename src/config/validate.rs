@@ -21,8 +21,11 @@ impl Config {
                 format!("must be between 1 and {MAX_HEADERS_CEILING}"),
             ));
         }
-        if l.max_body_bytes > 1024 * 1024 * 1024 {
-            return Err(invalid("limits.max_body_bytes", "must be at most 1 GiB"));
+        if l.max_body_bytes == 0 || l.max_body_bytes > 1024 * 1024 * 1024 {
+            return Err(invalid(
+                "limits.max_body_bytes",
+                "must be between 1 and 1 GiB (0 would refuse every bid request)",
+            ));
         }
         let t = &self.timeouts;
         for (k, v) in [

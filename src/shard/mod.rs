@@ -17,7 +17,7 @@ pub mod overload;
 pub mod server;
 
 pub use overload::{Load, LoadLimits};
-pub use server::Server;
+pub use server::{probe_free, Server};
 
 use crate::config::{Config, ConfigError};
 use crate::http::{Request, Response};

@@ -162,7 +162,7 @@ impl Server {
 /// Binds `addr` without SO_REUSEPORT and lets it go: fails with
 /// `AddrInUse` when another socket listens there (with or without
 /// SO_REUSEPORT).
-fn probe_free(addr: SocketAddr) -> std::io::Result<()> {
+pub fn probe_free(addr: SocketAddr) -> std::io::Result<()> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // Connections of an earlier run in TIME_WAIT do not count.
