@@ -437,7 +437,12 @@ fn campaign_file_reload_keeps_old_index_on_error() {
         "Authorization: Bearer s3cret-token\r\n",
         upload,
     );
-    assert_eq!(ok.status, 202, "{}", ok.text());
+    assert_eq!(
+        (ok.status, ok.reason.as_str()),
+        (202, "Accepted"),
+        "{}",
+        ok.text()
+    );
     assert!(eventually(|| version() == 3));
     assert_eq!(
         post(&mut r, "/openrtb2/bid", "application/json", "", &body).status,

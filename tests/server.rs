@@ -143,6 +143,56 @@ fn chunked_and_gzip_bodies() {
     srv.stop();
 }
 
+/// A body of two gzip members (RFC 1952 allows concatenation) is read whole.
+#[test]
+fn gzip_body_of_two_members_is_read_to_the_end() {
+    let srv = start_echo("");
+    let member = |part: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(part).unwrap();
+        enc.finish().unwrap()
+    };
+    let mut gz = member(b"first half, ");
+    gz.extend(member(b"second half"));
+    let mut r = Reader::new(connect(srv.local_addr()));
+    r.send(
+        format!(
+            "POST /g HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            gz.len()
+        )
+        .as_bytes(),
+    );
+    r.send(&gz);
+    assert_eq!(r.response().text(), "first half, second half");
+    srv.stop();
+}
+
+/// RFC 9112 3.2: more than one Host is a 400; absolute-form targets (what a
+/// request through a proxy carries) are served by their path.
+#[test]
+fn host_headers_and_absolute_form_targets() {
+    let srv = start_api("");
+    let a = srv.local_addr();
+    let mut r = Reader::new(connect(a));
+    r.send(b"GET http://t/healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    let resp = r.response();
+    assert_eq!((resp.status, resp.text().as_str()), (200, "{\"ok\":true}"));
+    r.send(b"GET http://t:8080/nope?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let resp = r.response();
+    assert_eq!(resp.status, 404);
+    assert!(
+        resp.text().contains("\"path\":\"/nope\""),
+        "{}",
+        resp.text()
+    );
+    let mut r = Reader::new(connect(a));
+    r.send(b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    let resp = r.response();
+    assert_eq!((resp.status, resp.reason.as_str()), (400, "Bad Request"));
+    assert!(resp.text().contains("Host"), "{}", resp.text());
+    srv.stop();
+}
+
 #[test]
 fn expect_100_continue() {
     let srv = start_echo("");

@@ -85,6 +85,9 @@ impl Framing {
                     }
                 }
             } else if name.eq_ignore_ascii_case("host") {
+                if host {
+                    return Err(HttpError::DuplicateHost);
+                }
                 host = true;
             }
         }
@@ -330,7 +333,8 @@ impl ChunkedDecoder {
 /// `max_body` inflated bytes so a small bomb cannot exhaust memory.
 pub fn gunzip(input: &[u8], out: &mut Vec<u8>, max_body: usize) -> Result<(), HttpError> {
     out.clear();
-    let mut dec = flate2::read::GzDecoder::new(input).take(max_body as u64 + 1);
+    // Every member: a gzip file may be several concatenated (RFC 1952 2.2).
+    let mut dec = flate2::read::MultiGzDecoder::new(input).take(max_body as u64 + 1);
     let res = match dec.read_to_end(out) {
         Err(_) => Err(HttpError::BadGzip),
         Ok(_) if out.len() > max_body => Err(HttpError::BodyTooLarge),
@@ -378,6 +382,7 @@ mod tests {
         use HttpError::*;
         let cases: &[(&[u8], HttpError)] = &[
             (b"GET / HTTP/1.1\r\n\r\n", MissingHost),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", DuplicateHost),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n", BadContentLength),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", BadContentLength),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", BadContentLength),

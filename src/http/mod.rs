@@ -75,6 +75,9 @@ pub enum HttpError {
     /// HTTP/1.1 request without a Host header (RFC 9112 3.2).
     #[error("missing Host header")]
     MissingHost,
+    /// More than one Host header (RFC 9112 3.2: a 400).
+    #[error("more than one Host header")]
+    DuplicateHost,
     /// The connection closed in the middle of a request.
     #[error("connection closed mid-request")]
     Truncated,
@@ -123,6 +126,7 @@ impl HttpError {
             BadChunk => "bad_chunk",
             BadGzip => "bad_gzip",
             MissingHost => "missing_host",
+            DuplicateHost => "duplicate_host",
             Truncated => "truncated",
             HeaderTimeout => "header_timeout",
             BodyTimeout => "body_timeout",
@@ -130,7 +134,7 @@ impl HttpError {
     }
 
     /// Every variant, for exhaustive metrics exposition and tests.
-    pub const ALL: [HttpError; 21] = {
+    pub const ALL: [HttpError; 22] = {
         use HttpError::*;
         [
             BadMethod,
@@ -151,6 +155,7 @@ impl HttpError {
             BadChunk,
             BadGzip,
             MissingHost,
+            DuplicateHost,
             Truncated,
             HeaderTimeout,
             BodyTimeout,
@@ -168,10 +173,13 @@ pub fn reason(code: u16) -> &'static str {
     match code {
         100 => "Continue",
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
         204 => "No Content",
         302 => "Found",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -180,8 +188,12 @@ pub fn reason(code: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
+        409 => "Conflict",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
         _ => "Unknown",
     }
 }

@@ -89,6 +89,26 @@ static TCHAR: [bool; 256] = byte_table!(|b| {
         )
 });
 
+/// The origin-form part of a target: an absolute-form target
+/// (`http://host:port/path?q`, RFC 9112 3.2.2: a server must accept it) is
+/// served by its path and query (`/` when it has no path); any other form as
+/// it is.
+fn origin_form(target: &str) -> &str {
+    let rest = if target.len() > 7 && target[..7].eq_ignore_ascii_case("http://") {
+        &target[7..]
+    } else if target.len() > 8 && target[..8].eq_ignore_ascii_case("https://") {
+        &target[8..]
+    } else {
+        return target;
+    };
+    match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+        // `http://host?q`: the path is `/`; the query stays attached.
+        Some(i) => &rest[i..],
+        None => "/",
+    }
+}
+
 // RFC 9112 3.2 / RFC 3986: the request-target is visible ASCII with no spaces.
 //   origin-form = absolute-path [ "?" query ]; VCHAR = %x21-7E
 static TARGET: [bool; 256] = byte_table!(|b| b >= 0x21 && b <= 0x7e);
@@ -235,13 +255,14 @@ impl<'h, 'b> Request<'h, 'b> {
 
         self.method = method;
         self.target = target;
-        match target.find('?') {
+        let origin = origin_form(target);
+        match origin.find('?') {
             Some(q) => {
-                self.path = &target[..q];
-                self.query = Some(&target[q + 1..]);
+                self.path = &origin[..q];
+                self.query = Some(&origin[q + 1..]);
             }
             None => {
-                self.path = target;
+                self.path = origin;
                 self.query = None;
             }
         }
@@ -309,6 +330,20 @@ fn ascii(b: &[u8]) -> &str {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn absolute_form_targets_are_served_by_their_path() {
+        for (target, origin) in [
+            ("/a?b", "/a?b"),
+            ("http://h/a?b", "/a?b"),
+            ("HTTPS://h:8443/x", "/x"),
+            ("http://h", "/"),
+            ("http://h?q=1", "?q=1"),
+            ("*", "*"),
+        ] {
+            assert_eq!(origin_form(target), origin, "{target}");
+        }
+    }
     use super::*;
 
     /// Table of parser cases, in the style of httparse's `req!`.

@@ -100,6 +100,8 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 #[derive(Debug, Clone)]
 pub struct Resp {
     pub status: u16,
+    /// The reason phrase of the status line.
+    pub reason: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -146,6 +148,7 @@ impl Reader {
             let mut r = httparse::Response::new(&mut h);
             if let Ok(httparse::Status::Complete(n)) = r.parse(&self.buf) {
                 let status = r.code.unwrap_or(0);
+                let reason = r.reason.unwrap_or_default().to_string();
                 let headers: Vec<(String, String)> = r
                     .headers
                     .iter()
@@ -166,6 +169,7 @@ impl Reader {
                     self.buf.drain(..n + len);
                     return Some(Resp {
                         status,
+                        reason,
                         headers,
                         body,
                     });
