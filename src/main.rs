@@ -112,32 +112,43 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match adshard::events::read_spool(&bytes) {
-                Ok((events, tail)) => {
-                    let mut out = std::io::stdout().lock();
-                    for ev in &events {
-                        let line = serde_json::json!({
-                            "id": format!("{:032x}", ev.id),
-                            "kind": ev.kind.label(),
-                            "ts_micros": ev.ts_micros,
-                            "shard": ev.shard,
-                            "auction_id": ev.auction_id,
-                            "imp_id": ev.imp_id,
-                            "campaign_id": ev.campaign_id,
-                            "creative_id": ev.creative_id,
-                            "price_micros": ev.price_micros,
-                            "currency": ev.currency,
-                            "spend_micros": ev.spend_micros,
-                        });
-                        if std::io::Write::write_fmt(&mut out, format_args!("{line}\n")).is_err() {
-                            return ExitCode::FAILURE;
-                        }
-                    }
-                    eprintln!("{} events; {tail} bytes of a torn last write", events.len());
+            let s = adshard::events::salvage_spool(&bytes);
+            let mut out = std::io::stdout().lock();
+            for ev in &s.events {
+                let line = serde_json::json!({
+                    "id": format!("{:032x}", ev.id),
+                    "kind": ev.kind.label(),
+                    "ts_micros": ev.ts_micros,
+                    "shard": ev.shard,
+                    "auction_id": ev.auction_id,
+                    "imp_id": ev.imp_id,
+                    "campaign_id": ev.campaign_id,
+                    "creative_id": ev.creative_id,
+                    "price_micros": ev.price_micros,
+                    "currency": ev.currency,
+                    "spend_micros": ev.spend_micros,
+                    "bid_id": ev.bid_id,
+                });
+                if std::io::Write::write_fmt(&mut out, format_args!("{line}\n")).is_err() {
+                    return ExitCode::FAILURE;
+                }
+            }
+            match s.damage {
+                None => {
+                    eprintln!(
+                        "{} events; {} bytes of a torn last write",
+                        s.events.len(),
+                        s.unread
+                    );
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("error: {}: {e}", file.display());
+                Some((at, why)) => {
+                    eprintln!(
+                        "error: {}: damaged at byte {at} ({why}); {} events before it printed, {} bytes after it unread",
+                        file.display(),
+                        s.events.len(),
+                        s.unread
+                    );
                     ExitCode::from(2)
                 }
             }
@@ -236,6 +247,7 @@ fn replay(cfg: &Config, files: Vec<PathBuf>, delete: bool) -> ExitCode {
                 "file": f.display().to_string(),
                 "events": r.events,
                 "torn_tail_bytes": r.torn_bytes,
+                "damaged_at": r.damaged_at,
             })
         );
     };
@@ -245,6 +257,13 @@ fn replay(cfg: &Config, files: Vec<PathBuf>, delete: bool) -> ExitCode {
                 "{} files, {} events stored; {} failed attempts, {} retries",
                 s.files, s.events, s.write_errors, s.retries
             );
+            if s.damaged > 0 {
+                eprintln!(
+                    "error: {} file(s) damaged: the events before the damage are stored, the files kept (see damaged_at)",
+                    s.damaged
+                );
+                return ExitCode::from(2);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -205,6 +205,31 @@ fn write_behind_and_replay() {
     let out = replay(&addr, &["--delete"]);
     assert!(out.status.success());
     assert!(!file.exists(), "--delete removes a stored file");
+    // Damage after 10 new events: those 10 are stored, the damage is
+    // reported (exit 2), and the file is kept even with --delete.
+    let mut bytes = Vec::new();
+    for i in 0..10u128 {
+        adshard::events::encode(&event(base | (7000 + i), 0, 0), &mut bytes);
+    }
+    let good = bytes.len();
+    bytes.extend_from_slice(&[0, 0, 0, 0, 2, 0, 0, 0]);
+    bytes.extend_from_slice(&[0xee; 64]);
+    std::fs::write(&file, &bytes).unwrap();
+    let out = replay(&addr, &["--delete"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("\"events\":10"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("\"damaged_at\":{good}")),
+        "{stdout}"
+    );
+    assert!(file.exists(), "a damaged file is kept");
+    assert_eq!(
+        stored(&addr, "t_replay").0.len(),
+        1010,
+        "the 10 before the damage stored"
+    );
+    std::fs::remove_file(&file).unwrap();
     // No database configured at all: a clear error, exit 2.
     let out = Command::new(BIN)
         .args(["replay", "x.spool"])

@@ -252,3 +252,32 @@ fn a_listen_address_in_use_exits_2_naming_it() {
     drop(first);
     let _ = std::fs::remove_dir_all(&spool);
 }
+
+/// `spool-dump` on a segment damaged after 20 events prints those 20 and
+/// says where the damage starts (exit 2).
+#[test]
+fn spool_dump_salvages_events_before_damage() {
+    let mut bytes = Vec::new();
+    for i in 0..20 {
+        adshard::events::encode(&adshard::testkit::events::charge(i, 0, 7), &mut bytes);
+    }
+    let good = bytes.len();
+    bytes.extend_from_slice(&[0, 0, 0, 0, 2, 0, 0, 0]);
+    bytes.extend_from_slice(&[0xee; 64]);
+    let p = write_config("damaged.spool", "");
+    std::fs::write(&p, &bytes).unwrap();
+    let out = Command::new(BIN)
+        .args(["spool-dump", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 20);
+    assert_eq!(lines[19]["spend_micros"], 7);
+    assert!(err.contains(&format!("damaged at byte {good}")), "{err}");
+    assert!(err.contains("20 events before it"), "{err}");
+}

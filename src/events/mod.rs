@@ -22,7 +22,10 @@ pub use record::{
     decode, encode, scan_notices, Decoded, Event, EventError, NoticeRef, MAX_FRAME_BYTES,
 };
 pub use sink::{Sink, Started, Store};
-pub use spool::{list_segments, read_spool, segment_path, Queued, Segment, SpoolStats, WriterCtl};
+pub use spool::{
+    list_segments, read_spool, salvage_spool, segment_path, Queued, Salvage, Segment, SpoolStats,
+    WriterCtl,
+};
 
 /// The kind of an event. [`Kind::ALL`] and [`Kind::label`] are the one table
 /// of kinds: metrics labels, the database's `kind` column and `spool-dump`

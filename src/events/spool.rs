@@ -252,6 +252,44 @@ fn sync(out: &mut Option<BufWriter<File>>, c: &SpoolStats) -> bool {
 
 /// Reads a spool: every whole event, and how many bytes of a cut-short tail
 /// (a crash mid-write) follow them.
+/// What [`salvage_spool`] recovered from a segment.
+#[derive(Debug, Default)]
+pub struct Salvage {
+    /// Every whole event before the end or the damage.
+    pub events: Vec<Event>,
+    /// Bytes after the last whole event (a torn tail, or the damaged rest).
+    pub unread: usize,
+    /// Where the damage starts (byte offset) and what it is; None when the
+    /// file ends in whole events or a torn last write.
+    pub damage: Option<(usize, String)>,
+}
+
+/// Reads every whole event up to the end of `bytes` or up to the first
+/// frame that is not an event, and says where that is: damage mid-file
+/// loses only what follows it.
+pub fn salvage_spool(bytes: &[u8]) -> Salvage {
+    let mut s = Salvage::default();
+    let mut at = 0;
+    while at < bytes.len() {
+        match record::decode(&bytes[at..]) {
+            Ok(record::Decoded::Event(ev, used)) => {
+                s.events.push(ev);
+                at += used;
+            }
+            Ok(record::Decoded::Partial) => break,
+            Err(e) => {
+                s.damage = Some((at, e.to_string()));
+                break;
+            }
+        }
+    }
+    s.unread = bytes.len() - at;
+    s
+}
+
+/// Reads a whole segment: every event, and the bytes of a torn last write;
+/// an error at the first frame that is not an event (see [`salvage_spool`]
+/// to keep what precedes it).
 pub fn read_spool(bytes: &[u8]) -> Result<(Vec<Event>, usize), record::EventError> {
     let mut at = 0;
     let mut evs = Vec::new();

@@ -178,3 +178,26 @@ fn a_startup_scan_sees_notices_and_skips_bids() {
         ]
     );
 }
+
+#[test]
+fn damage_mid_segment_loses_only_what_follows_it() {
+    let mut bytes = Vec::new();
+    for i in 0..20 {
+        super::encode(&crate::testkit::events::charge(i, 0, 5), &mut bytes);
+    }
+    let good = bytes.len();
+    // A frame header promising a segment, then garbage: not an event.
+    bytes.extend_from_slice(&[0, 0, 0, 0, 2, 0, 0, 0]);
+    bytes.extend_from_slice(&[0xff; 40]);
+    for i in 20..25 {
+        super::encode(&crate::testkit::events::charge(i, 0, 5), &mut bytes);
+    }
+    assert!(read_spool(&bytes).is_err(), "the strict reader refuses it");
+    let s = super::salvage_spool(&bytes);
+    assert_eq!(s.events.len(), 20, "every event before the damage");
+    assert_eq!(s.damage.as_ref().map(|d| d.0), Some(good), "{:?}", s.damage);
+    assert_eq!(s.unread, bytes.len() - good);
+    let whole = super::salvage_spool(&bytes[..good]);
+    assert_eq!((whole.events.len(), whole.unread), (20, 0));
+    assert!(whole.damage.is_none());
+}

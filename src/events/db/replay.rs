@@ -4,7 +4,7 @@
 use super::client::{bounded, Db};
 use super::{chunks, DbError, DbStats};
 use crate::events::record::Event;
-use crate::events::spool::read_spool;
+use crate::events::spool::salvage_spool;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -13,8 +13,12 @@ use std::sync::atomic::Ordering::Relaxed;
 pub struct Replayed {
     /// Events stored.
     pub events: u64,
-    /// Bytes of a torn tail after the last whole event.
+    /// Bytes of a torn tail after the last whole event (or of the damaged
+    /// rest, with `damaged_at`).
     pub torn_bytes: usize,
+    /// Byte offset of the first frame that is not an event: the events
+    /// before it are stored, the rest is not.
+    pub damaged_at: Option<usize>,
 }
 
 /// Why a segment was not replayed.
@@ -27,14 +31,6 @@ pub enum ReplayError {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
-    },
-    /// The file holds a frame that is not an event.
-    #[error("{path}: {source}")]
-    Decode {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: crate::events::record::EventError,
     },
     /// The database refused a batch after every retry.
     #[error("{path}: {source}")]
@@ -61,10 +57,11 @@ pub async fn replay_file(
             path: path.into(),
             source,
         })?;
-    let (evs, torn_bytes) = read_spool(&bytes).map_err(|source| ReplayError::Decode {
-        path: path.into(),
-        source,
-    })?;
+    let s = salvage_spool(&bytes);
+    if let Some((at, why)) = &s.damage {
+        tracing::warn!(path = %path.display(), at, error = %why, events_before = s.events.len(), "damaged spool segment: storing the events before the damage");
+    }
+    let (evs, torn_bytes) = (s.events, s.unread);
     let n = evs.len() as u64;
     let spend: Vec<Event> = evs.iter().filter(|e| e.spend_micros > 0).cloned().collect();
     let db_err = |source| ReplayError::Db {
@@ -86,6 +83,7 @@ pub async fn replay_file(
     Ok(Replayed {
         events: n,
         torn_bytes,
+        damaged_at: s.damage.map(|d| d.0),
     })
 }
 
@@ -150,6 +148,8 @@ pub struct ReplaySummary {
     pub write_errors: u64,
     /// Retried batch attempts.
     pub retries: u64,
+    /// Files with damage (their events before it stored; never deleted).
+    pub damaged: usize,
 }
 
 /// `adshard replay`: stores every whole event of `files` (all segments in
@@ -194,7 +194,9 @@ pub fn replay_files(
                     e => ReplayRunError::Segment(e),
                 })?;
             each(f, &r);
-            if delete {
+            if r.damaged_at.is_some() {
+                sum.damaged += 1;
+            } else if delete {
                 std::fs::remove_file(f).map_err(|source| ReplayRunError::Delete {
                     path: f.clone(),
                     source,

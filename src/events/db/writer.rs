@@ -284,7 +284,11 @@ impl Writer {
             match replay_file(db, &seg.path, self.cfg.batch_size, conc, &self.stats).await {
                 Ok(r) => {
                     self.stats.replayed_segments.fetch_add(1, Relaxed);
-                    let done = if r.torn_bytes > 0 {
+                    let done = if let Some(at) = r.damaged_at {
+                        tracing::error!(path = %seg.path.display(), events = r.events, damaged_at = at, "replayed the events before damage in a segment; kept as .bad");
+                        self.stats.replay_errors.fetch_add(1, Relaxed);
+                        std::fs::rename(&seg.path, seg.path.with_extension("spool.bad"))
+                    } else if r.torn_bytes > 0 {
                         tracing::warn!(path = %seg.path.display(), events = r.events, torn_bytes = r.torn_bytes, "replayed a segment with a torn tail; kept as .torn");
                         std::fs::rename(&seg.path, seg.path.with_extension("spool.torn"))
                     } else {
