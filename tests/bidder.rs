@@ -552,3 +552,75 @@ fn admin_routes_are_not_on_the_public_listener() {
             .to_string();
     assert!(e.contains("admin.token"), "{e}");
 }
+
+/// The embedded campaign file cut to its first `n` campaigns.
+fn first_campaigns(n: usize) -> String {
+    let mut parts = adshard::api::EMBEDDED_CAMPAIGNS.split("\n[[campaign]]\n");
+    let mut out = parts.next().unwrap().to_string();
+    for p in parts.take(n) {
+        out.push_str("\n[[campaign]]\n");
+        out.push_str(p);
+    }
+    out
+}
+
+/// A file emptied, or caught half written, does not replace the index in
+/// service: refused, counted and reported until it is whole again (or the
+/// change is forced through the admin listener).
+#[test]
+fn reload_guards_keep_the_index_in_service() {
+    let dir = std::env::temp_dir().join(format!("adshard-guard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("campaigns.toml");
+    std::fs::write(&file, adshard::api::EMBEDDED_CAMPAIGNS).unwrap();
+    let app = start_api(&format!("[campaigns]\npath = {:?}\nreload_poll_ms = 20\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret-token\"", file.to_str().unwrap()));
+    let (a, admin) = (app.local_addr(), app.admin_addr().unwrap());
+    let all = app.deps.index.current.load().len();
+    assert!(all >= 8, "{all}");
+    let status = || app.deps.index.status.load();
+    for (i, (text, why)) in [
+        (String::new(), "no campaigns"),
+        (first_campaigns(2), "fewer"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(&file, text).unwrap();
+        assert!(eventually(|| status().errors == i as u64 + 1));
+        assert_eq!((status().version, status().campaigns), (1, all), "kept");
+        let m = get(a, "/metrics").text();
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("adshard_index_last_error{"))
+            .unwrap();
+        assert!(line.contains(why) && line.contains("max_shrink"), "{line}");
+        assert!(!line.chars().any(char::is_control), "{line}");
+    }
+    // Whole again (a drop within max_shrink): taken, the error cleared.
+    std::fs::write(&file, first_campaigns(all - 1)).unwrap();
+    assert!(eventually(|| status().version == 2));
+    assert_eq!(status().campaigns, all - 1);
+    assert!(!get(a, "/metrics")
+        .text()
+        .contains("adshard_index_last_error"));
+    // The admin listener can force a large drop; without force it is refused.
+    let two = first_campaigns(2);
+    let up = |q: &str| {
+        admin_req(
+            admin,
+            "POST",
+            &format!("/admin/campaigns{q}"),
+            "Authorization: Bearer s3cret-token\r\n",
+            two.as_bytes(),
+        )
+        .status
+    };
+    assert_eq!(up(""), 202);
+    assert!(eventually(|| status().errors == 3));
+    assert_eq!(status().version, 2);
+    assert_eq!(up("?force=true"), 202);
+    assert!(eventually(|| status().version == 3));
+    assert_eq!(status().campaigns, 2);
+    assert_eq!(up("?force=maybe"), 400);
+    app.stop();
+}

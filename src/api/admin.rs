@@ -6,7 +6,7 @@
 //!
 //! | route | method | answer |
 //! |---|---|---|
-//! | `/admin/campaigns` | POST | replace the campaign set (TOML, or JSON with `Content-Type: application/json`); 202, built on the loader thread |
+//! | `/admin/campaigns` | POST | replace the campaign set (TOML, or JSON with `Content-Type: application/json`); 202, built on the loader thread; `?force=true` past the shrink guard (`campaigns.max_shrink`) |
 //! | `/admin/index` | GET | campaign loader status |
 //! | `/admin/model` | GET | CTR model loader status (404 when scoring is off) |
 //! | `/admin/spend` | GET | spend per campaign today (UTC) and lifetime, summed over shards; with `[events.db]` also global spend (every node) and this node's slice; `?campaign=ID` for one |
@@ -223,6 +223,18 @@ fn handle(
                 "admin upload"
             }
             .to_string();
+            let force = match crate::http::query::get(req.query, "force").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    json(
+                        resp,
+                        400,
+                        serde_json::json!({ "error": "force: true or false" }),
+                    );
+                    return;
+                }
+            };
             let version = deps.index.current.load().version;
             if deps
                 .index
@@ -230,6 +242,7 @@ fn handle(
                 .send(Command::Replace {
                     text: text.to_string(),
                     origin,
+                    force,
                 })
                 .is_err()
             {

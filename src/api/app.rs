@@ -77,8 +77,8 @@ impl App {
             None => Source::Embedded(EMBEDDED_CAMPAIGNS),
         };
         let poll = std::time::Duration::from_millis(cfg.campaigns.reload_poll_ms);
-        let (index, loader) =
-            loader::start(source, poll).map_err(|e| invalid("campaigns.path", e.to_string()))?;
+        let (index, loader) = loader::start(source, poll, cfg.campaigns.max_shrink)
+            .map_err(|e| invalid("campaigns.path", e.to_string()))?;
         match Self::start_rest(cfg, index.clone()) {
             Ok((server, deps, admin, store)) => Ok(App {
                 server,

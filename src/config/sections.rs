@@ -318,6 +318,11 @@ pub struct CampaignsConfig {
     pub path: Option<std::path::PathBuf>,
     /// How often the file is checked for changes.
     pub reload_poll_ms: u64,
+    /// A reload that would drop more than this fraction of the campaigns in
+    /// service (or leave none) is refused unless forced through the admin
+    /// listener (`POST /admin/campaigns?force=true`): a file caught half
+    /// written, or emptied by mistake, must not stop the bidding.
+    pub max_shrink: f64,
 }
 
 impl Default for CampaignsConfig {
@@ -325,6 +330,7 @@ impl Default for CampaignsConfig {
         CampaignsConfig {
             path: None,
             reload_poll_ms: 1000,
+            max_shrink: 0.5,
         }
     }
 }

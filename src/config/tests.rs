@@ -140,6 +140,7 @@ fn fleet_settings_are_range_checked_by_key() {
         ),
         ("[fleet]\nfallback_decay = 1.5", "fleet.fallback_decay"),
         ("[fleet]\nfallback_decay = -0.1", "fleet.fallback_decay"),
+        ("[campaigns]\nmax_shrink = 2", "campaigns.max_shrink"),
     ] {
         let e = parse(bad).unwrap_err().to_string();
         assert!(e.contains(key), "{bad}: {e}");

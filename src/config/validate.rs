@@ -152,6 +152,9 @@ impl Config {
         if self.events.queue_capacity == 0 {
             return Err(invalid("events.queue_capacity", "must be greater than 0"));
         }
+        if !(0.0..=1.0).contains(&self.campaigns.max_shrink) {
+            return Err(invalid("campaigns.max_shrink", "must be between 0 and 1"));
+        }
         if !(100..=60_000).contains(&self.fleet.sync_interval_ms) {
             return Err(invalid(
                 "fleet.sync_interval_ms",

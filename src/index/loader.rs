@@ -101,6 +101,8 @@ pub enum Command {
         text: String,
         /// Label for logs.
         origin: String,
+        /// Past the shrink guard (an empty set, or a large drop, on purpose).
+        force: bool,
     },
     /// Exit the thread.
     Stop,
@@ -142,6 +144,7 @@ pub(crate) fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
 pub fn start(
     source: Source,
     poll: Duration,
+    max_shrink: f64,
 ) -> Result<(IndexHandle, std::thread::JoinHandle<()>), IndexError> {
     let (text, origin) = match &source {
         Source::Embedded(t) => (t.to_string(), "embedded campaigns".to_string()),
@@ -168,7 +171,7 @@ pub fn start(
     };
     let thread = std::thread::Builder::new()
         .name("index-loader".into())
-        .spawn(move || run(source, poll, rx, current, status))
+        .spawn(move || run(source, poll, max_shrink, rx, current, status))
         .map_err(|e| IndexError::Parse {
             origin: "index loader".into(),
             message: e.to_string(),
@@ -176,9 +179,43 @@ pub fn start(
     Ok((handle, thread))
 }
 
+/// Refuses a new index that leaves no campaigns, or drops more than
+/// `max_shrink` of the `old` count (a file caught half written, or emptied
+/// by mistake), unless `force`.
+fn guard(new: usize, old: usize, max_shrink: f64, force: bool) -> Result<(), IndexError> {
+    let refuse = |message: String| {
+        Err(IndexError::Parse {
+            origin: "campaigns.max_shrink".into(),
+            message,
+        })
+    };
+    if force {
+        Ok(())
+    } else if new == 0 {
+        refuse("no campaigns (an empty or truncated file?); the index in service is kept (force an empty set through the admin listener)".into())
+    } else if (new as f64) < old as f64 * (1.0 - max_shrink) {
+        refuse(format!(
+            "{new} campaigns would replace {old}: more than {:.0}% fewer (a file caught half written? replace files atomically: write, then rename); force it through the admin listener",
+            max_shrink * 100.0
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A refusal as a metric label: control characters blanked, at most 200
+/// characters.
+fn sanitised(e: &str) -> String {
+    e.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect()
+}
+
 fn run(
     source: Source,
     poll: Duration,
+    max_shrink: f64,
     rx: mpsc::Receiver<Command>,
     current: Arc<ArcSwap<Index>>,
     status: Arc<ArcSwap<LoadStatus>>,
@@ -190,14 +227,18 @@ fn run(
     let mut retired: Vec<Arc<Index>> = Vec::new();
     loop {
         let job = match rx.recv_timeout(poll) {
-            Ok(Command::Replace { text, origin }) => Some((Ok(text), origin)),
+            Ok(Command::Replace {
+                text,
+                origin,
+                force,
+            }) => Some((Ok(text), origin, force)),
             Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
             Err(mpsc::RecvTimeoutError::Timeout) => match &source {
                 Source::File(p) => {
                     let s = stamp(p);
                     if s.is_some() && s != last_stamp {
                         last_stamp = s;
-                        Some((read(p), p.display().to_string()))
+                        Some((read(p), p.display().to_string(), false))
                     } else {
                         None
                     }
@@ -205,10 +246,16 @@ fn run(
                 Source::Embedded(_) => None,
             },
         };
-        if let Some((text, origin)) = job {
-            let version = current.load().version + 1;
+        if let Some((text, origin, force)) = job {
+            let (version, old) = {
+                let c = current.load();
+                (c.version + 1, c.len())
+            };
             let t0 = std::time::Instant::now();
-            match text.and_then(|t| Index::load(&t, &origin, version)) {
+            let loaded = text
+                .and_then(|t| Index::load(&t, &origin, version))
+                .and_then(|ix| guard(ix.len(), old, max_shrink, force).map(|()| ix));
+            match loaded {
                 Ok(ix) => {
                     let n = ix.len();
                     let old = current.swap(Arc::new(ix));
@@ -220,6 +267,7 @@ fn run(
                     st.loaded_at = now_secs();
                     st.build_ms = t0.elapsed().as_millis() as u64;
                     st.reloads += 1;
+                    st.last_error = None;
                     tracing::info!(version, campaigns = n, build_ms = st.build_ms, source = %st.source, "campaign index reloaded");
                     status.store(Arc::new(st));
                 }
@@ -227,7 +275,7 @@ fn run(
                     tracing::error!(error = %e, "campaign reload refused; keeping the index in service");
                     let mut st = LoadStatus::clone(&status.load());
                     st.errors += 1;
-                    st.last_error = Some(e.to_string());
+                    st.last_error = Some(sanitised(&e.to_string()));
                     status.store(Arc::new(st));
                 }
             }
