@@ -624,3 +624,40 @@ fn reload_guards_keep_the_index_in_service() {
     assert_eq!(up("?force=maybe"), 400);
     app.stop();
 }
+
+/// The admin listener checks the token on the head (a stranger's body is
+/// never read or inflated), and serves connections side by side: a client
+/// that stalls holds up nobody.
+#[test]
+fn admin_authorises_on_the_head_and_serves_connections_concurrently() {
+    let app = start_api("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret-token\"");
+    let admin = app.admin_addr().unwrap();
+    // A big gzip upload without the token: 401 before any body is sent.
+    let t = Instant::now();
+    let mut r = Reader::new(connect(admin));
+    r.send(b"POST /admin/campaigns HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\nContent-Length: 250000\r\n\r\n");
+    assert_eq!(r.response().status, 401);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // Stalled clients: half a head each, never finished.
+    let mut stalled: Vec<_> = (0..3).map(|_| connect(admin)).collect();
+    for s in &mut stalled {
+        std::io::Write::write_all(s, b"GET /admin/index HTTP/1.1\r\nHost: t\r\n").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let ok = admin_req(
+        admin,
+        "GET",
+        "/admin/index",
+        "Authorization: Bearer s3cret-token\r\n",
+        b"",
+    );
+    assert_eq!(ok.status, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "waited {:?} behind stalled clients",
+        t.elapsed()
+    );
+    drop(stalled);
+    app.stop();
+}

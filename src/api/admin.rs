@@ -29,6 +29,12 @@ use std::time::Duration;
 
 const MAX_HEAD: usize = 16 * 1024;
 
+/// Admin connections served at once.
+const MAX_CONNS: usize = 16;
+
+/// The longest one admin request may take to arrive, head and body.
+const DEADLINE: Duration = Duration::from_secs(10);
+
 /// What the admin routes reach: the campaign loader and the model loader.
 #[derive(Debug, Clone)]
 pub struct AdminHandles {
@@ -58,14 +64,40 @@ impl AdminServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let (token, max_body, flag) = (cfg.token.clone(), cfg.max_body_bytes, stop.clone());
+        let token: Arc<str> = token.into();
+        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name("admin".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((s, _)) => {
-                            if let Err(e) = serve(s, &token, max_body, &deps) {
-                                tracing::debug!(error = %e, "admin connection ended");
+                        Ok((mut s, _)) => {
+                            // A thread per connection, each with its own
+                            // deadline: a slow or hostile client never holds
+                            // up another. Past MAX_CONNS at once: 503.
+                            if busy.load(Ordering::Relaxed) >= MAX_CONNS {
+                                let mut resp = Response::default();
+                                json(
+                                    &mut resp,
+                                    503,
+                                    serde_json::json!({ "error": "admin listener busy" }),
+                                );
+                                let _ = s.set_nonblocking(false);
+                                let _ = respond(&mut s, &resp);
+                                continue;
+                            }
+                            busy.fetch_add(1, Ordering::Relaxed);
+                            let (token, deps, done) = (token.clone(), deps.clone(), busy.clone());
+                            let spawned = std::thread::Builder::new()
+                                .name("admin-conn".into())
+                                .spawn(move || {
+                                    if let Err(e) = serve(s, &token, max_body, &deps) {
+                                        tracing::debug!(error = %e, "admin connection ended");
+                                    }
+                                    done.fetch_sub(1, Ordering::Relaxed);
+                                });
+                            if spawned.is_err() {
+                                busy.fetch_sub(1, Ordering::Relaxed);
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -100,7 +132,8 @@ fn respond(s: &mut TcpStream, resp: &Response) -> std::io::Result<()> {
     s.write_all(&out)
 }
 
-/// One request per connection (admin clients are scripts and operators).
+/// One request per connection (admin clients are scripts and operators),
+/// within [`DEADLINE`]; the token is checked as soon as the head is in.
 fn serve(
     mut s: TcpStream,
     token: &str,
@@ -108,8 +141,9 @@ fn serve(
     deps: &AdminHandles,
 ) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(DEADLINE))?;
+    let until = std::time::Instant::now() + DEADLINE;
+    let mut head_checked = false;
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut resp = Response::default();
@@ -122,6 +156,12 @@ fn serve(
         let mut h = [EMPTY_HEADER; 64];
         match reader.next(&buf, &mut h) {
             Ok(Progress::Ready(ready)) => {
+                // The token before anything is done with the body (no
+                // gunzip for a stranger).
+                if !authorized(&ready.req, token) {
+                    unauthorized(&mut resp);
+                    return respond(&mut s, &resp);
+                }
                 let mut inflated = Vec::new();
                 let body = match http::content(
                     &ready.framing,
@@ -135,13 +175,42 @@ fn serve(
                 handle(&ready.req, body, token, deps, &mut resp);
                 return respond(&mut s, &resp);
             }
-            Ok(Progress::NeedBody {
-                send_continue: true,
-            }) => s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?,
-            Ok(Progress::NeedHead | Progress::NeedBody { .. }) => {}
+            Ok(Progress::NeedBody { send_continue }) => {
+                // The head is in: the token is checked before a byte of the
+                // body is read.
+                if !head_checked {
+                    head_checked = true;
+                    let mut h = [EMPTY_HEADER; 64];
+                    let mut head = Request::new(&mut h);
+                    if head.parse(&buf).is_ok() && !authorized(&head, token) {
+                        unauthorized(&mut resp);
+                        return respond(&mut s, &resp);
+                    }
+                }
+                if send_continue {
+                    s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+                }
+            }
+            Ok(Progress::NeedHead) => {}
             Err(e) => return refuse(&mut s, &mut resp, e),
         }
-        let n = s.read(&mut chunk)?;
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return refuse(&mut s, &mut resp, HttpError::BodyTimeout);
+        }
+        s.set_read_timeout(Some(left))?;
+        let n = match s.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return refuse(&mut s, &mut resp, HttpError::BodyTimeout);
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Ok(());
         }
@@ -156,6 +225,15 @@ fn refuse(s: &mut TcpStream, resp: &mut Response, e: HttpError) -> std::io::Resu
         serde_json::json!({ "error": e.to_string() }),
     );
     respond(s, resp)
+}
+
+fn unauthorized(resp: &mut Response) {
+    json(
+        resp,
+        401,
+        serde_json::json!({ "error": "missing or wrong bearer token" }),
+    );
+    resp.header("WWW-Authenticate", b"Bearer");
 }
 
 /// Constant-time check of `Authorization: Bearer <token>`.
@@ -181,12 +259,7 @@ fn handle(
     resp: &mut Response,
 ) {
     if !authorized(req, token) {
-        json(
-            resp,
-            401,
-            serde_json::json!({ "error": "missing or wrong bearer token" }),
-        );
-        resp.header("WWW-Authenticate", b"Bearer");
+        unauthorized(resp);
         return;
     }
     let method = |allowed: &'static str, resp: &mut Response| {
