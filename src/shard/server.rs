@@ -187,6 +187,9 @@ fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<OwnedFd> {
     Ok(OwnedFd::from(sock))
 }
 
+/// How often a shard looks for the drain flag.
+const DRAIN_POLL: Duration = Duration::from_millis(500);
+
 pub(crate) async fn run_shard<S, F>(
     settings: ShardSettings,
     fd: OwnedFd,
@@ -236,8 +239,10 @@ pub(crate) async fn run_shard<S, F>(
     let _ = ready.send((id, Ok(())));
     tracing::debug!(shard = id, core = rt.settings.core, "shard serving");
 
+    // Polled, not signalled (the flag is set from another thread): often
+    // enough for a prompt drain, rarely enough that an idle shard parks.
     while !shared.draining.load(Ordering::Relaxed) {
-        glommio::timer::sleep(Duration::from_millis(20)).await;
+        glommio::timer::sleep(DRAIN_POLL).await;
     }
     // Stop accepting: dropping the task cancels it and closes the listener.
     drop(acceptor);
