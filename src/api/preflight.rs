@@ -54,23 +54,28 @@ pub fn preflight(cfg: &Config) -> Result<Vec<String>, ConfigError> {
     Ok(ok)
 }
 
-/// `dir` exists and takes a new file, or can be created.
+/// `dir` exists and takes a new file, or can be created (serve creates it):
+/// its nearest existing ancestor is a directory that takes a new file.
 fn writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    if !dir.exists() {
-        // Serve creates it: its nearest existing ancestor must be a directory.
-        let parent = dir
-            .ancestors()
-            .skip(1)
-            .find(|a| a.as_os_str().is_empty() || a.exists());
-        return match parent {
-            Some(p) if p.as_os_str().is_empty() || p.is_dir() => Ok(()),
-            _ => Err(std::io::Error::other("cannot be created")),
-        };
+    let existing = dir
+        .ancestors()
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find(|a| a.exists())
+        .ok_or_else(|| std::io::Error::other("no existing ancestor"))?;
+    if !existing.is_dir() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory",
+            existing.display()
+        )));
     }
-    if !dir.is_dir() {
-        return Err(std::io::Error::other("not a directory"));
-    }
-    let probe = dir.join(format!(".adshard-check-{}", std::process::id()));
-    std::fs::write(&probe, b"")?;
+    let probe = existing.join(format!(".adshard-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", existing.display())))?;
     std::fs::remove_file(&probe)
 }
