@@ -8,7 +8,9 @@
 //! 2. One node is killed (SIGKILL): the other counts one live node within
 //!    two sync intervals, then alone spends campaign 3's budget (within 2%).
 //! 3. The killed node restarts on the same spool: nothing is left to spend,
-//!    and it spends nothing again (every bid request answered 204).
+//!    and it spends nothing again (every bid request answered 204); a win
+//!    notice it answered before, sent again, is a duplicate (its segment was
+//!    replayed into the database and kept as `.done`).
 #![allow(clippy::unwrap_used)]
 
 use adshard::testkit::cassandra::{cql, rt, Node, ONE_NODE};
@@ -180,6 +182,18 @@ fn two_nodes_share_budgets_through_the_database() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let seq = AtomicU64::new(0);
+    // One win on B, its notice kept to be sent again after B restarts.
+    let old_win = {
+        let mut r = Reader::new(connect(b));
+        let resp = post_bid(&mut r, &request(999_999, 300, 250));
+        assert_eq!(resp.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        let bid = &v["seatbid"][0]["bid"][0];
+        let price = bid["price"].as_f64().unwrap().to_string();
+        let nurl = path(bid["nurl"].as_str().unwrap()).replace("${AUCTION_PRICE}", &price);
+        assert_eq!(get(b, &nurl).text(), "{\"duplicate\":false,\"ok\":true}");
+        nurl
+    };
 
     // 1. Five budgets' worth of 300x250 auctions over 10 s, over both nodes
     //    at once: campaign 1 pays 6000 micro-USD a win, campaign 2 5000.
@@ -243,6 +257,9 @@ fn two_nodes_share_budgets_through_the_database() {
         wins, 0,
         "a restarted node does not spend again what was spent"
     );
+    // Its notices were replayed into the database during the run; the
+    // restarted node still knows them: a win sent again is a duplicate.
+    assert_eq!(get(b2, &old_win).text(), "{\"duplicate\":true,\"ok\":true}");
     std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
     assert_eq!(settled(&addr, spent.iter().sum(), &[a, b2]), spent);
     let _ = std::fs::remove_dir_all(&dir);

@@ -129,7 +129,12 @@ impl App {
             sinks,
             spool,
             db,
-        } = Store::start(ev, shards).map_err(|e| {
+        } = Store::start_keeping(
+            ev,
+            shards,
+            std::time::Duration::from_secs(cfg.bidder.notice_ttl_secs().unwrap_or(72 * 3600)),
+        )
+        .map_err(|e| {
             invalid(
                 "events.spool_dir",
                 format!("{}: {e}", ev.spool_dir.display()),
@@ -257,13 +262,20 @@ fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) ->
     let mut spend: Vec<HashMap<u64, (i64, i64)>> = vec![HashMap::new(); shards.max(1)];
     let mut freq: Vec<Vec<(u64, u64, u64)>> = vec![Vec::new(); shards.max(1)];
     let dir = &cfg.events.spool_dir;
-    let segs = crate::events::list_segments(dir).unwrap_or_default();
+    // Live segments and those already replayed into a database (kept for
+    // the notice TTL, then pruned).
+    crate::events::prune_done(dir, std::time::Duration::from_secs(ttl));
+    let mut segs = crate::events::list_segments(dir).unwrap_or_default();
+    segs.extend(crate::events::list_done(dir).unwrap_or_default());
     let t = std::time::Instant::now();
     let now = crate::adserve::Now::wall().secs;
     let today = now / 86_400;
     let (mut n, mut bytes) = (0u64, 0u64);
     for seg in segs {
-        let data = match std::fs::read(&seg.path) {
+        // A segment the database writer replays meanwhile is renamed .done.
+        let read = std::fs::read(&seg.path)
+            .or_else(|_| std::fs::read(seg.path.with_extension("spool.done")));
+        let data = match read {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(path = %seg.path.display(), error = %e, "cannot read a spool segment to restore notices and spend");

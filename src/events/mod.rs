@@ -23,8 +23,8 @@ pub use record::{
 };
 pub use sink::{Sink, Started, Store};
 pub use spool::{
-    list_segments, read_spool, salvage_spool, segment_path, Queued, Salvage, Segment, SpoolStats,
-    WriterCtl,
+    list_done, list_segments, prune_done, read_spool, salvage_spool, segment_path, Queued, Salvage,
+    Segment, SpoolStats, WriterCtl,
 };
 
 /// The kind of an event. [`Kind::ALL`] and [`Kind::label`] are the one table

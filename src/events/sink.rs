@@ -109,9 +109,22 @@ impl Store {
     /// segment already in the directory) and, with a database configured,
     /// the database writer.
     pub fn start(cfg: &EventsConfig, shards: usize) -> std::io::Result<Started> {
+        Self::start_keeping(cfg, shards, Duration::ZERO)
+    }
+
+    /// [`Store::start`], keeping segments the database writer has replayed
+    /// for `keep` (renamed `*.spool.done`) instead of deleting them: a
+    /// restart reads their notices back (de-duplication, spend).
+    pub fn start_keeping(
+        cfg: &EventsConfig,
+        shards: usize,
+        keep: Duration,
+    ) -> std::io::Result<Started> {
         let dir = &cfg.spool_dir;
         std::fs::create_dir_all(dir)?;
-        let existing = list_segments(dir)?;
+        // Kept segments count too: a new segment never takes their number.
+        let mut existing = list_segments(dir)?;
+        existing.extend(super::spool::list_done(dir)?);
         let interval = Duration::from_millis(cfg.fsync_interval_ms);
         let mut writers: Vec<std::thread::JoinHandle<()>> = Vec::new();
         let mut spool_tx = Vec::new();
@@ -164,6 +177,7 @@ impl Store {
                 ctls.clone(),
                 dir.clone(),
                 st.clone(),
+                keep,
             )?;
             (Some(h), txs, Some(st))
         };

@@ -71,11 +71,38 @@ fn parse_segment_name(name: &str) -> Option<(usize, u64)> {
 
 /// The spool segments in `dir`, ordered by shard then sequence.
 pub fn list_segments(dir: &Path) -> std::io::Result<Vec<Segment>> {
+    list_named(dir, parse_segment_name)
+}
+
+/// Segments already replayed into the database and kept (renamed
+/// `*.spool.done`) so that a restart still knows their notices.
+pub fn list_done(dir: &Path) -> std::io::Result<Vec<Segment>> {
+    list_named(dir, |n| parse_segment_name(n.strip_suffix(".done")?))
+}
+
+/// Deletes replayed segments last written more than `keep` ago.
+pub fn prune_done(dir: &Path, keep: std::time::Duration) {
+    for seg in list_done(dir).unwrap_or_default() {
+        let old = std::fs::metadata(&seg.path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > keep);
+        if old {
+            let _ = std::fs::remove_file(&seg.path);
+        }
+    }
+}
+
+fn list_named(
+    dir: &Path,
+    parse: impl Fn(&str) -> Option<(usize, u64)>,
+) -> std::io::Result<Vec<Segment>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        if let Some((shard, seq)) = name.to_str().and_then(parse_segment_name) {
+        if let Some((shard, seq)) = name.to_str().and_then(&parse) {
             out.push(Segment {
                 shard,
                 seq,

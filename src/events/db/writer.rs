@@ -23,6 +23,7 @@ pub(crate) fn spawn(
     ctls: Vec<Arc<WriterCtl>>,
     dir: PathBuf,
     stats: Arc<DbStats>,
+    keep: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -36,6 +37,7 @@ pub(crate) fn spawn(
                 ctls,
                 dir,
                 stats,
+                keep,
                 down: AtomicBool::new(true),
             };
             rt.block_on(w.run(queues));
@@ -48,6 +50,8 @@ struct Writer {
     ctls: Vec<Arc<WriterCtl>>,
     dir: PathBuf,
     stats: Arc<DbStats>,
+    /// How long replayed segments are kept (`.spool.done`); zero: deleted.
+    keep: Duration,
     down: AtomicBool,
 }
 
@@ -262,6 +266,9 @@ impl Writer {
 
     /// Seals the spool writers' open segments and stores every sealed one.
     async fn replay(&self, db: &Db) {
+        if !self.keep.is_zero() {
+            crate::events::spool::prune_done(&self.dir, self.keep);
+        }
         for c in &self.ctls {
             c.rotate.store(true, Relaxed);
         }
@@ -291,6 +298,11 @@ impl Writer {
                     } else if r.torn_bytes > 0 {
                         tracing::warn!(path = %seg.path.display(), events = r.events, torn_bytes = r.torn_bytes, "replayed a segment with a torn tail; kept as .torn");
                         std::fs::rename(&seg.path, seg.path.with_extension("spool.torn"))
+                    } else if !self.keep.is_zero() {
+                        // Kept for restarts: their notices are still
+                        // de-duplicated and their spend counted then.
+                        tracing::info!(path = %seg.path.display(), events = r.events, "replayed spool segment; kept as .done");
+                        std::fs::rename(&seg.path, seg.path.with_extension("spool.done"))
                     } else {
                         tracing::info!(path = %seg.path.display(), events = r.events, "replayed spool segment");
                         std::fs::remove_file(&seg.path)
