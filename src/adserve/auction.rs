@@ -78,6 +78,30 @@ impl Gathered<'_> {
     /// Values the CPC candidates with one model run and keeps the best.
     fn score(&mut self, imp: &Imp<'_>, fmts: &[FormatKey], m: &mut dyn CtrModel, d: &mut Decision) {
         let (ix, now) = (self.ctx.ix, self.ctx.now);
+        let multiple = self.ctx.cfg.cpc_cap_multiple;
+        // A candidate is worth at most its cap: one whose cap cannot reach
+        // its floor or the best CPM bid is not worth a model row (exact).
+        let best = self.best.map(|b| b.value);
+        self.scored.retain(|c| {
+            let h = &ix.hot[c.pos];
+            let cap = h.cpc.map_or(h.value_cpm, |cpc| cpc_cap(h, cpc, multiple));
+            cap >= c.floor && best.is_none_or(|b| cap >= b)
+        });
+        // Then the top K by prior (expected CTR x CPC x 1000, lowest id
+        // first on ties), in one batched run.
+        let k = self.ctx.cfg.max_scored.max(1);
+        if self.scored.len() > k {
+            let prior = |c: &Cpc| (ix.hot[c.pos].value_cpm, ix.hot[c.pos].id);
+            self.scored.select_nth_unstable_by(k - 1, |a, b| {
+                let (va, ia) = prior(a);
+                let (vb, ib) = prior(b);
+                vb.total_cmp(&va).then(ia.cmp(&ib))
+            });
+            self.scored.truncate(k);
+        }
+        if self.scored.is_empty() {
+            return;
+        }
         let base = crate::scoring::request_row(self.ctx.req, imp, (now.sec_of_day() / 3600) as u32);
         let mut rows = Vec::with_capacity(self.scored.len());
         let mut keep = Vec::with_capacity(self.scored.len());
@@ -91,7 +115,6 @@ impl Gathered<'_> {
         let mut p = Vec::with_capacity(rows.len());
         let ok = m.predict(&rows, &mut p);
         let base_rate = m.base_rate();
-        let multiple = self.ctx.cfg.cpc_cap_multiple;
         d.scored += rows.len() as u32;
         if !ok {
             d.score_failures += 1;

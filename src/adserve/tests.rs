@@ -649,3 +649,55 @@ fn model_prices_cpc_candidates_in_one_batch() {
     // Without a model the CPC campaign is priced rule-based, never scored.
     assert_eq!(run(&ix, &mut st(), &banner("")).scored, 0);
 }
+
+/// `n` CPC campaigns on the 300x250 banner, campaign `i` with expected CTR
+/// `0.001 * (i + 1)` (prior value `0.5 * (i + 1)` CPM at $0.50 CPC).
+fn cpc_index(n: usize) -> Index {
+    let mut t = String::new();
+    for i in 0..n {
+        t.push_str(&format!(
+            "[[campaign]]\nid = {}\nname = \"cpc {i}\"\nseat = \"s\"\nadomain = [\"c.com\"]\n\
+             bid = {{ model = \"cpc\", amount = 0.5, expected_ctr = {} }}\n\
+             budget = {{ daily = 100.0, lifetime = 1000.0 }}\npacing = \"asap\"\n\
+             [[campaign.creatives]]\nid = \"k{i}\"\nformat = \"banner\"\nw = 300\nh = 250\n\
+             image_url = \"https://cdn.c.com/{i}.png\"\nlanding_url = \"https://c.com/\"\n\n",
+            100 + i,
+            0.001 * (i + 1) as f64
+        ));
+    }
+    Index::load(&t, "cpc.toml", 1).unwrap()
+}
+
+/// The top K by prior are scored in one batch, and (the model's value
+/// growing with the prior, as calibration makes it here) the bid is the one
+/// an exhaustive scoring of every candidate makes.
+#[test]
+fn only_the_top_k_cpc_candidates_by_prior_are_scored() {
+    let ix = cpc_index(100);
+    let text = banner("");
+    let req = decode_json(text.as_bytes()).unwrap();
+    let mut c = cfg();
+    c.max_scored = 8;
+    let mut m = Fixed(Some(0.01), 0);
+    let d = ran_with(&ix, &mut st(), &req, &c, Now::at(NOON), Some(&mut m));
+    assert_eq!((m.1, d.scored), (1, 8), "one batch of K rows");
+    let mut all = cfg();
+    all.max_scored = 4096;
+    let mut m = Fixed(Some(0.01), 0);
+    let exhaustive = ran_with(&ix, &mut st(), &req, &all, Now::at(NOON), Some(&mut m));
+    assert_eq!(exhaustive.scored, 100);
+    assert_eq!(winner(&d), winner(&exhaustive));
+    assert_eq!(winner(&d).unwrap().0, "199");
+    // Candidates whose cap cannot reach the floor are not scored at all.
+    let high = decode_json(
+        br#"{"id":"r","imp":[{"id":"1","bidfloor":500.0,"banner":{"w":300,"h":250}}],"site":{"domain":"news.com"}}"#,
+    )
+    .unwrap();
+    let mut m = Fixed(Some(0.01), 0);
+    let d = ran_with(&ix, &mut st(), &high, &c, Now::at(NOON), Some(&mut m));
+    assert_eq!(
+        (m.1, d.scored),
+        (0, 0),
+        "no model run when no cap reaches the floor"
+    );
+}

@@ -255,6 +255,10 @@ pub struct BidderConfig {
     /// A CPC campaign without `max_cpm` bids at most this multiple of its
     /// rule-based value (expected_ctr x CPC x 1000).
     pub cpc_cap_multiple: f64,
+    /// Most CPC candidates one impression sends to the CTR model: those
+    /// with the highest prior (expected_ctr x CPC x 1000), after the ones
+    /// whose cap cannot beat the floor or the best CPM bid are dropped.
+    pub max_scored: usize,
 }
 
 /// Shortest notice key accepted, in bytes.
@@ -306,6 +310,7 @@ impl Default for BidderConfig {
             notice_keys: Vec::new(),
             notice_ttl: "72h".into(),
             cpc_cap_multiple: 3.0,
+            max_scored: 32,
         }
     }
 }

@@ -67,6 +67,9 @@ impl Config {
                 ),
             ));
         }
+        if b.max_scored == 0 || b.max_scored > 4096 {
+            return Err(invalid("bidder.max_scored", "must be between 1 and 4096"));
+        }
         if !(b.cpc_cap_multiple.is_finite() && b.cpc_cap_multiple >= 1.0) {
             return Err(invalid("bidder.cpc_cap_multiple", "must be at least 1"));
         }
