@@ -48,10 +48,31 @@ fn request(n: u64, w: u32, h: u32) -> Vec<u8> {
     .into_bytes()
 }
 
+/// One auction for a `w`x`h` slot on `node` (request `n`): on a bid, its
+/// win notice fired at the bid's price; the notice path and its answer.
+fn bid_and_win(
+    r: &mut Reader,
+    node: SocketAddr,
+    n: u64,
+    (w, h): (u32, u32),
+) -> Option<(String, Resp)> {
+    let resp = post_bid(r, &request(n, w, h));
+    if resp.status != 200 {
+        assert_eq!(resp.status, 204);
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    let bid = &v["seatbid"][0]["bid"][0];
+    let price = bid["price"].as_f64().unwrap().to_string();
+    let nurl = path(bid["nurl"].as_str().unwrap()).replace("${AUCTION_PRICE}", &price);
+    let notice = get(node, &nurl);
+    Some((nurl, notice))
+}
+
 /// Bids `count` requests for a `w`x`h` slot on `node`, one every `every`
 /// (an exchange's steady traffic), firing each bid's win notice at its
 /// price; returns the wins.
-fn load(node: SocketAddr, count: u64, every: Duration, (w, h): (u32, u32), seq: &AtomicU64) -> u64 {
+fn load(node: SocketAddr, count: u64, every: Duration, slot: (u32, u32), seq: &AtomicU64) -> u64 {
     let mut r = Reader::new(connect(node));
     let mut wins = 0;
     let t0 = Instant::now();
@@ -59,20 +80,10 @@ fn load(node: SocketAddr, count: u64, every: Duration, (w, h): (u32, u32), seq: 
         if let Some(wait) = (t0 + every * i as u32).checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let n = seq.fetch_add(1, Relaxed);
-        let resp = post_bid(&mut r, &request(n, w, h));
-        if resp.status != 200 {
-            assert_eq!(resp.status, 204);
-            continue;
+        if let Some((_, notice)) = bid_and_win(&mut r, node, seq.fetch_add(1, Relaxed), slot) {
+            assert_eq!(notice.status, 200);
+            wins += 1;
         }
-        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
-        let bid = &v["seatbid"][0]["bid"][0];
-        let price = bid["price"].as_f64().unwrap().to_string();
-        let nurl = path(bid["nurl"].as_str().unwrap()).replace("${AUCTION_PRICE}", &price);
-        let mut n = Reader::new(connect(node));
-        n.send(format!("GET {nurl} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-        assert_eq!(n.response().status, 200);
-        wins += 1;
     }
     wins
 }
@@ -183,17 +194,9 @@ fn two_nodes_share_budgets_through_the_database() {
     }
     let seq = AtomicU64::new(0);
     // One win on B, its notice kept to be sent again after B restarts.
-    let old_win = {
-        let mut r = Reader::new(connect(b));
-        let resp = post_bid(&mut r, &request(999_999, 300, 250));
-        assert_eq!(resp.status, 200);
-        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
-        let bid = &v["seatbid"][0]["bid"][0];
-        let price = bid["price"].as_f64().unwrap().to_string();
-        let nurl = path(bid["nurl"].as_str().unwrap()).replace("${AUCTION_PRICE}", &price);
-        assert_eq!(get(b, &nurl).text(), "{\"duplicate\":false,\"ok\":true}");
-        nurl
-    };
+    let (old_win, first) =
+        bid_and_win(&mut Reader::new(connect(b)), b, 999_999, (300, 250)).expect("B bids");
+    assert_eq!(first.text(), "{\"duplicate\":false,\"ok\":true}");
 
     // 1. Five budgets' worth of 300x250 auctions over 10 s, over both nodes
     //    at once: campaign 1 pays 6000 micro-USD a win, campaign 2 5000.

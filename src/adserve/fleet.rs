@@ -66,6 +66,36 @@ pub struct Slices {
 }
 
 impl Slices {
+    /// Caps for every campaign of `ix` on UTC day `day`: each shard's spend
+    /// now (`local[shard]`, by campaign id) plus its share of the campaign.
+    fn build(
+        ix: &Index,
+        day: u64,
+        local: &[HashMap<u64, (i64, i64)>],
+        share: impl Fn(u64) -> Share,
+    ) -> Slices {
+        let mut caps = Vec::with_capacity(ix.len() * local.len());
+        for h in &ix.hot {
+            let s = share(h.id);
+            for l in local {
+                let (t, a) = l.get(&h.id).copied().unwrap_or_default();
+                caps.push((t + s.today, a + s.total));
+            }
+        }
+        Slices {
+            version: ix.version,
+            day,
+            shards: local.len(),
+            caps,
+            pos: ix
+                .hot
+                .iter()
+                .enumerate()
+                .map(|(p, h)| (h.id, p as u32))
+                .collect(),
+        }
+    }
+
     /// Shard `shard`'s caps for the campaign at `pos` in index `version`
     /// (`id` when the shard follows another version). None: no cap is known
     /// (a campaign the last sync did not see, or a new day): do not spend.
@@ -325,9 +355,7 @@ impl Syncer {
             // up within two intervals of its death.
             nap(&stop, t0 + every / 2).await;
             if let Some(d) = &db {
-                let _ = d
-                    .heartbeat(&self.node, self.board.len().max(1) as u16, self.ttl())
-                    .await;
+                let _ = self.beat(d, unix_ms()).await;
             }
             nap(&stop, t0 + every).await;
         }
@@ -339,13 +367,19 @@ impl Syncer {
         (3 * self.cfg.sync_interval_ms).div_ceil(1000).max(2) as i32
     }
 
+    /// This node's heartbeat, seen at `now_ms`.
+    async fn beat(&self, db: &Db, now_ms: i64) -> Result<(), crate::events::db::DbError> {
+        let shards = self.board.len().max(1) as u16;
+        db.heartbeat(&self.node, shards, now_ms, self.ttl()).await
+    }
+
     /// One heartbeat, read, reservation and publish.
     async fn sync(&mut self, db: &Db) -> Result<(), crate::events::db::DbError> {
         let every = self.cfg.sync_interval_ms as i64;
         let shards = self.board.len().max(1);
         let ttl = self.ttl();
-        db.heartbeat(&self.node, shards as u16, ttl).await?;
         let now = unix_ms();
+        self.beat(db, now).await?;
         let fresh = now - every;
         let live: std::collections::HashSet<String> = db
             .nodes()
@@ -359,21 +393,19 @@ impl Syncer {
         let now_s = (now / 1000) as u64;
         let day = now_s / 86400;
         let global = db.global_spend(day as i64).await?;
-        // Live peers' spend and caps, per campaign: (spend today, cap today,
-        // spend in all, cap in all).
-        let mut peers: HashMap<u64, [i64; 4]> = HashMap::new();
-        for (c, node, t, ct, a, ca) in db.caps(day as i64).await? {
+        // Live peers' caps (their reservations), per campaign: (today, in
+        // all).
+        let mut peers: HashMap<u64, (i64, i64)> = HashMap::new();
+        for (c, node, _, ct, _, ca) in db.caps(day as i64).await? {
             if node != self.node && live.contains(&node) {
                 let e = peers.entry(c).or_default();
-                for (x, v) in e.iter_mut().zip([t, ct, a, ca]) {
-                    *x += v;
-                }
+                e.0 += ct;
+                e.1 += ca;
             }
         }
         let ix = self.index.load_full();
         let local: Vec<_> = (0..shards).map(|s| self.board.of_shard(s, day)).collect();
         let frac = ((now_s % 86400 + 3600) as f64 / 86400.0).min(1.0);
-        let mut caps = Vec::with_capacity(ix.len() * shards);
         let mut rows = Vec::with_capacity(ix.len());
         let mut view = HashMap::with_capacity(ix.len());
         let mut last = HashMap::with_capacity(ix.len());
@@ -383,7 +415,7 @@ impl Syncer {
                 let (x, y) = l.get(&h.id).copied().unwrap_or_default();
                 (t + x, a + y)
             });
-            let [_, p_ct, _, p_ca] = peers.get(&h.id).copied().unwrap_or_default();
+            let (p_ct, p_ca) = peers.get(&h.id).copied().unwrap_or_default();
             let (g_t, g_a) = global.get(&h.id).copied().unwrap_or_default();
             let daily = usd_micros(if h.even { h.daily * frac } else { h.daily });
             // What nodes no longer alive spent (earlier runs, the dead):
@@ -408,10 +440,6 @@ impl Syncer {
                 total: add_a / shards as i64,
             };
             last.insert(h.id, share);
-            for l in &local {
-                let (t, a) = l.get(&h.id).copied().unwrap_or_default();
-                caps.push((t + share.today, a + share.total));
-            }
             view.insert(
                 h.id,
                 FleetView {
@@ -423,20 +451,10 @@ impl Syncer {
         }
         // Peers must see the reservation before the shards spend it.
         db.put_caps(day as i64, &self.node, &rows, ttl).await?;
+        self.slices
+            .store(Arc::new(Slices::build(&ix, day, &local, |id| last[&id])));
         self.last = last;
         self.spent_then = spent_now;
-        self.slices.store(Arc::new(Slices {
-            version: ix.version,
-            day,
-            shards,
-            caps,
-            pos: ix
-                .hot
-                .iter()
-                .enumerate()
-                .map(|(p, h)| (h.id, p as u32))
-                .collect(),
-        }));
         let st = &self.status;
         st.view.store(Arc::new(view));
         st.live_nodes.store(n as u64, Relaxed);
@@ -457,31 +475,17 @@ impl Syncer {
         let day = now_s / 86400;
         let ix = self.index.load_full();
         let local: Vec<_> = (0..shards).map(|s| self.board.of_shard(s, day)).collect();
-        let mut caps = Vec::with_capacity(ix.len() * shards);
-        for h in &ix.hot {
-            let share = self
-                .last
-                .get(&h.id)
-                .copied()
-                .unwrap_or(Share { today: 0, total: 0 });
-            let scale = |v: i64| (v as f64 * factor) as i64;
-            for l in &local {
-                let (t, a) = l.get(&h.id).copied().unwrap_or_default();
-                caps.push((t + scale(share.today), a + scale(share.total)));
-            }
-        }
-        self.slices.store(Arc::new(Slices {
-            version: ix.version,
-            day,
-            shards,
-            caps,
-            pos: ix
-                .hot
-                .iter()
-                .enumerate()
-                .map(|(p, h)| (h.id, p as u32))
-                .collect(),
-        }));
+        let scale = |v: i64| (v as f64 * factor) as i64;
+        let last = &self.last;
+        self.slices
+            .store(Arc::new(Slices::build(&ix, day, &local, |id| {
+                // No last share (never synced): spend nothing.
+                last.get(&id)
+                    .map_or(Share { today: 0, total: 0 }, |s| Share {
+                        today: scale(s.today),
+                        total: scale(s.total),
+                    })
+            })));
     }
 }
 

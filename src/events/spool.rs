@@ -288,7 +288,7 @@ pub struct Salvage {
     pub unread: usize,
     /// Where the damage starts (byte offset) and what it is; None when the
     /// file ends in whole events or a torn last write.
-    pub damage: Option<(usize, String)>,
+    pub damage: Option<(usize, record::EventError)>,
 }
 
 /// Reads every whole event up to the end of `bytes` or up to the first
@@ -305,7 +305,7 @@ pub fn salvage_spool(bytes: &[u8]) -> Salvage {
             }
             Ok(record::Decoded::Partial) => break,
             Err(e) => {
-                s.damage = Some((at, e.to_string()));
+                s.damage = Some((at, e));
                 break;
             }
         }
@@ -318,18 +318,11 @@ pub fn salvage_spool(bytes: &[u8]) -> Salvage {
 /// an error at the first frame that is not an event (see [`salvage_spool`]
 /// to keep what precedes it).
 pub fn read_spool(bytes: &[u8]) -> Result<(Vec<Event>, usize), record::EventError> {
-    let mut at = 0;
-    let mut evs = Vec::new();
-    while at < bytes.len() {
-        match record::decode(&bytes[at..])? {
-            record::Decoded::Event(ev, used) => {
-                evs.push(ev);
-                at += used;
-            }
-            record::Decoded::Partial => break,
-        }
+    let s = salvage_spool(bytes);
+    match s.damage {
+        Some((_, e)) => Err(e),
+        None => Ok((s.events, s.unread)),
     }
-    Ok((evs, bytes.len() - at))
 }
 
 impl SpoolStats {

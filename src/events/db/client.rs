@@ -1,7 +1,7 @@
 //! A connected CQL session with its prepared statements: event rows,
 //! spend claims and counters, retries with back-off, bounded concurrency.
 
-use super::{day, partition, schema, DbError, DbStats};
+use super::{cql_date, day, partition, schema, DbError, DbStats};
 use crate::config::DbConfig;
 use crate::events::record::Event;
 use scylla::client::execution_profile::ExecutionProfile;
@@ -406,14 +406,16 @@ fn bucket(campaign: u64) -> i16 {
 
 /// Fleet queries: heartbeats and global spend (see `adserve::fleet`).
 impl Db {
-    /// Records `node` (with `shards` shards) as alive now; the row expires
-    /// after `ttl_secs` unless renewed.
-    pub async fn heartbeat(&self, node: &str, shards: u16, ttl_secs: i32) -> Result<(), DbError> {
-        let now = CqlTimestamp(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-        );
+    /// Records `node` (with `shards` shards) as seen at `seen_ms` (Unix
+    /// milliseconds); the row expires after `ttl_secs` unless renewed.
+    pub async fn heartbeat(
+        &self,
+        node: &str,
+        shards: u16,
+        seen_ms: i64,
+        ttl_secs: i32,
+    ) -> Result<(), DbError> {
+        let now = CqlTimestamp(seen_ms);
         self.session
             .execute_unpaged(&self.heartbeat, (node, i32::from(shards), now, ttl_secs))
             .await
@@ -434,7 +436,7 @@ impl Db {
         &self,
         day: i64,
     ) -> Result<std::collections::HashMap<u64, (i64, i64)>, DbError> {
-        let d = scylla::value::CqlDate(((1i64 << 31) + day) as u32);
+        let d = cql_date(day);
         let mut out = std::collections::HashMap::new();
         for b in 0..SPEND_BUCKETS {
             for (c, Counter(v)) in self.rows::<(i64, Counter)>(&self.day_spend, (d, b)).await? {
@@ -457,7 +459,7 @@ impl Db {
         rows: &[(u64, i64, i64, i64, i64)],
         ttl_secs: i32,
     ) -> Result<(), DbError> {
-        let d = scylla::value::CqlDate(((1i64 << 31) + day) as u32);
+        let d = cql_date(day);
         for b in 0..SPEND_BUCKETS {
             let part: Vec<_> = rows.iter().filter(|r| bucket(r.0) == b).collect();
             for chunk in part.chunks(SPEND_GROUP) {
@@ -481,7 +483,7 @@ impl Db {
     /// Every node's published spend and caps on UTC day `day`:
     /// `(campaign, node, today, cap today, total, cap total)`.
     pub async fn caps(&self, day: i64) -> Result<Vec<(u64, String, i64, i64, i64, i64)>, DbError> {
-        let d = scylla::value::CqlDate(((1i64 << 31) + day) as u32);
+        let d = cql_date(day);
         let mut out = Vec::new();
         for b in 0..SPEND_BUCKETS {
             for (c, n, t, ct, a, ca) in self

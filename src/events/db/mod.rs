@@ -191,8 +191,13 @@ pub fn partition(ev: &Event) -> (i32, i16) {
     (ev.ts_micros.div_euclid(60_000_000) as i32, ev.shard as i16)
 }
 
+/// The UTC day of an event, as CQL stores dates.
 pub(crate) fn day(ev: &Event) -> CqlDate {
-    let days = ev.ts_micros.div_euclid(86_400_000_000);
+    cql_date(ev.ts_micros.div_euclid(86_400_000_000))
+}
+
+/// Days since the Unix epoch as a CQL `date` (which counts from 2^31).
+pub(crate) fn cql_date(days: i64) -> CqlDate {
     CqlDate(((1i64 << 31) + days) as u32)
 }
 
