@@ -390,7 +390,7 @@ fn campaign_file_reload_keeps_old_index_on_error() {
     let version = || app.deps.index.current.load().version;
     assert_eq!(version(), 1);
     // A broken file: old index stays, error reported.
-    std::fs::write(&file, "[[campaign]]\nid = \"not a number\"\n").unwrap();
+    replace(&file, "[[campaign]]\nid = \"not a number\"\n");
     assert!(eventually(|| app.deps.index.status.load().errors == 1));
     assert_eq!(version(), 1);
     let m = get(a, "/metrics").text();
@@ -406,7 +406,7 @@ fn campaign_file_reload_keeps_old_index_on_error() {
     // A good file with no 300x250 campaigns: picked up, bids stop.
     let only_mobile =
         adshard::api::EMBEDDED_CAMPAIGNS.replace("w = 300\nh = 250", "w = 301\nh = 251");
-    std::fs::write(&file, &only_mobile).unwrap();
+    replace(&file, &only_mobile);
     assert!(eventually(|| version() == 2));
     assert_eq!(
         post(&mut r, "/openrtb2/bid", "application/json", "", &body).status,
@@ -564,6 +564,15 @@ fn first_campaigns(n: usize) -> String {
     out
 }
 
+/// Replaces `file` in one step (write aside, rename over), as deploy tools
+/// do: a poll sees the old file or the new one, never a half-written one
+/// (which the guard would refuse and count, making counts here racy).
+fn replace(file: &std::path::Path, text: &str) {
+    let aside = file.with_extension("new");
+    std::fs::write(&aside, text).unwrap();
+    std::fs::rename(&aside, file).unwrap();
+}
+
 /// A file emptied, or caught half written, does not replace the index in
 /// service: refused, counted and reported until it is whole again (or the
 /// change is forced through the admin listener).
@@ -585,7 +594,7 @@ fn reload_guards_keep_the_index_in_service() {
     .into_iter()
     .enumerate()
     {
-        std::fs::write(&file, text).unwrap();
+        replace(&file, &text);
         assert!(eventually(|| status().errors == i as u64 + 1));
         assert_eq!((status().version, status().campaigns), (1, all), "kept");
         let m = get(a, "/metrics").text();
@@ -597,7 +606,7 @@ fn reload_guards_keep_the_index_in_service() {
         assert!(!line.chars().any(char::is_control), "{line}");
     }
     // Whole again (a drop within max_shrink): taken, the error cleared.
-    std::fs::write(&file, first_campaigns(all - 1)).unwrap();
+    replace(&file, &first_campaigns(all - 1));
     assert!(eventually(|| status().version == 2));
     assert_eq!(status().campaigns, all - 1);
     assert!(!get(a, "/metrics")
