@@ -38,4 +38,7 @@ struct Event {
   # Bids on frequency-capped campaigns: the (user, campaign) key the cap
   # counted, so that a restart restores the counts (0: none).
   frequencyKey @13 :UInt64;
+  # With frequencyKey: the cap's window in seconds (how long the count
+  # matters: the database keeps the row that long).
+  frequencyWindow @14 :UInt32;
 }

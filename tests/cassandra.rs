@@ -6,7 +6,8 @@
 //! - `write_behind_and_replay`: bids and notices over the wire land in the
 //!   events table once each, with spend counters equal to the spend charged;
 //!   `adshard replay` of a spool file twice stores each event once and adds
-//!   its spend once; replay against a dead address fails and keeps the file.
+//!   its spend once; replay against a dead address fails and keeps the file;
+//!   frequency counts come back from the database after a restart.
 //! - `node_killed_under_load_loses_nothing`: the node is killed (SIGKILL)
 //!   while events stream in and restarted later; every event id is stored
 //!   exactly once afterwards and spend is never lost.
@@ -239,6 +240,92 @@ fn write_behind_and_replay() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("events.db.nodes"));
     let _ = std::fs::remove_dir_all(&dir);
+
+    frequency_caps_survive_a_restart_through_the_database(&addr);
+}
+
+/// A user capped at two bids an hour stays capped across a restart with
+/// `[events.db]` even when the spool's segments are gone: the capped bids
+/// are rows in `frequency`, under the spool directory's node id, kept for
+/// the cap's window (TTL).
+fn frequency_caps_survive_a_restart_through_the_database(addr: &str) {
+    let spool = std::env::temp_dir().join(format!("adshard-freq-db-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spool);
+    std::fs::create_dir_all(&spool).unwrap();
+    let campaigns = spool.join("capped.toml");
+    std::fs::write(
+        &campaigns,
+        "[[campaign]]\nid = 7\nname = \"capped\"\nseat = \"adshard\"\nadomain = [\"c.example\"]\n\
+         bid = { model = \"cpm\", amount = 2.0 }\nbudget = { daily = 100.0, lifetime = 1000.0 }\n\
+         frequency_cap = { max = 2, window_secs = 3600 }\n[[campaign.creatives]]\nid = \"c7\"\n\
+         format = \"banner\"\nw = 300\nh = 250\nimage_url = \"https://cdn.example/7.png\"\n\
+         landing_url = \"https://c.example/\"\n",
+    )
+    .unwrap();
+    let toml = format!(
+        "[events]\nspool_dir = {:?}\n[campaigns]\npath = {:?}\n{}",
+        spool.to_str().unwrap(),
+        campaigns.to_str().unwrap(),
+        db_toml(addr, "t_freq")
+    );
+    let ask = |a, user: &str, n: u32| {
+        let mut v: serde_json::Value = serde_json::from_slice(&fixtures::simple_banner()).unwrap();
+        v["id"] = format!("{user}-{n}").into();
+        v["user"] = serde_json::json!({ "id": user });
+        post_bid(
+            &mut Reader::new(connect(a)),
+            &serde_json::to_vec(&v).unwrap(),
+        )
+        .status
+    };
+    let app = start_api(&toml);
+    let a = app.local_addr();
+    assert_eq!(
+        [ask(a, "alice", 1), ask(a, "alice", 2), ask(a, "alice", 3)],
+        [200, 200, 204]
+    );
+    app.stop();
+    let owner = std::fs::read_to_string(spool.join("node-id")).unwrap();
+    let rows: Vec<(String, i32)> = rt().block_on(async {
+        let s = cql(addr).await.expect("node answers");
+        s.query_unpaged("SELECT owner, TTL(campaign_id) FROM t_freq.frequency", &[])
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap()
+            .rows::<(String, Option<i32>)>()
+            .unwrap()
+            .map(|r| r.map(|(o, t)| (o, t.unwrap_or(0))).unwrap())
+            .collect()
+    });
+    assert_eq!(rows.len(), 2, "one row per capped bid: {rows:?}");
+    for (o, ttl) in &rows {
+        assert_eq!(o, owner.trim(), "kept under the spool's node id");
+        assert!((3500..=3600).contains(ttl), "kept for the window: {ttl}");
+    }
+    // The spool's segments gone (the node id kept): only the database
+    // remembers alice's two bids.
+    for f in std::fs::read_dir(&spool).unwrap() {
+        let p = f.unwrap().path();
+        if p.to_string_lossy().contains(".spool") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let app = start_api(&toml);
+    let a = app.local_addr();
+    let m = get(a, "/metrics").text();
+    assert!(
+        m.contains("adshard_frequency_restored_bids{source=\"database\"} 2"),
+        "{m}"
+    );
+    assert_eq!(
+        ask(a, "alice", 4),
+        204,
+        "alice's two bids this hour are remembered"
+    );
+    assert_eq!(ask(a, "bob", 1), 200, "others are not capped");
+    app.stop();
+    let _ = std::fs::remove_dir_all(&spool);
 }
 
 #[test]

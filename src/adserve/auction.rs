@@ -283,7 +283,9 @@ fn win(
         best.value
     };
     let price = round4(price_usd / ctx.usd_per_cur);
-    let freq_key = st.freq_count(&ix.hot[best.pos], ctx.user, now);
+    let (freq_key, freq_window) = st
+        .freq_count(&ix.hot[best.pos], ctx.user, now)
+        .unwrap_or((0, 0));
     let bid_id = st.next_id();
     let (w, h) = match fmt {
         FormatKey::Banner(w, h) => (Some(w), Some(h)),
@@ -302,7 +304,8 @@ fn win(
         currency: "USD".into(),
         spend_micros: 0,
         bid_id: bid_id.clone(),
-        freq_key: freq_key.unwrap_or(0),
+        freq_key,
+        freq_window: freq_window.min(u64::from(u32::MAX)) as u32,
     };
     let winner = Winner {
         imp: imp_ix,

@@ -384,6 +384,7 @@ pub fn notice(
         spend_micros: spend,
         bid_id: n.bid.clone(),
         freq_key: 0,
+        freq_window: 0,
     });
     Ok(out)
 }

@@ -208,15 +208,21 @@ impl ShardState {
         }
     }
 
-    /// Counts a bid for the user's cap on `h`; the key counted, if any
-    /// (stamped into the bid event, so a restart can restore the count).
-    pub(super) fn freq_count(&mut self, h: &Hot, user: Option<u64>, now: Now) -> Option<u64> {
+    /// Counts a bid for the user's cap on `h`; the key counted and the
+    /// cap's window, if any (stamped into the bid event, so a restart can
+    /// restore the count).
+    pub(super) fn freq_count(
+        &mut self,
+        h: &Hot,
+        user: Option<u64>,
+        now: Now,
+    ) -> Option<(u64, u64)> {
         let (Some(cap), Some(u)) = (h.cap, user) else {
             return None;
         };
         let key = Self::freq_key(u, h.id);
         self.freq_add(key, cap.window_secs, now.secs);
-        Some(key)
+        Some((key, cap.window_secs))
     }
 
     /// One bid counted under `key` at `secs`, in a window of `window` s.

@@ -24,7 +24,8 @@ fn invalid(key: &str, message: String) -> StartError {
     })
 }
 
-/// What the spool gives back at start-up, per shard.
+/// What the spool (and, for frequency counts, the database) gives back at
+/// start-up, per shard.
 #[derive(Debug, Default)]
 pub struct Restored {
     /// Spend: campaign, UTC day, micro-USD that day, micro-USD in all.
@@ -32,6 +33,106 @@ pub struct Restored {
     /// Bids that counted a frequency cap, oldest first: campaign, the
     /// (user, campaign) key, Unix seconds.
     pub freq: Vec<Vec<(u64, u64, u64)>>,
+    /// Ids of the bids in `freq` (a bid in both the spool and the
+    /// database is counted once).
+    seen: std::collections::HashSet<u128>,
+    /// How many capped bids were counted from the spool.
+    pub from_spool: usize,
+    /// With a database: how many more were counted from it (those not
+    /// also in the spool), or why it could not be read at start-up.
+    pub from_db: Option<Result<usize, String>>,
+}
+
+impl Restored {
+    /// Adds capped bids not already restored, into shard `shard % shards`,
+    /// keeping each shard's list in time order.
+    fn add_capped(
+        &mut self,
+        bids: impl IntoIterator<Item = crate::events::CappedBid>,
+        shards: usize,
+    ) -> usize {
+        let mut added = 0;
+        for b in bids {
+            if self.seen.insert(b.id) {
+                self.freq[usize::from(b.shard) % shards.max(1)].push((b.campaign, b.key, b.secs));
+                added += 1;
+            }
+        }
+        for f in &mut self.freq {
+            // Segments are read in order, but shards' events interleave
+            // across writers (and sources): count them in time order.
+            f.sort_by_key(|e| e.2);
+        }
+        added
+    }
+
+    /// The database's capped bids (or why they could not be read).
+    fn merge_capped(
+        &mut self,
+        from_db: Result<Vec<crate::events::CappedBid>, crate::events::db::DbError>,
+        shards: usize,
+    ) {
+        match from_db {
+            Ok(bids) => {
+                let n = bids.len();
+                let added = self.add_capped(bids, shards);
+                self.from_db = Some(Ok(added));
+                tracing::info!(
+                    rows = n,
+                    not_in_spool = added,
+                    "frequency counts restored from the database"
+                );
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "frequency counts not restored from the database: users may see capped campaigns again"
+                );
+                self.from_db = Some(Err(e.to_string()));
+            }
+        }
+    }
+
+    /// `adshard_frequency_restored_bids{source}` and, when the database
+    /// could not be read at start-up, `adshard_frequency_restore_error`.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let name = "adshard_frequency_restored_bids";
+        crate::prom::family(
+            out,
+            name,
+            "gauge",
+            "Bids that counted a frequency cap, restored at start-up, by source (database: those not also in the spool).",
+        );
+        let _ = writeln!(out, "{name}{{source=\"spool\"}} {}", self.from_spool);
+        match &self.from_db {
+            Some(Ok(n)) => {
+                let _ = writeln!(out, "{name}{{source=\"database\"}} {n}");
+            }
+            Some(Err(e)) => {
+                crate::prom::family(
+                    out,
+                    "adshard_frequency_restore_error",
+                    "gauge",
+                    "1: the database's frequency counts could not be read at start-up (users may see capped campaigns again until their windows pass).",
+                );
+                let _ = writeln!(
+                    out,
+                    "adshard_frequency_restore_error{{error=\"{}\"}} 1",
+                    crate::prom::label_value(e)
+                );
+            }
+            None => {}
+        }
+    }
+}
+
+/// The capped bids the database keeps under this spool directory's node id.
+fn restore_capped_from_db(
+    cfg: &Config,
+    owner: &str,
+) -> Result<Vec<crate::events::CappedBid>, crate::events::db::DbError> {
+    crate::events::db::read_capped(&cfg.events.db, owner)
 }
 
 /// What every shard's [`Api`] shares: the index handle and the notice table.
@@ -129,6 +230,7 @@ impl App {
             sinks,
             spool,
             db,
+            owner,
         } = Store::start_keeping(
             ev,
             shards,
@@ -161,7 +263,10 @@ impl App {
             )
         })?;
         let dedupe = Dedupe::new(cfg.bidder.dedupe_slots);
-        let restored = restore_from_spool(&dedupe, keys.ttl_secs, &cfg, shards);
+        let mut restored = restore_from_spool(&dedupe, keys.ttl_secs, &cfg, shards);
+        if let Some(owner) = &owner {
+            restored.merge_capped(restore_capped_from_db(&cfg, owner), shards);
+        }
         let deps = Deps {
             index,
             dedupe: Arc::new(dedupe),
@@ -254,13 +359,14 @@ impl App {
 /// crash) is a duplicate after it, and into each shard's spend, so that
 /// budgets count what was spent before (today's and lifetime); and the bids
 /// that counted a frequency cap, into each shard's counts. Only those are
-/// decoded. Segments already replayed into a database and deleted are not
-/// seen: with `[events.db]` this restores only what the spool still holds
-/// (restoring from the database ledger is not done yet).
+/// decoded. With `[events.db]` the spool holds only what the database could
+/// not take yet (and replayed segments kept for the notice TTL): there
+/// budgets come from the database's ledger (the fleet sync) and frequency
+/// counts from its `frequency` table as well ([`Restored::merge_capped`]).
 fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) -> Restored {
     use std::collections::HashMap;
     let mut spend: Vec<HashMap<u64, (i64, i64)>> = vec![HashMap::new(); shards.max(1)];
-    let mut freq: Vec<Vec<(u64, u64, u64)>> = vec![Vec::new(); shards.max(1)];
+    let mut capped = Vec::new();
     let dir = &cfg.events.spool_dir;
     // Live segments and those already replayed into a database (kept for
     // the notice TTL, then pruned).
@@ -285,12 +391,13 @@ fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) ->
         bytes += data.len() as u64;
         let scanned = crate::events::scan_notices(&data, |ev| {
             if ev.freq_key != 0 {
-                let secs = ev.ts_micros.max(0) as u64 / 1_000_000;
-                freq[usize::from(ev.shard) % shards.max(1)].push((
-                    ev.campaign_id,
-                    ev.freq_key,
-                    secs,
-                ));
+                capped.push(crate::events::CappedBid {
+                    id: ev.id,
+                    shard: ev.shard,
+                    campaign: ev.campaign_id,
+                    key: ev.freq_key,
+                    secs: ev.ts_micros.max(0) as u64 / 1_000_000,
+                });
                 return;
             }
             n += u64::from(dedupe.remember(ev, ttl, now));
@@ -311,22 +418,20 @@ fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) ->
         tracing::info!(
             notices = n,
             campaigns = spend.iter().map(HashMap::len).sum::<usize>(),
-            capped_bids = freq.iter().map(Vec::len).sum::<usize>(),
+            capped_bids = capped.len(),
             bytes,
             ms = t.elapsed().as_millis() as u64,
             "notice de-duplication, spend and frequency counts restored from the spool"
         );
     }
-    for f in &mut freq {
-        // Segments are read in order, but shards' events interleave across
-        // writers: count them in time order.
-        f.sort_by_key(|e| e.2);
-    }
-    Restored {
+    let mut restored = Restored {
         spend: spend
             .into_iter()
             .map(|m| m.into_iter().map(|(c, (d, l))| (c, today, d, l)).collect())
             .collect(),
-        freq,
-    }
+        freq: vec![Vec::new(); shards.max(1)],
+        ..Restored::default()
+    };
+    restored.from_spool = restored.add_capped(capped, shards);
+    restored
 }

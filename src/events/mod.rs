@@ -19,12 +19,12 @@ pub mod sink;
 pub mod spool;
 
 pub use record::{
-    decode, encode, scan_notices, Decoded, Event, EventError, NoticeRef, MAX_FRAME_BYTES,
+    decode, encode, scan_notices, CappedBid, Decoded, Event, EventError, NoticeRef, MAX_FRAME_BYTES,
 };
 pub use sink::{Sink, Started, Store};
 pub use spool::{
-    list_done, list_segments, prune_done, read_spool, salvage_spool, segment_path, Queued, Salvage,
-    Segment, SpoolStats, WriterCtl,
+    list_done, list_segments, node_id, prune_done, read_node_id, read_spool, salvage_spool,
+    segment_path, Queued, Salvage, Segment, SpoolStats, WriterCtl,
 };
 
 /// The kind of an event. [`Kind::ALL`] and [`Kind::label`] are the one table

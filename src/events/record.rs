@@ -41,6 +41,8 @@ pub struct Event {
     /// Bids on a frequency-capped campaign: the (user, campaign) key the
     /// cap counted (0: none).
     pub freq_key: u64,
+    /// With `freq_key`: the cap's window, seconds.
+    pub freq_window: u32,
 }
 
 /// Why a frame did not decode.
@@ -106,8 +108,25 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
     b.set_spend_micros(ev.spend_micros);
     b.set_bid_id(ev.bid_id.as_str());
     b.set_frequency_key(ev.freq_key);
+    b.set_frequency_window(ev.freq_window);
     // Writing into a Vec cannot fail.
     let _ = capnp::serialize::write_message(out, &msg);
+}
+
+/// A bid that counted a frequency cap, as a start-up restores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CappedBid {
+    /// The bid event's id (the same bid read from the spool and the
+    /// database is counted once).
+    pub id: u128,
+    /// Shard that counted it.
+    pub shard: u16,
+    /// Campaign.
+    pub campaign: u64,
+    /// The (user, campaign) key.
+    pub key: u64,
+    /// Unix seconds.
+    pub secs: u64,
 }
 
 /// What a start-up scan needs of a notice event: its kind, our bid id,
@@ -128,6 +147,8 @@ pub struct NoticeRef<'a> {
     pub shard: u16,
     /// The (user, campaign) key a bid counted against its frequency cap.
     pub freq_key: u64,
+    /// The event's id.
+    pub id: u128,
 }
 
 /// Calls `f` for every whole notice event, and every bid that counted a
@@ -166,6 +187,7 @@ pub fn scan_notices(buf: &[u8], mut f: impl FnMut(NoticeRef<'_>)) -> Result<usiz
             campaign_id: r.get_campaign_id(),
             shard: r.get_shard(),
             freq_key,
+            id: ((r.get_id_hi() as u128) << 64) | r.get_id_lo() as u128,
         });
     }
     Ok(buf.len() - at)
@@ -206,6 +228,7 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
             spend_micros: r.get_spend_micros(),
             bid_id: text(r.get_bid_id())?,
             freq_key: r.get_frequency_key(),
+            freq_window: r.get_frequency_window(),
         },
         used,
     ))

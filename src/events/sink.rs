@@ -102,6 +102,9 @@ pub struct Started {
     pub spool: Vec<Arc<SpoolStats>>,
     /// Database writer counters, when a database is configured.
     pub db: Option<Arc<DbStats>>,
+    /// With a database: the spool directory's node id
+    /// ([`super::spool::node_id`]), whose frequency rows the writer keeps.
+    pub owner: Option<String>,
 }
 
 impl Store {
@@ -122,6 +125,11 @@ impl Store {
     ) -> std::io::Result<Started> {
         let dir = &cfg.spool_dir;
         std::fs::create_dir_all(dir)?;
+        let owner = if cfg.db.nodes.is_empty() {
+            None
+        } else {
+            Some(super::spool::node_id(dir)?)
+        };
         // Kept segments count too: a new segment never takes their number.
         let mut existing = list_segments(dir)?;
         existing.extend(super::spool::list_done(dir)?);
@@ -159,9 +167,7 @@ impl Store {
             spool_tx.push(tx);
             ctls.push(ctl);
         }
-        let (db, db_tx, db_stats) = if cfg.db.nodes.is_empty() {
-            (None, Vec::new(), None)
-        } else {
+        let (db, db_tx, db_stats) = if let Some(owner) = owner.clone() {
             let mut txs = Vec::new();
             let mut rxs = Vec::new();
             for _ in 0..shards {
@@ -175,11 +181,16 @@ impl Store {
                 rxs,
                 spool_tx.clone(),
                 ctls.clone(),
-                dir.clone(),
                 st.clone(),
-                keep,
+                db::SpoolHome {
+                    dir: dir.clone(),
+                    keep,
+                    owner,
+                },
             )?;
             (Some(h), txs, Some(st))
+        } else {
+            (None, Vec::new(), None)
         };
         let mut db_tx = db_tx.into_iter();
         let sinks = spool_tx
@@ -198,6 +209,7 @@ impl Store {
             sinks,
             spool: stats,
             db: db_stats,
+            owner,
         })
     }
 

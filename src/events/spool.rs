@@ -80,6 +80,41 @@ pub fn list_done(dir: &Path) -> std::io::Result<Vec<Segment>> {
     list_named(dir, |n| parse_segment_name(n.strip_suffix(".done")?))
 }
 
+/// The identity of the node that owns spool directory `dir`: 12 hex digits
+/// in `<dir>/node-id`, drawn (48 random bits) and written the first time
+/// (aside, then renamed, so a crash leaves no half-written id). It is
+/// what the database keeps this node's frequency counts under: a restart on
+/// the same directory finds them again.
+pub fn node_id(dir: &Path) -> std::io::Result<String> {
+    if let Some(id) = read_node_id(dir)? {
+        return Ok(id);
+    }
+    let mut bits = [0u8; 6];
+    std::io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut bits)?;
+    let id: String = bits.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(dir)?;
+    let aside = dir.join("node-id.new");
+    std::fs::write(&aside, format!("{id}\n"))?;
+    File::open(&aside)?.sync_all()?;
+    std::fs::rename(&aside, dir.join("node-id"))?;
+    Ok(id)
+}
+
+/// The node id of spool directory `dir`, if one was drawn ([`node_id`]).
+pub fn read_node_id(dir: &Path) -> std::io::Result<Option<String>> {
+    let path = dir.join("node-id");
+    let valid = |s: &str| s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match std::fs::read_to_string(&path) {
+        Ok(s) if valid(s.trim()) => Ok(Some(s.trim().to_string())),
+        Ok(s) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} holds {:?}, not 12 hex digits", path.display(), s.trim()),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Deletes replayed segments last written more than `keep` ago.
 pub fn prune_done(dir: &Path, keep: std::time::Duration) {
     for seg in list_done(dir).unwrap_or_default() {

@@ -19,6 +19,7 @@ pub fn charge(id: u128, shard: u16, spend: i64) -> Event {
         spend_micros: spend,
         bid_id: format!("b-{id:x}"),
         freq_key: 0,
+        freq_window: 0,
     }
 }
 
@@ -45,6 +46,7 @@ pub fn mixed(id: u128, shard: u16, n: u64, wins_per_20: u64) -> Event {
         spend_micros: spend,
         bid_id: format!("b-{n}-{shard}"),
         freq_key: 0,
+        freq_window: 0,
     }
 }
 
@@ -65,6 +67,7 @@ pub fn win(i: u64) -> Event {
         spend_micros: 1_250,
         bid_id: format!("b-{i}"),
         freq_key: 0,
+        freq_window: 0,
     }
 }
 
@@ -84,5 +87,6 @@ pub fn bid(i: u64) -> Event {
         spend_micros: 0,
         bid_id: format!("b-{i}"),
         freq_key: 0,
+        freq_window: 0,
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{cql_date, day, partition, schema, DbError, DbStats};
 use crate::config::DbConfig;
-use crate::events::record::Event;
+use crate::events::record::{CappedBid, Event};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -36,6 +36,10 @@ pub struct Db {
     total_spend: PreparedStatement,
     put_cap: PreparedStatement,
     caps: PreparedStatement,
+    put_freq: PreparedStatement,
+    get_freq: PreparedStatement,
+    /// Whose frequency rows this session writes (see [`Db::owned_by`]).
+    owner: Option<String>,
     spend_stripes: Vec<tokio::sync::Mutex<()>>,
     retries: u32,
     backoff: Duration,
@@ -187,6 +191,16 @@ impl Db {
              WHERE day = ? AND bucket = ?"
         ))
         .await?;
+        let put_freq = prep(format!(
+            "INSERT INTO {ks}.frequency (owner, bucket, key, id, campaign_id, shard, ts) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+        ))
+        .await?;
+        let get_freq = prep(format!(
+            "SELECT key, id, campaign_id, shard, ts FROM {ks}.frequency \
+             WHERE owner = ? AND bucket = ?"
+        ))
+        .await?;
         Ok(Db {
             session,
             insert,
@@ -202,10 +216,21 @@ impl Db {
             total_spend,
             put_cap,
             caps,
+            put_freq,
+            get_freq,
+            owner: None,
             spend_stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             retries: cfg.retries,
             backoff: Duration::from_millis(cfg.retry_backoff_ms),
         })
+    }
+
+    /// Writes, beside each bid that counted a frequency cap, a row in
+    /// `frequency` under `owner` (the spool directory's node id), so the
+    /// counts survive a restart. Without an owner no such rows are written.
+    pub fn owned_by(mut self, owner: Option<String>) -> Db {
+        self.owner = owner;
+        self
     }
 
     /// True when the database answers.
@@ -233,7 +258,60 @@ impl Db {
             let values: Vec<Row<'_>> = evs.iter().map(row).collect();
             self.session.batch(&batch, values).await.map_err(w)?;
         }
-        Ok(())
+        // Capped bids: their own partitions, so one write each (idempotent:
+        // a retry or replay writes the same row).
+        let Some(owner) = self.owner.as_deref() else {
+            return Ok(());
+        };
+        let rows: Vec<_> = evs
+            .iter()
+            .filter(|e| e.freq_key != 0)
+            .map(|e| {
+                (
+                    owner,
+                    (e.freq_key % FREQ_BUCKETS) as i16,
+                    e.freq_key as i64,
+                    uuid::Uuid::from_u128(e.id),
+                    e.campaign_id as i64,
+                    e.shard as i16,
+                    CqlTimestamp(e.ts_micros.div_euclid(1000)),
+                    // Cassandra's TTL limit is 20 years.
+                    e.freq_window.clamp(1, 630_720_000) as i32,
+                )
+            })
+            .collect();
+        let capped: Vec<_> = rows
+            .into_iter()
+            .map(|values| async move {
+                self.session
+                    .execute_unpaged(&self.put_freq, values)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| DbError::Write(e.to_string()))
+            })
+            .collect();
+        bounded(capped, SPEND_CONCURRENCY).await
+    }
+
+    /// Every bid that counted a frequency cap under `owner` whose window
+    /// has not passed (rows expire with it).
+    pub async fn capped_bids(&self, owner: &str) -> Result<Vec<CappedBid>, DbError> {
+        let mut out = Vec::new();
+        for b in 0..FREQ_BUCKETS as i16 {
+            for (key, id, campaign, shard, ts) in self
+                .rows::<(i64, uuid::Uuid, i64, i16, CqlTimestamp)>(&self.get_freq, (owner, b))
+                .await?
+            {
+                out.push(CappedBid {
+                    id: id.as_u128(),
+                    shard: shard as u16,
+                    campaign: campaign as u64,
+                    key: key as u64,
+                    secs: (ts.0.max(0) / 1000) as u64,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// One attempt at the spend of `evs` (those without spend are skipped):
@@ -395,6 +473,9 @@ impl Db {
         Ok(())
     }
 }
+
+/// Partitions of one owner's `frequency` rows.
+const FREQ_BUCKETS: u64 = 16;
 
 /// Rollup buckets: a day's spend of every campaign is read in this many
 /// partitions.

@@ -40,7 +40,7 @@ mod writer;
 pub use client::{Db, SPEND_BUCKETS};
 pub use replay::{replay_file, replay_files, ReplayError, Replayed};
 pub use schema::{schema, schema_script};
-pub(crate) use writer::spawn;
+pub(crate) use writer::{spawn, SpoolHome};
 
 use super::record::Event;
 use scylla::value::CqlDate;
@@ -186,6 +186,22 @@ impl DbStats {
     }
 }
 
+/// Start-up: the bids that counted a frequency cap under `owner` whose
+/// window has not passed ([`Db::capped_bids`]), on a runtime of its own.
+pub fn read_capped(
+    cfg: &crate::config::DbConfig,
+    owner: &str,
+) -> Result<Vec<crate::events::CappedBid>, DbError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DbError::Connect {
+            nodes: cfg.nodes.clone(),
+            message: format!("cannot start a runtime: {e}"),
+        })?;
+    rt.block_on(async { Db::connect(cfg).await?.capped_bids(owner).await })
+}
+
 /// Partition of an event: (minute, shard).
 pub fn partition(ev: &Event) -> (i32, i16) {
     (ev.ts_micros.div_euclid(60_000_000) as i32, ev.shard as i16)
@@ -237,6 +253,7 @@ mod tests {
             spend_micros: 1,
             bid_id: String::new(),
             freq_key: 0,
+            freq_window: 0,
         }
     }
 

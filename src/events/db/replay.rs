@@ -183,7 +183,15 @@ pub fn replay_files(
         .build()
         .map_err(ReplayRunError::Runtime)?;
     rt.block_on(async {
-        let db = Db::connect(db_cfg).await.map_err(ReplayRunError::Connect)?;
+        // Capped bids go under the node id of the configured spool
+        // directory (where a restart looks for them), if it has one.
+        let owner = crate::events::spool::read_node_id(&cfg.spool_dir)
+            .ok()
+            .flatten();
+        let db = Db::connect(db_cfg)
+            .await
+            .map_err(ReplayRunError::Connect)?
+            .owned_by(owner);
         let stats = DbStats::default();
         let mut sum = ReplaySummary::default();
         for f in &files {

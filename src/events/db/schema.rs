@@ -88,6 +88,18 @@ pub fn schema(cfg: &DbConfig) -> Vec<String> {
              PRIMARY KEY (node)\n\
              ) WITH default_time_to_live = 60"
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.frequency (\n  \
+             owner text,          -- the spool directory's node id (<spool_dir>/node-id)\n  \
+             bucket smallint,     -- key % 16: an owner's rows in 16 reads\n  \
+             key bigint,          -- the (user, campaign) key a bid counted\n  \
+             id uuid,             -- the bid event (a replay writes the same row)\n  \
+             campaign_id bigint,\n  \
+             shard smallint,\n  \
+             ts timestamp,        -- when it counted; kept for the cap's window (TTL)\n  \
+             PRIMARY KEY ((owner, bucket), key, id)\n\
+             )"
+        ),
     ]
 }
 
@@ -109,6 +121,8 @@ pub fn schema_script(cfg: &DbConfig) -> String {
          -- node reads every campaign's global spend in 32 queries\n\
          -- (adserve::fleet); nodes: heartbeats of live adshard processes;\n\
          -- fleet_caps: each node's spend and its cap (a reservation).\n\
+         -- frequency: bids that counted a frequency cap, per spool owner,\n\
+         -- each kept for its cap's window: read back at start-up.\n\
          -- Rollups start empty in a keyspace made before they existed.\n\
          -- A keyspace made before events carried bid_id needs, once:\n\
          --   ALTER TABLE adshard.events ADD bid_id text;\n\n",

@@ -15,16 +15,25 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The spool directory the database writer replays and keeps.
+pub(crate) struct SpoolHome {
+    pub dir: PathBuf,
+    /// How long replayed segments are kept (`.spool.done`); zero: deleted.
+    pub keep: Duration,
+    /// The directory's node id: whose frequency rows the writer writes.
+    pub owner: String,
+}
+
 /// Starts the database writer thread.
 pub(crate) fn spawn(
     cfg: DbConfig,
     queues: Vec<Receiver<Event>>,
     spool: Vec<SyncSender<Queued>>,
     ctls: Vec<Arc<WriterCtl>>,
-    dir: PathBuf,
     stats: Arc<DbStats>,
-    keep: Duration,
+    home: SpoolHome,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let SpoolHome { dir, keep, owner } = home;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -38,6 +47,7 @@ pub(crate) fn spawn(
                 dir,
                 stats,
                 keep,
+                owner,
                 down: AtomicBool::new(true),
             };
             rt.block_on(w.run(queues));
@@ -52,6 +62,8 @@ struct Writer {
     stats: Arc<DbStats>,
     /// How long replayed segments are kept (`.spool.done`); zero: deleted.
     keep: Duration,
+    /// The spool directory's node id: whose frequency rows this writes.
+    owner: String,
     down: AtomicBool,
 }
 
@@ -106,7 +118,7 @@ impl Writer {
         match Db::connect(&self.cfg).await {
             Ok(db) => {
                 self.set_down(false);
-                let db = Arc::new(db);
+                let db = Arc::new(db.owned_by(Some(self.owner.clone())));
                 let (spend, rx) = tokio::sync::mpsc::channel(SPEND_BACKLOG);
                 let spend_task = tokio::task::spawn(self.clone().spend_loop(db.clone(), rx));
                 Some(Live {
