@@ -242,6 +242,89 @@ fn write_behind_and_replay() {
     let _ = std::fs::remove_dir_all(&dir);
 
     frequency_caps_survive_a_restart_through_the_database(&addr);
+    without_the_fleet_budgets_restart_from_the_database(&addr);
+}
+
+/// With `[events.db]` and `[fleet] enabled = false`, a restarted node's
+/// spend comes from the database's rollups: today's and lifetime spend are
+/// back even when the spool's segments are gone, and counted once.
+fn without_the_fleet_budgets_restart_from_the_database(addr: &str) {
+    let spool = std::env::temp_dir().join(format!("adshard-ledger-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spool);
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"ledger-token\"\n[fleet]\nenabled = false\n\
+         [events]\nspool_dir = {:?}\n{}",
+        spool.to_str().unwrap(),
+        db_toml(addr, "t_ledger")
+    );
+    let spend = |admin| -> HashMap<u64, (i64, i64)> {
+        let r = get_auth(admin, "/admin/spend", "ledger-token");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["campaign"].as_u64().unwrap(),
+                    (
+                        c["today_micros"].as_i64().unwrap(),
+                        c["lifetime_micros"].as_i64().unwrap(),
+                    ),
+                )
+            })
+            .filter(|c| c.1 != (0, 0))
+            .collect()
+    };
+    let win = |a, id: &str, price: &str| -> u64 {
+        let mut v: serde_json::Value = serde_json::from_slice(&fixtures::simple_banner()).unwrap();
+        v["id"] = id.into();
+        let resp = post_bid(
+            &mut Reader::new(connect(a)),
+            &serde_json::to_vec(&v).unwrap(),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        let b = &v["seatbid"][0]["bid"][0];
+        let nurl = path(b["nurl"].as_str().unwrap()).replace("${AUCTION_PRICE}", price);
+        assert_eq!(get(a, &nurl).status, 200);
+        b["cid"].as_str().unwrap().parse().unwrap()
+    };
+    let app = start_api(&toml);
+    let a = app.local_addr();
+    // Clearing prices below any bid at any hour (day-parting changes the
+    // winner; the lowest bids 1.02).
+    let first = win(a, "ledger-1", "0.5");
+    app.stop();
+    for f in std::fs::read_dir(&spool).unwrap() {
+        let p = f.unwrap().path();
+        if p.to_string_lossy().contains(".spool") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let app = start_api(&toml);
+    let (a, admin) = (app.local_addr(), app.admin_addr().unwrap());
+    assert_eq!(
+        spend(admin),
+        HashMap::from([(first, (500, 500))]),
+        "today's and lifetime spend come back from the database"
+    );
+    let second = win(a, "ledger-2", "1");
+    let after = spend(admin);
+    assert_eq!(
+        after.values().map(|v| v.1).sum::<i64>(),
+        1_500,
+        "{after:?} ({second}): budgets count both charges, each once"
+    );
+    app.stop();
+    // Restarted on a spool that still holds its replayed segments: the
+    // database's spend is read instead of theirs, not beside it.
+    let app = start_api(&toml);
+    let admin = app.admin_addr().unwrap();
+    assert_eq!(spend(admin).values().map(|v| v.1).sum::<i64>(), 1_500);
+    app.stop();
+    let _ = std::fs::remove_dir_all(&spool);
 }
 
 /// A user capped at two bids an hour stays capped across a restart with

@@ -93,6 +93,34 @@ impl Restored {
         }
     }
 
+    /// The database's global spend (campaign -> micro-USD on UTC day `today`
+    /// and in all), split evenly across the shards (each shard's slice of a
+    /// budget is 1/S of it), added to what the spool gave back.
+    fn add_spend(
+        &mut self,
+        spend: std::collections::HashMap<u64, (i64, i64)>,
+        today: u64,
+        shards: usize,
+    ) {
+        let s = shards.max(1) as i64;
+        let n = self.spend.len().max(1);
+        self.spend.resize(n, Vec::new());
+        for (campaign, (day, all)) in spend {
+            for (i, rows) in self.spend.iter_mut().enumerate() {
+                // Shard 0 takes the remainder: the sum is exact.
+                let part = |v: i64| v / s + if i == 0 { v % s } else { 0 };
+                match rows.iter_mut().find(|r| r.0 == campaign) {
+                    Some(r) => {
+                        r.2 += part(day);
+                        r.3 += part(all);
+                    }
+                    None => rows.push((campaign, today, part(day), part(all))),
+                }
+            }
+        }
+        tracing::info!("spend restored from the database");
+    }
+
     /// `adshard_frequency_restored_bids{source}` and, when the database
     /// could not be read at start-up, `adshard_frequency_restore_error`.
     pub fn render(&self, out: &mut String) {
@@ -125,14 +153,6 @@ impl Restored {
             None => {}
         }
     }
-}
-
-/// The capped bids the database keeps under this spool directory's node id.
-fn restore_capped_from_db(
-    cfg: &Config,
-    owner: &str,
-) -> Result<Vec<crate::events::CappedBid>, crate::events::db::DbError> {
-    crate::events::db::read_capped(&cfg.events.db, owner)
 }
 
 /// What every shard's [`Api`] shares: the index handle and the notice table.
@@ -263,9 +283,36 @@ impl App {
             )
         })?;
         let dedupe = Dedupe::new(cfg.bidder.dedupe_slots);
-        let mut restored = restore_from_spool(&dedupe, keys.ttl_secs, &cfg, shards);
+        // With a database and no fleet sync, nothing else counts what this
+        // node spent before: its budgets start from the database's spend
+        // (and the spool's segments not yet replayed into it).
+        let ledger = owner.is_some() && fleet.is_none();
+        let mut restored = restore_from_spool(&dedupe, keys.ttl_secs, &cfg, shards, !ledger);
         if let Some(owner) = &owner {
-            restored.merge_capped(restore_capped_from_db(&cfg, owner), shards);
+            let today = crate::adserve::Now::wall().secs / 86_400;
+            let read = crate::events::db::read_at_start(
+                &cfg.events.db,
+                owner,
+                ledger.then_some(today as i64),
+            );
+            match read {
+                Ok(at) => {
+                    if let Some(spend) = at.spend {
+                        restored.add_spend(spend, today, shards);
+                    }
+                    restored.merge_capped(Ok(at.capped), shards);
+                }
+                // Budgets would start from nothing: refuse to bid.
+                Err(e) if ledger => {
+                    return Err(invalid(
+                        "events.db.nodes",
+                        format!(
+                            "cannot read spend to restore budgets ([fleet] enabled = false): {e}"
+                        ),
+                    ))
+                }
+                Err(e) => restored.merge_capped(Err(e), shards),
+            }
         }
         let deps = Deps {
             index,
@@ -363,7 +410,16 @@ impl App {
 /// not take yet (and replayed segments kept for the notice TTL): there
 /// budgets come from the database's ledger (the fleet sync) and frequency
 /// counts from its `frequency` table as well ([`Restored::merge_capped`]).
-fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) -> Restored {
+///
+/// `done_spend`: count the spend of segments already replayed into the
+/// database (false when the database's spend is read instead).
+fn restore_from_spool(
+    dedupe: &Dedupe,
+    ttl: u64,
+    cfg: &Config,
+    shards: usize,
+    done_spend: bool,
+) -> Restored {
     use std::collections::HashMap;
     let mut spend: Vec<HashMap<u64, (i64, i64)>> = vec![HashMap::new(); shards.max(1)];
     let mut capped = Vec::new();
@@ -371,13 +427,20 @@ fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) ->
     // Live segments and those already replayed into a database (kept for
     // the notice TTL, then pruned).
     crate::events::prune_done(dir, std::time::Duration::from_secs(ttl));
-    let mut segs = crate::events::list_segments(dir).unwrap_or_default();
-    segs.extend(crate::events::list_done(dir).unwrap_or_default());
+    let mut segs: Vec<_> = (crate::events::list_segments(dir).unwrap_or_default())
+        .into_iter()
+        .map(|s| (s, true))
+        .collect();
+    segs.extend(
+        (crate::events::list_done(dir).unwrap_or_default())
+            .into_iter()
+            .map(|s| (s, done_spend)),
+    );
     let t = std::time::Instant::now();
     let now = crate::adserve::Now::wall().secs;
     let today = now / 86_400;
     let (mut n, mut bytes) = (0u64, 0u64);
-    for seg in segs {
+    for (seg, count_spend) in segs {
         // A segment the database writer replays meanwhile is renamed .done.
         let read = std::fs::read(&seg.path)
             .or_else(|_| std::fs::read(seg.path.with_extension("spool.done")));
@@ -401,7 +464,7 @@ fn restore_from_spool(dedupe: &Dedupe, ttl: u64, cfg: &Config, shards: usize) ->
                 return;
             }
             n += u64::from(dedupe.remember(ev, ttl, now));
-            if ev.spend_micros > 0 {
+            if ev.spend_micros > 0 && count_spend {
                 let s = &mut spend[usize::from(ev.shard) % shards.max(1)];
                 let e = s.entry(ev.campaign_id).or_insert((0, 0));
                 if (ev.ts_micros.max(0) as u64) / 86_400_000_000 == today {

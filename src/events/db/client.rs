@@ -103,7 +103,13 @@ impl Db {
         .map_err(|_| err("timed out".into()))?
         .map_err(|e| err(e.to_string()))?;
         if cfg.create_schema {
+            // DDL waits for the cluster to agree on the schema: seconds on a
+            // busy node (two processes may create the same tables at once).
+            let ddl_timeout =
+                Duration::from_millis(cfg.request_timeout_ms * 5).max(Duration::from_secs(10));
             for st in schema(cfg) {
+                let mut st = scylla::statement::Statement::new(st);
+                st.set_request_timeout(Some(ddl_timeout));
                 session
                     .query_unpaged(st, &[])
                     .await

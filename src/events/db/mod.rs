@@ -186,12 +186,25 @@ impl DbStats {
     }
 }
 
-/// Start-up: the bids that counted a frequency cap under `owner` whose
-/// window has not passed ([`Db::capped_bids`]), on a runtime of its own.
-pub fn read_capped(
+/// What the database gives back at start-up ([`read_at_start`]).
+#[derive(Debug)]
+pub struct AtStart {
+    /// The bids that counted a frequency cap under the owner whose window
+    /// has not passed ([`Db::capped_bids`]).
+    pub capped: Vec<crate::events::CappedBid>,
+    /// When asked for: every campaign's global spend, micro-USD on the day
+    /// asked and in all ([`Db::global_spend`]).
+    pub spend: Option<std::collections::HashMap<u64, (i64, i64)>>,
+}
+
+/// Start-up reads, on a runtime of their own: `owner`'s capped bids and,
+/// with `spend_day`, the spend rollups (creating the schema when
+/// configured, as any connection does).
+pub fn read_at_start(
     cfg: &crate::config::DbConfig,
     owner: &str,
-) -> Result<Vec<crate::events::CappedBid>, DbError> {
+    spend_day: Option<i64>,
+) -> Result<AtStart, DbError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -199,7 +212,17 @@ pub fn read_capped(
             nodes: cfg.nodes.clone(),
             message: format!("cannot start a runtime: {e}"),
         })?;
-    rt.block_on(async { Db::connect(cfg).await?.capped_bids(owner).await })
+    rt.block_on(async {
+        let db = Db::connect(cfg).await?;
+        let spend = match spend_day {
+            Some(day) => Some(db.global_spend(day).await?),
+            None => None,
+        };
+        Ok(AtStart {
+            capped: db.capped_bids(owner).await?,
+            spend,
+        })
+    })
 }
 
 /// Partition of an event: (minute, shard).
