@@ -228,6 +228,11 @@ fn database_down_spills_to_the_spool() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(m.contains("adshard_db_up 0"), "{m}");
+    // Its spend could not be read at start-up (no fleet sync): said, not hidden.
+    assert!(
+        m.contains("adshard_spend_restore_error{error=\"cannot connect"),
+        "{m}"
+    );
     app.stop();
     let segs = adshard::events::list_segments(&spool).unwrap();
     let mut n = 0;

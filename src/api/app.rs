@@ -41,6 +41,9 @@ pub struct Restored {
     /// With a database: how many more were counted from it (those not
     /// also in the spool), or why it could not be read at start-up.
     pub from_db: Option<Result<usize, String>>,
+    /// With a database and no fleet sync: why its spend could not be read
+    /// at start-up (budgets then count only what the spool holds).
+    pub spend_error: Option<String>,
 }
 
 impl Restored {
@@ -151,6 +154,19 @@ impl Restored {
                 );
             }
             None => {}
+        }
+        if let Some(e) = &self.spend_error {
+            crate::prom::family(
+                out,
+                "adshard_spend_restore_error",
+                "gauge",
+                "1: with [events.db] and [fleet] enabled = false, the database's spend could not be read at start-up (budgets count only what the spool holds).",
+            );
+            let _ = writeln!(
+                out,
+                "adshard_spend_restore_error{{error=\"{}\"}} 1",
+                crate::prom::label_value(e)
+            );
         }
     }
 }
@@ -287,32 +303,30 @@ impl App {
         // node spent before: its budgets start from the database's spend
         // (and the spool's segments not yet replayed into it).
         let ledger = owner.is_some() && fleet.is_none();
-        let mut restored = restore_from_spool(&dedupe, keys.ttl_secs, &cfg, shards, !ledger);
-        if let Some(owner) = &owner {
-            let today = crate::adserve::Now::wall().secs / 86_400;
-            let read = crate::events::db::read_at_start(
-                &cfg.events.db,
-                owner,
-                ledger.then_some(today as i64),
-            );
-            match read {
-                Ok(at) => {
-                    if let Some(spend) = at.spend {
-                        restored.add_spend(spend, today, shards);
-                    }
-                    restored.merge_capped(Ok(at.capped), shards);
+        let today = crate::adserve::Now::wall().secs / 86_400;
+        let read = owner.as_ref().map(|o| {
+            crate::events::db::read_at_start(&cfg.events.db, o, ledger.then_some(today as i64))
+        });
+        let db_spend = matches!(&read, Some(Ok(at)) if at.spend.is_some());
+        let mut restored = restore_from_spool(&dedupe, keys.ttl_secs, &cfg, shards, !db_spend);
+        match read {
+            Some(Ok(at)) => {
+                if let Some(spend) = at.spend {
+                    restored.add_spend(spend, today, shards);
                 }
-                // Budgets would start from nothing: refuse to bid.
-                Err(e) if ledger => {
-                    return Err(invalid(
-                        "events.db.nodes",
-                        format!(
-                            "cannot read spend to restore budgets ([fleet] enabled = false): {e}"
-                        ),
-                    ))
-                }
-                Err(e) => restored.merge_capped(Err(e), shards),
+                restored.merge_capped(Ok(at.capped), shards);
             }
+            Some(Err(e)) => {
+                if ledger {
+                    tracing::error!(
+                        error = %e,
+                        "spend not restored from the database: budgets count only what the spool holds"
+                    );
+                    restored.spend_error = Some(e.to_string());
+                }
+                restored.merge_capped(Err(e), shards);
+            }
+            None => {}
         }
         let deps = Deps {
             index,
