@@ -11,9 +11,10 @@
 //!    whatever the number of campaigns;
 //! 3. per campaign, what is left: the daily budget (with even pacing, its
 //!    elapsed share of the day plus an hour, as on one node) minus this
-//!    node's own spend (exact, local), minus every live peer's cap (what it
-//!    may reach before its next sync: a reservation), minus what nodes no
-//!    longer alive spent (the ledger beyond this node's spend and the live
+//!    node's own spend (exact, local), minus every peer's cap (what it
+//!    may reach before its next sync: a reservation) while its heartbeat
+//!    row stands (three intervals: a late heartbeat does not free it),
+//!    minus what nodes no longer alive spent (the ledger beyond this node's spend and the live
 //!    peers' caps); this node reserves up to 1/N of it: twice what it spent
 //!    in the last interval, at least 1/16 of its 1/N (an idle node holds
 //!    little, a busy one doubles its slice each sync): its slice. The same
@@ -381,23 +382,27 @@ impl Syncer {
         let now = unix_ms();
         self.beat(db, now).await?;
         let fresh = now - every;
-        let live: std::collections::HashSet<String> = db
-            .nodes()
-            .await?
-            .into_iter()
+        let rows = db.nodes().await?;
+        let live: std::collections::HashSet<String> = rows
+            .iter()
             .filter(|(n, seen)| *seen >= fresh || *n == self.node)
-            .map(|(n, _)| n)
+            .map(|(n, _)| n.clone())
             .chain(std::iter::once(self.node.clone()))
             .collect();
+        // Reservations stand while their heartbeat row does (three
+        // intervals): a peer whose heartbeat is merely late (a busy host)
+        // is not counted among the live, but may still spend up to its
+        // cap, so its cap stays out of what this node may take.
+        let holders: std::collections::HashSet<String> = rows.into_iter().map(|(n, _)| n).collect();
         let n = live.len() as i64;
         let now_s = (now / 1000) as u64;
         let day = now_s / 86400;
         let global = db.global_spend(day as i64).await?;
-        // Live peers' caps (their reservations), per campaign: (today, in
-        // all).
+        // Peers' caps (their standing reservations), per campaign: (today,
+        // in all).
         let mut peers: HashMap<u64, (i64, i64)> = HashMap::new();
         for (c, node, _, ct, _, ca) in db.caps(day as i64).await? {
-            if node != self.node && live.contains(&node) {
+            if node != self.node && holders.contains(&node) {
                 let e = peers.entry(c).or_default();
                 e.0 += ct;
                 e.1 += ca;
