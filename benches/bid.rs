@@ -1,14 +1,16 @@
 //! Bid path benchmarks: decode + decide + encode on the IAB fixtures against
 //! 10k synthetic campaigns, with a latency distribution (p50/p99/p99.9) per
-//! fixture printed after the criterion runs; index build for 10k and 100k;
-//! signing one bid's notice URLs and verifying one notice.
+//! fixture printed after the criterion runs; decide alone (decode excluded)
+//! at 100k campaigns, best-first beside the exhaustive reference, with its
+//! own latency distribution; index build for 10k and 100k; signing one
+//! bid's notice URLs and verifying one notice.
 #![allow(clippy::unwrap_used)]
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use adshard::adserve::signing::{NoticeKeys, Signed};
-use adshard::adserve::{bid_response, decide, Now, ShardState};
+use adshard::adserve::{bid_response, decide, decide_exhaustive, Now, ShardState};
 use adshard::config::BidderConfig;
 use adshard::index::{synth, Index};
 use adshard::openrtb::{decode_json, encode_json, JsonDecoder};
@@ -66,6 +68,74 @@ fn bench_bid(c: &mut Criterion, ix: &Index) {
         });
     }
     g.finish();
+}
+
+/// Decide alone (the request decoded once, outside the loop) against 100k
+/// campaigns: best-first (what serves) and the exhaustive reference that
+/// visits every candidate, side by side.
+fn bench_decide(c: &mut Criterion, ix: &Index) {
+    let cfg = BidderConfig::default();
+    let now = Now::wall();
+    let mut g = c.benchmark_group("decide_100k_campaigns");
+    for (name, body) in fixtures() {
+        let req = decode_json(&body).unwrap();
+        let mut st = ShardState::new(0, 1, &cfg);
+        g.bench_function(BenchmarkId::new("best_first", &name), |b| {
+            b.iter(|| {
+                decide(ix, &mut st, black_box(&req), &cfg, now)
+                    .winners
+                    .len()
+            })
+        });
+        let mut st = ShardState::new(0, 1, &cfg);
+        g.bench_function(BenchmarkId::new("exhaustive", &name), |b| {
+            b.iter(|| {
+                decide_exhaustive(ix, &mut st, black_box(&req), &cfg, now, None)
+                    .winners
+                    .len()
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Per-call latency of decide alone at 100k campaigns.
+fn decide_report(ix: &Index) {
+    let cfg = BidderConfig::default();
+    let now = Now::wall();
+    println!(
+        "\nper-request latency, decide alone (decode excluded), {} campaigns (ns):",
+        ix.len()
+    );
+    println!(
+        "{:<34} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "fixture", "p50", "p99", "p99.9", "max", "bid"
+    );
+    for (name, body) in fixtures() {
+        let req = decode_json(&body).unwrap();
+        let mut st = ShardState::new(0, 1, &cfg);
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        let mut bid = false;
+        for i in 0..22_000 {
+            let t = Instant::now();
+            let d = decide(ix, &mut st, black_box(&req), &cfg, now);
+            let ns = t.elapsed().as_nanos() as u64;
+            bid = !d.winners.is_empty();
+            drop(d);
+            if i >= 2_000 {
+                h.record(ns).unwrap();
+            }
+        }
+        println!(
+            "{:<34} {:>8} {:>8} {:>8} {:>8} {:>6}",
+            name,
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max(),
+            bid
+        );
+    }
 }
 
 /// JSON alone: decoding each fixture with the shard's decoder (simd-json)
@@ -216,11 +286,13 @@ fn latency_report(ix: &Index) {
 
 fn main() {
     let ix = Index::build(synth::campaigns(10_000, 1), 1).unwrap();
+    let big = Index::build(synth::campaigns(100_000, 1), 1).unwrap();
     let mut c = Criterion::default()
         .configure_from_args()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     bench_bid(&mut c, &ix);
+    bench_decide(&mut c, &big);
     bench_json(&mut c, &ix);
     bench_signing(&mut c);
     bench_build(&mut c);
@@ -228,5 +300,6 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` (test mode) does not.
     if std::env::args().any(|a| a == "--bench") {
         latency_report(&ix);
+        decide_report(&big);
     }
 }

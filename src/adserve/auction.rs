@@ -6,6 +6,7 @@
 //! price bids value; first price shades, never below the floor) and pick
 //! its creative.
 
+use super::plan::Plan;
 use super::targeting::{eligible, offered, Ctx};
 use super::{event_id, Decision, NoBid, ShardState, Winner};
 use crate::events::{Event, Kind};
@@ -34,24 +35,56 @@ struct Cpc {
 }
 
 /// What the gathering found for one impression.
-struct Gathered<'c> {
-    ctx: &'c Ctx<'c, 'c>,
+struct Gathered<'c, 'a> {
+    ctx: &'c Ctx<'a, 'c>,
     pmp: Option<&'c Pmp<'c>>,
     has_model: bool,
     best: Option<Best>,
     /// Some campaign targeted the impression (a no-bid is then "filtered").
     any: bool,
     scored: Vec<Cpc>,
+    /// Visit every candidate (the reference the early exit is checked against).
+    exhaustive: bool,
+    /// CPC candidates kept whose cap is their rule value x the multiple
+    /// (no `max_cpm`): how many, and the lowest prior among them.
+    rule_kept: (usize, f64),
 }
 
-impl Gathered<'_> {
+impl Gathered<'_, '_> {
+    /// Whether a CPC candidate without `max_cpm` and with prior `prior`
+    /// can no longer be among the `max_scored` sent to the model: that many
+    /// such candidates with a higher prior are kept, and each of them
+    /// survives whatever it would (its cap, a fixed multiple of its prior,
+    /// is higher too), so it would rank below them.
+    fn outranked(&self, prior: f64) -> bool {
+        self.rule_kept.0 >= self.ctx.cfg.max_scored.max(1) && prior < self.rule_kept.1
+    }
+
     /// Weighs campaign `pos` through channel `deal` with floor `floor`.
     fn consider(&mut self, pos: usize, deal: Option<usize>, floor: f64, st: &ShardState) {
         let ix = self.ctx.ix;
         self.any = true;
-        if self.has_model && ix.hot[pos].cpc.is_some() {
+        if let (true, Some(cpc)) = (self.has_model, ix.hot[pos].cpc) {
+            // Worth at most its cap: one that cannot reach the floor or the
+            // best bid so far would not be scored (the same test as
+            // `score`'s, against a best that can only rise): skip the
+            // per-campaign checks.
+            let h = &ix.hot[pos];
+            let cap = cpc_cap(h, cpc, self.ctx.cfg.cpc_cap_multiple);
+            let rule = !h.max_cpm.is_finite();
+            if !self.exhaustive
+                && (cap < floor
+                    || self.best.is_some_and(|b| cap < b.value)
+                    || (rule && self.outranked(h.value_cpm)))
+            {
+                return;
+            }
             if eligible(self.ctx, pos, st) && deal_allows(ix, pos, deal, self.pmp) {
                 self.scored.push(Cpc { pos, deal, floor });
+                if rule {
+                    self.rule_kept.0 += 1;
+                    self.rule_kept.1 = self.rule_kept.1.min(h.value_cpm);
+                }
             }
             return;
         }
@@ -144,28 +177,63 @@ impl Gathered<'_> {
 }
 
 /// Runs the auction for impression `imp_ix` of the request: its winner and
-/// the bid event, or why there is none.
-pub(super) fn bid_imp(
-    ctx: &Ctx<'_, '_>,
+/// the bid event, or why there is none. `plan` holds the request-wide
+/// targeting; this impression's formats and channels go on it and come off.
+pub(super) fn bid_imp<'a>(
+    ctx: &Ctx<'a, '_>,
     st: &mut ShardState,
     imp_ix: usize,
+    plan: &mut Plan<'a>,
     fmts: &mut Vec<FormatKey>,
     model: &mut Option<&mut dyn CtrModel>,
     d: &mut Decision,
 ) -> Result<(Winner, Event), NoBid> {
+    let mark = plan.mark();
+    let out = bid_imp_on(ctx, st, imp_ix, plan, fmts, model, d);
+    plan.reset(mark);
+    out
+}
+
+fn bid_imp_on<'a>(
+    ctx: &Ctx<'a, '_>,
+    st: &mut ShardState,
+    imp_ix: usize,
+    plan: &mut Plan<'a>,
+    fmts: &mut Vec<FormatKey>,
+    model: &mut Option<&mut dyn CtrModel>,
+    d: &mut Decision,
+) -> Result<(Winner, Event), NoBid> {
+    let ix = ctx.ix;
     let imp = &ctx.req.imp[imp_ix];
-    candidates(ctx.ix, st, imp, fmts)?;
+    // Targeted campaigns with a creative for a format the impression offers.
+    offered(imp, fmts);
+    plan.any_of(fmts.iter().filter_map(|f| ix.format_sets.get(f)));
+    let words = ix.len().div_ceil(64);
     // An empty currency (a request built without one) means USD.
     let floor_cur = if imp.bidfloorcur.is_empty() {
         "USD"
     } else {
         imp.bidfloorcur.as_ref()
     };
-    let imp_floor = ctx
-        .ix
-        .to_usd(imp.bidfloor, floor_cur)
-        .ok_or(NoBid::Currency)?;
-    let mut g = gather(ctx, st, imp, imp_floor, model.is_some());
+    let Some(imp_floor) = ix.to_usd(imp.bidfloor, floor_cur) else {
+        // No candidate at all says more than an unknown currency.
+        return Err(if plan.any_from(0, words) {
+            NoBid::Currency
+        } else {
+            NoBid::NoCandidate
+        });
+    };
+    let mut g = Gathered {
+        ctx,
+        pmp: imp.pmp.as_ref(),
+        has_model: model.is_some(),
+        best: None,
+        any: false,
+        scored: Vec::new(),
+        exhaustive: ctx.exhaustive,
+        rule_kept: (0, f64::INFINITY),
+    };
+    g.gather(st, plan, imp_floor);
     if let (false, Some(m)) = (g.scored.is_empty(), model.as_mut()) {
         g.score(imp, fmts, &mut **m, d);
     }
@@ -176,75 +244,77 @@ pub(super) fn bid_imp(
             NoBid::NoCandidate
         });
     };
-    let floor = channel_floor(ctx.ix, imp.pmp.as_ref(), best.deal, imp_floor);
+    let floor = channel_floor(ix, imp.pmp.as_ref(), best.deal, imp_floor);
     win(ctx, st, imp_ix, fmts, best, floor)
 }
 
-/// Narrows `st.cand` to the targeted campaigns with a creative for one of
-/// the formats the impression offers.
-fn candidates(
-    ix: &Index,
-    st: &mut ShardState,
-    imp: &Imp<'_>,
-    fmts: &mut Vec<FormatKey>,
-) -> Result<(), NoBid> {
-    offered(imp, fmts);
-    st.tmp.clear();
-    for f in fmts.iter() {
-        if let Some(b) = ix.format_sets.get(f) {
-            st.tmp.or(b);
+impl<'a> Gathered<'_, 'a> {
+    /// Weighs the candidates through every channel the impression offers:
+    /// each deal we know (at the deal's floor), then the open auction unless
+    /// the auction is private.
+    fn gather(&mut self, st: &ShardState, plan: &mut Plan<'a>, imp_floor: f64) {
+        let ix = self.ctx.ix;
+        if let Some(p) = self.pmp {
+            for (di, dl) in p.deals.iter().enumerate() {
+                let Some(set) = ix.deals.get(dl.id.as_ref()) else {
+                    continue;
+                };
+                let f = if dl.bidfloor > 0.0 {
+                    ix.to_usd(dl.bidfloor, &dl.bidfloorcur)
+                } else {
+                    Some(imp_floor)
+                };
+                let Some(f) = f else { continue };
+                let m = plan.mark();
+                plan.and(set);
+                self.visit(st, plan, Some(di), f);
+                plan.reset(m);
+            }
+        }
+        if self.pmp.is_none_or(|p| p.private_auction != 1) {
+            let m = plan.mark();
+            plan.and(&ix.open);
+            self.visit(st, plan, None, imp_floor);
+            plan.reset(m);
         }
     }
-    st.cand.copy_from(&st.base);
-    st.cand.and(&st.tmp);
-    if st.cand.is_empty() {
-        return Err(NoBid::NoCandidate);
-    }
-    Ok(())
-}
 
-/// Weighs every candidate through every channel the impression offers:
-/// each deal we know (at the deal's floor), then the open auction unless
-/// the auction is private.
-fn gather<'c>(
-    ctx: &'c Ctx<'c, 'c>,
-    st: &ShardState,
-    imp: &'c Imp<'c>,
-    imp_floor: f64,
-    has_model: bool,
-) -> Gathered<'c> {
-    let ix = ctx.ix;
-    let pmp = imp.pmp.as_ref();
-    let mut g = Gathered {
-        ctx,
-        pmp,
-        has_model,
-        best: None,
-        any: false,
-        scored: Vec::new(),
-    };
-    if let Some(p) = pmp {
-        for (di, dl) in p.deals.iter().enumerate() {
-            let Some(set) = ix.deals.get(dl.id.as_ref()) else {
-                continue;
-            };
-            let f = if dl.bidfloor > 0.0 {
-                ix.to_usd(dl.bidfloor, &dl.bidfloorcur)
+    /// Visits the plan's campaigns best-first, a word at a time, until the
+    /// most any campaign left can bid is below the floor or the best value
+    /// so far: those could not win (and a CPC one would not be scored).
+    fn visit(&mut self, st: &ShardState, plan: &Plan<'_>, deal: Option<usize>, floor: f64) {
+        let ix = self.ctx.ix;
+        let words = ix.len().div_ceil(64);
+        // Without a model a CPC campaign bids its rule value (at most);
+        // with one, up to the multiple of it.
+        let multiple = if self.has_model {
+            self.ctx.cfg.cpc_cap_multiple
+        } else {
+            1.0
+        };
+        for w in 0..words {
+            let bar = self.best.map_or(floor, |b| b.value.max(floor));
+            let (fixed, rule) = ix.bounds.parts_at(w);
+            // CPC campaigns without max_cpm whose prior is below every one
+            // of `max_scored` kept could not be scored: they bound nothing.
+            let rule = if self.has_model && self.outranked(rule) {
+                0.0
             } else {
-                Some(imp_floor)
+                multiple.max(1.0) * rule
             };
-            let Some(f) = f else { continue };
-            for pos in st.cand.iter().filter(|&p| set.get(p)) {
-                g.consider(pos, Some(di), f, st);
+            if !self.exhaustive && fixed.max(rule) < bar {
+                // Whether anything was targeted still decides the reason.
+                self.any = self.any || plan.any_from(w, words);
+                return;
+            }
+            let mut bits = plan.word(w);
+            while bits != 0 {
+                let pos = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                self.consider(pos, deal, floor, st);
             }
         }
     }
-    if pmp.is_none_or(|p| p.private_auction != 1) {
-        for pos in st.cand.iter().filter(|&p| ix.open.get(p)) {
-            g.consider(pos, None, imp_floor, st);
-        }
-    }
-    g
 }
 
 /// The floor of the channel a bid goes through (CPM USD).

@@ -18,6 +18,7 @@ pub mod dedupe;
 pub mod fleet;
 pub mod markup;
 mod notices;
+mod plan;
 pub mod response;
 pub mod signing;
 pub mod spend;
@@ -181,7 +182,33 @@ pub fn decide_with(
     req: &BidRequest<'_>,
     cfg: &BidderConfig,
     now: Now,
+    model: Option<&mut dyn CtrModel>,
+) -> Decision {
+    decide_inner(ix, st, req, cfg, now, model, false)
+}
+
+/// [`decide_with`] visiting every candidate: the reference that the
+/// best-first early exit is tested against (same answers, more work).
+#[doc(hidden)]
+pub fn decide_exhaustive(
+    ix: &Index,
+    st: &mut ShardState,
+    req: &BidRequest<'_>,
+    cfg: &BidderConfig,
+    now: Now,
+    model: Option<&mut dyn CtrModel>,
+) -> Decision {
+    decide_inner(ix, st, req, cfg, now, model, true)
+}
+
+fn decide_inner(
+    ix: &Index,
+    st: &mut ShardState,
+    req: &BidRequest<'_>,
+    cfg: &BidderConfig,
+    now: Now,
     mut model: Option<&mut dyn CtrModel>,
+    exhaustive: bool,
 ) -> Decision {
     st.sync(ix);
     let mut d = Decision::default();
@@ -208,11 +235,12 @@ pub fn decide_with(
         user,
         first_price: req.at == 1,
         usd_per_cur,
+        exhaustive,
     };
-    targeting(ix, st, req, coppa);
+    let mut plan = targeting(ix, st, req, coppa);
     let mut fmts = Vec::new();
     for i in 0..req.imp.len() {
-        match auction::bid_imp(&ctx, st, i, &mut fmts, &mut model, &mut d) {
+        match auction::bid_imp(&ctx, st, i, &mut plan, &mut fmts, &mut model, &mut d) {
             Ok((w, ev)) => {
                 d.winners.push(w);
                 d.events.push(ev);

@@ -6,7 +6,7 @@
 use super::fleet::Slices;
 use super::spend::{SpendBoard, SpendTable};
 use super::{BidderConfig, Now};
-use crate::index::{Bitset, Hot, Index};
+use crate::index::{Hot, Index};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -35,9 +35,6 @@ pub struct ShardState {
     pub(super) seq: u64,
     /// `{node}-{shard}-` of every id this shard makes.
     id_prefix: String,
-    pub(super) base: Bitset,
-    pub(super) cand: Bitset,
-    pub(super) tmp: Bitset,
     pub(super) keys: Vec<String>,
     /// Frequency entries evicted (oldest first) to stay within
     /// `max_tracked_users`; the table is never wiped.
@@ -71,9 +68,6 @@ impl ShardState {
                 super::signing::base64url(&bits, &mut node);
                 format!("{}-{shard}-", String::from_utf8_lossy(&node))
             },
-            base: Bitset::new(0),
-            cand: Bitset::new(0),
-            tmp: Bitset::new(0),
             keys: Vec::new(),
             freq_evictions: 0,
         }
@@ -135,10 +129,6 @@ impl ShardState {
                 self.freq_add(key, cap.window_secs, secs);
             }
         }
-        let n = ix.len();
-        self.base = Bitset::new(n);
-        self.cand = Bitset::new(n);
-        self.tmp = Bitset::new(n);
         self.version = ix.version;
     }
 

@@ -1,11 +1,13 @@
 //! Targeting: which campaigns may bid on a request. Request-wide rules
 //! (geography, device, site or app, content categories, audience segments,
-//! COPPA, blocked categories, advertisers, apps and seats) are bitset work
-//! over the index's posting lists; per-campaign state (day-parting, budget
-//! and pacing, frequency caps) is checked per candidate.
+//! COPPA, blocked categories, advertisers, apps and seats) become a
+//! [`Plan`] over the index's posting lists, evaluated word by word by the
+//! auction; per-campaign state (day-parting, budget and pacing, frequency
+//! caps) is checked per candidate.
 
+use super::plan::Plan;
 use super::{BidderConfig, Now, ShardState};
-use crate::index::{Bitset, Campaign, FormatKey, Index};
+use crate::index::{Bitset, Campaign, Dim, FormatKey, Index};
 use crate::openrtb::{BidRequest, Imp};
 
 /// Request-wide facts every impression's auction reads.
@@ -19,6 +21,8 @@ pub(super) struct Ctx<'a, 'r> {
     pub(super) first_price: bool,
     /// USD per unit of the response currency.
     pub(super) usd_per_cur: f64,
+    /// Visit every candidate (no best-first early exit): the reference.
+    pub(super) exhaustive: bool,
 }
 
 pub(super) fn daypart_ok(c: &Campaign, now: Now) -> bool {
@@ -51,24 +55,43 @@ pub(super) fn offered(imp: &Imp<'_>, out: &mut Vec<FormatKey>) {
     }
 }
 
-/// Restricts `st.base` to the campaigns whose request-wide targeting matches,
-/// less those the request's blocks exclude.
-pub(super) fn targeting(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>, coppa: bool) {
-    st.base.copy_from(if req.app.is_some() {
+/// The plan of the campaigns whose request-wide targeting matches, less
+/// those the request's blocks exclude (nothing is evaluated yet).
+pub(super) fn targeting<'a>(
+    ix: &'a Index,
+    st: &mut ShardState,
+    req: &BidRequest<'_>,
+    coppa: bool,
+) -> Plan<'a> {
+    let mut plan = Plan::default();
+    plan.and(if req.app.is_some() {
         &ix.on_app
     } else {
         &ix.on_site
     });
-    restrict_place(ix, st, req);
-    restrict_content(ix, st, req, coppa);
-    apply_blocks(ix, st, req);
+    restrict_place(ix, st, req, &mut plan);
+    restrict_content(ix, st, req, coppa, &mut plan);
+    apply_blocks(ix, req, &mut plan);
+    plan
+}
+
+/// `plan &= (dim.any | dim.by[k] for each k)`; nothing when no campaign
+/// targets the dimension.
+fn restrict<'a, 'k>(dim: &'a Dim, keys: impl IntoIterator<Item = &'k str>, plan: &mut Plan<'a>) {
+    if dim.untargeted() {
+        return;
+    }
+    plan.any_of(std::iter::once(dim.any()).chain(keys.into_iter().filter_map(|k| dim.by(k))));
 }
 
 /// Where the ad would show: geography, device type, OS, site domain or app bundle.
-fn restrict_place(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>) {
-    let ShardState {
-        base, tmp, keys, ..
-    } = st;
+fn restrict_place<'a>(
+    ix: &'a Index,
+    st: &mut ShardState,
+    req: &BidRequest<'_>,
+    plan: &mut Plan<'a>,
+) {
+    let keys = &mut st.keys;
     let dev = req.device.as_ref();
     let geo = dev
         .and_then(|d| d.geo.as_ref())
@@ -78,35 +101,26 @@ fn restrict_place(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>) {
         keys.extend(v.filter(|s| !s.is_empty()));
     };
     one(keys, geo.map(|g| g.country.to_ascii_uppercase()));
-    ix.country
-        .restrict(keys.iter().map(String::as_str), base, tmp);
+    restrict(&ix.country, keys.iter().map(String::as_str), plan);
     one(keys, geo.map(|g| g.region.to_ascii_uppercase()));
-    ix.region
-        .restrict(keys.iter().map(String::as_str), base, tmp);
+    restrict(&ix.region, keys.iter().map(String::as_str), plan);
     one(keys, dev.and_then(|d| d.devicetype).map(|t| t.to_string()));
-    ix.device_type
-        .restrict(keys.iter().map(String::as_str), base, tmp);
+    restrict(&ix.device_type, keys.iter().map(String::as_str), plan);
     one(keys, dev.map(|d| d.os.to_ascii_lowercase()));
-    ix.os.restrict(keys.iter().map(String::as_str), base, tmp);
+    restrict(&ix.os, keys.iter().map(String::as_str), plan);
     match (&req.site, &req.app) {
         (_, Some(app)) => {
             one(keys, Some(app.bundle.to_ascii_lowercase()));
-            ix.bundle
-                .restrict(keys.iter().map(String::as_str), base, tmp);
-            one(keys, None);
-            ix.domain
-                .restrict(keys.iter().map(String::as_str), base, tmp);
+            restrict(&ix.bundle, keys.iter().map(String::as_str), plan);
+            restrict(&ix.domain, [], plan);
         }
         (site, None) => {
             one(
                 keys,
                 site.as_ref().map(|s| crate::index::norm_domain(&s.domain)),
             );
-            ix.domain
-                .restrict(keys.iter().map(String::as_str), base, tmp);
-            one(keys, None);
-            ix.bundle
-                .restrict(keys.iter().map(String::as_str), base, tmp);
+            restrict(&ix.domain, keys.iter().map(String::as_str), plan);
+            restrict(&ix.bundle, [], plan);
         }
     }
 }
@@ -114,10 +128,14 @@ fn restrict_place(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>) {
 /// What it would show beside, and to whom: content categories (a
 /// subcategory also matches its parent) and audience segments; under COPPA
 /// no segment is used and segment-targeted campaigns sit out.
-fn restrict_content(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>, coppa: bool) {
-    let ShardState {
-        base, tmp, keys, ..
-    } = st;
+fn restrict_content<'a>(
+    ix: &'a Index,
+    st: &mut ShardState,
+    req: &BidRequest<'_>,
+    coppa: bool,
+    plan: &mut Plan<'a>,
+) {
+    let keys = &mut st.keys;
     keys.clear();
     for c in req.content_cats() {
         keys.push(c.to_string());
@@ -125,8 +143,7 @@ fn restrict_content(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>, coppa
             keys.push(parent.to_string());
         }
     }
-    ix.category
-        .restrict(keys.iter().map(String::as_str), base, tmp);
+    restrict(&ix.category, keys.iter().map(String::as_str), plan);
     keys.clear();
     if !coppa {
         if let Some(u) = &req.user {
@@ -137,59 +154,50 @@ fn restrict_content(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>, coppa
             );
         }
     }
-    ix.segment
-        .restrict(keys.iter().map(String::as_str), base, tmp);
+    restrict(&ix.segment, keys.iter().map(String::as_str), plan);
     if coppa {
         // COPPA: no behavioural targeting, so segment-targeted campaigns sit out.
-        base.and(&ix.no_segments);
+        plan.and(&ix.no_segments);
     }
 }
 
 /// The request's blocks (categories, advertiser domains, apps, seats) and
 /// its seat allow-list.
-fn apply_blocks(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>) {
-    let ShardState { base, tmp, .. } = st;
-    // Request-wide blocks, as bitset work rather than per-candidate checks.
-    let block = |m: &std::collections::HashMap<String, Bitset>,
+fn apply_blocks<'a>(ix: &'a Index, req: &BidRequest<'_>, plan: &mut Plan<'a>) {
+    let block = |m: &'a std::collections::HashMap<String, Bitset>,
                  keys: &mut dyn Iterator<Item = String>,
-                 base: &mut Bitset| {
+                 plan: &mut Plan<'a>| {
         for k in keys {
             if let Some(b) = m.get(&k) {
-                base.and_not(b);
+                plan.and_not(b);
             }
         }
     };
     if !req.bcat.is_empty() {
         // Categories in another taxonomy cannot be checked: those campaigns stay out.
         match ix.cattax.get(&req.cattax.unwrap_or(1)) {
-            Some(same) => base.and(same),
-            None => base.clear(),
+            Some(same) => plan.and(same),
+            None => plan.none(),
         }
         block(
             &ix.cat_block,
             &mut req.bcat.iter().map(|c| c.to_string()),
-            base,
+            plan,
         );
     }
     block(
         &ix.adomain,
         &mut req.badv.iter().map(|d| d.to_ascii_lowercase()),
-        base,
+        plan,
     );
     block(
         &ix.app_bundle,
         &mut req.bapp.iter().map(|b| b.to_string()),
-        base,
+        plan,
     );
-    block(&ix.seat, &mut req.bseat.iter().map(|b| b.to_string()), base);
+    block(&ix.seat, &mut req.bseat.iter().map(|b| b.to_string()), plan);
     if !req.wseat.is_empty() {
-        tmp.clear();
-        for w in &req.wseat {
-            if let Some(b) = ix.seat.get(w.as_ref()) {
-                tmp.or(b);
-            }
-        }
-        base.and(tmp);
+        plan.any_of(req.wseat.iter().filter_map(|w| ix.seat.get(w.as_ref())));
     }
 }
 

@@ -5,11 +5,14 @@
 //!
 //! Candidate selection for an impression is an AND over dimensions of
 //! (campaigns targeting the request's value OR campaigns not targeting that
-//! dimension): a few hundred word operations for 10k campaigns, independent
-//! of how many campaigns fail.
+//! dimension). Campaigns are laid out best-first with a value bound per word
+//! ([`order`]), so an auction evaluates that AND a word at a time from the
+//! top and stops once nothing left can win: its cost follows how deep the
+//! winner sits, not how many campaigns there are.
 
 pub mod loader;
 pub mod model;
+pub mod order;
 pub mod synth;
 
 pub use model::*;
@@ -62,6 +65,15 @@ impl Bitset {
             *a &= b;
         }
     }
+    /// Word `w` (positions `64w..64w+64`); 0 past the end.
+    #[inline]
+    pub fn word(&self, w: usize) -> u64 {
+        self.0.get(w).copied().unwrap_or(0)
+    }
+    /// Number of words.
+    pub fn words(&self) -> usize {
+        self.0.len()
+    }
     /// Clears all.
     pub fn clear(&mut self) {
         self.0.iter_mut().for_each(|w| *w = 0);
@@ -111,6 +123,18 @@ impl Dim {
                 .or_insert_with(|| Bitset::new(n))
                 .set(pos);
         }
+    }
+    /// Campaigns that do not target this dimension.
+    pub fn any(&self) -> &Bitset {
+        &self.any
+    }
+    /// Campaigns targeting value `k` (normalised as indexed).
+    pub fn by(&self, k: &str) -> Option<&Bitset> {
+        self.by.get(k)
+    }
+    /// Whether no campaign targets this dimension (then it restricts nothing).
+    pub fn untargeted(&self) -> bool {
+        self.by.is_empty()
     }
     /// `out &= (any | by[k] for each k)`; `tmp` is scratch of the same size.
     pub fn restrict<'k>(
@@ -273,6 +297,8 @@ pub struct Index {
     /// Per-campaign data the auction reads for every candidate, packed
     /// together so candidate scans stay in cache.
     pub hot: Vec<Hot>,
+    /// The most any campaign at or after each word of positions can bid.
+    pub bounds: order::Bounds,
 }
 
 /// Lower-case.
@@ -313,8 +339,9 @@ impl Index {
         }
     }
 
-    /// Validates and builds an index.
-    pub fn build(file: CampaignFile, version: u64) -> Result<Index, IndexError> {
+    /// Validates and builds an index, campaigns laid out best-first.
+    pub fn build(mut file: CampaignFile, version: u64) -> Result<Index, IndexError> {
+        order::sort_best_first(&mut file.campaign);
         let n = file.campaign.len();
         let mut by_id = HashMap::with_capacity(n);
         let mut currencies = file.currencies;
@@ -353,6 +380,7 @@ impl Index {
             seat: HashMap::new(),
             hot: Vec::with_capacity(n),
             campaigns: Vec::new(),
+            bounds: order::Bounds::default(),
         };
         for (pos, c) in file.campaign.iter().enumerate() {
             validate(c)?;
@@ -427,6 +455,7 @@ impl Index {
             }
         }
         ix.by_id = by_id;
+        ix.bounds = order::Bounds::of(&file.campaign);
         ix.campaigns = file.campaign;
         Ok(ix)
     }

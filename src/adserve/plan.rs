@@ -1,0 +1,150 @@
+//! A candidate plan: the conjunction of posting-list clauses that decides
+//! which campaigns may bid, kept as references into the index and evaluated
+//! one word (64 campaign positions) at a time, so that an auction visiting
+//! the best campaigns first touches only the words it reaches.
+
+use crate::index::Bitset;
+
+/// One clause: the OR of `sets[start..end]`, negated when `not`.
+#[derive(Debug, Clone, Copy)]
+struct Clause {
+    start: u32,
+    end: u32,
+    not: bool,
+}
+
+/// A conjunction of clauses over the index's bitsets.
+#[derive(Debug, Default)]
+pub(super) struct Plan<'a> {
+    clauses: Vec<Clause>,
+    sets: Vec<&'a Bitset>,
+    /// A clause that nothing satisfies was added (an OR of no sets).
+    empty: usize,
+}
+
+/// Where a plan stood, to go back to after per-impression clauses.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Mark(usize, usize, usize);
+
+impl<'a> Plan<'a> {
+    /// Keeps campaigns in `b`.
+    pub(super) fn and(&mut self, b: &'a Bitset) {
+        self.any_of(std::iter::once(b));
+    }
+
+    /// Drops campaigns in `b`.
+    pub(super) fn and_not(&mut self, b: &'a Bitset) {
+        let start = self.sets.len() as u32;
+        self.sets.push(b);
+        self.clauses.push(Clause {
+            start,
+            end: start + 1,
+            not: true,
+        });
+    }
+
+    /// Keeps campaigns in at least one of `sets` (none: no campaign).
+    pub(super) fn any_of(&mut self, sets: impl IntoIterator<Item = &'a Bitset>) {
+        let start = self.sets.len();
+        self.sets.extend(sets);
+        if self.sets.len() == start {
+            self.empty += 1;
+            return;
+        }
+        self.clauses.push(Clause {
+            start: start as u32,
+            end: self.sets.len() as u32,
+            not: false,
+        });
+    }
+
+    /// Keeps no campaign.
+    pub(super) fn none(&mut self) {
+        self.empty += 1;
+    }
+
+    /// The current state, for [`Plan::reset`].
+    pub(super) fn mark(&self) -> Mark {
+        Mark(self.clauses.len(), self.sets.len(), self.empty)
+    }
+
+    /// Drops the clauses added since `m`.
+    pub(super) fn reset(&mut self, m: Mark) {
+        self.clauses.truncate(m.0);
+        self.sets.truncate(m.1);
+        self.empty = m.2;
+    }
+
+    /// The campaigns of word `w` that satisfy every clause. The latest
+    /// clauses (an impression's channel and formats, the most selective)
+    /// are tested first, and the first empty result ends the test.
+    #[inline]
+    pub(super) fn word(&self, w: usize) -> u64 {
+        if self.empty > 0 || self.clauses.is_empty() {
+            return 0;
+        }
+        let mut acc = !0u64;
+        for c in self.clauses.iter().rev() {
+            let mut x = 0;
+            for b in &self.sets[c.start as usize..c.end as usize] {
+                x |= b.word(w);
+            }
+            acc &= if c.not { !x } else { x };
+            if acc == 0 {
+                break;
+            }
+        }
+        acc
+    }
+
+    /// Whether any campaign at or after word `from` satisfies the plan.
+    pub(super) fn any_from(&self, from: usize, words: usize) -> bool {
+        (from..words).any(|w| self.word(w) != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(n: usize, pos: &[usize]) -> Bitset {
+        let mut b = Bitset::new(n);
+        pos.iter().for_each(|&p| b.set(p));
+        b
+    }
+
+    #[test]
+    fn words_are_the_conjunction_of_the_clauses() {
+        let n = 200;
+        let all = Bitset::full(n);
+        let a = set(n, &[1, 5, 70, 130, 199]);
+        let b = set(n, &[5, 70, 150]);
+        let c = set(n, &[1, 199]);
+        let blocked = set(n, &[70]);
+        let mut p = Plan::default();
+        p.and(&all);
+        p.any_of([&b, &c]);
+        let m = p.mark();
+        p.and(&a);
+        p.and_not(&blocked);
+        let got: Vec<usize> = (0..4)
+            .flat_map(|w| {
+                let x = p.word(w);
+                (0..64)
+                    .filter(move |i| x & (1 << i) != 0)
+                    .map(move |i| w * 64 + i)
+            })
+            .collect();
+        assert_eq!(got, vec![1, 5, 199]);
+        assert!(p.any_from(3, 4) && !p.any_from(2, 3));
+        p.reset(m);
+        assert_eq!(p.word(2), 1 << (150 - 128), "back to the mark");
+        p.any_of([]);
+        assert_eq!(p.word(2), 0, "an OR of nothing keeps nothing");
+        p.reset(m);
+        p.none();
+        assert!(!p.any_from(0, 4));
+        p.reset(m);
+        assert_ne!(p.word(2), 0);
+    }
+}

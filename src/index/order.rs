@@ -1,0 +1,123 @@
+//! Index order and value bounds: campaigns are laid out best-first (by the
+//! most each can bid), and every word of 64 positions knows the most any
+//! campaign at or after it can bid. An auction visits candidates a word at
+//! a time in that order and stops once the bound falls below the floor or
+//! the best value found: the campaigns it skips could not have won.
+
+use super::{BidModel, Campaign};
+
+/// The `bidder.cpc_cap_multiple` the layout assumes (its default); any
+/// other multiple keeps the bounds exact, only the order less sharp.
+const LAYOUT_MULTIPLE: f64 = 3.0;
+
+/// The most a campaign can bid, CPM USD, in two parts: `fixed` (a CPM
+/// bid, or a CPC campaign's `max_cpm`) and `rule` (a CPC campaign without
+/// `max_cpm`: expected_ctr x CPC x 1000, which the auction caps at
+/// `cpc_cap_multiple` times that). Its bound is `max(fixed, multiple x rule)`.
+pub fn parts(c: &Campaign) -> (f64, f64) {
+    let b = &c.bid;
+    match (b.model, b.max_cpm) {
+        (BidModel::Cpm, m) => (m.map_or(b.amount, |m| b.amount.min(m)), 0.0),
+        (BidModel::Cpc, Some(m)) => (m, 0.0),
+        (BidModel::Cpc, None) => (0.0, b.expected_ctr * b.amount * 1000.0),
+    }
+}
+
+/// Sorts campaigns best-first by their bound at the default multiple
+/// (stable: equal bounds keep file order).
+pub fn sort_best_first(campaigns: &mut [Campaign]) {
+    let key = |c: &Campaign| {
+        let (f, r) = parts(c);
+        f.max(LAYOUT_MULTIPLE * r)
+    };
+    campaigns.sort_by(|a, b| key(b).total_cmp(&key(a)));
+}
+
+/// Per word of 64 positions: the largest `fixed` and `rule` part of any
+/// campaign at or after it (suffix maxima, so exact in any order).
+#[derive(Debug, Clone, Default)]
+pub struct Bounds {
+    fixed: Vec<f64>,
+    rule: Vec<f64>,
+}
+
+impl Bounds {
+    /// Bounds of `campaigns` in index order.
+    pub fn of(campaigns: &[Campaign]) -> Bounds {
+        let words = campaigns.len().div_ceil(64);
+        let mut b = Bounds {
+            fixed: vec![0.0; words + 1],
+            rule: vec![0.0; words + 1],
+        };
+        for w in (0..words).rev() {
+            let (mut f, mut r) = (b.fixed[w + 1], b.rule[w + 1]);
+            for c in &campaigns[w * 64..((w + 1) * 64).min(campaigns.len())] {
+                let (cf, cr) = parts(c);
+                f = f.max(cf);
+                r = r.max(cr);
+            }
+            b.fixed[w] = f;
+            b.rule[w] = r;
+        }
+        b
+    }
+
+    /// The largest `fixed` and `rule` parts at or after word `w` (zero past
+    /// the end).
+    #[inline]
+    pub fn parts_at(&self, w: usize) -> (f64, f64) {
+        match (self.fixed.get(w), self.rule.get(w)) {
+            (Some(&f), Some(&r)) => (f, r),
+            _ => (0.0, 0.0),
+        }
+    }
+
+    /// The most any campaign at or after word `w` can bid (CPM USD) when
+    /// CPC values are capped at `multiple` x their rule value (>= 1).
+    #[inline]
+    pub fn at(&self, w: usize, multiple: f64) -> f64 {
+        match (self.fixed.get(w), self.rule.get(w)) {
+            (Some(&f), Some(&r)) => f.max(multiple.max(1.0) * r),
+            _ => 0.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::synth;
+
+    #[test]
+    fn bounds_cover_every_campaign_after_them() {
+        let mut cs = synth::campaigns(1000, 3).campaign;
+        cs[700].bid.max_cpm = Some(99.0);
+        cs[900].bid = crate::index::BidSpec {
+            model: BidModel::Cpc,
+            amount: 50.0,
+            expected_ctr: 0.5,
+            max_cpm: None,
+        };
+        for sorted in [false, true] {
+            let mut cs = cs.clone();
+            if sorted {
+                sort_best_first(&mut cs);
+            }
+            let b = Bounds::of(&cs);
+            for m in [1.0, 3.0, 7.5] {
+                for (pos, c) in cs.iter().enumerate() {
+                    let (f, r) = parts(c);
+                    let most = f.max(m * r);
+                    for w in 0..=pos / 64 {
+                        assert!(b.at(w, m) >= most, "word {w}, position {pos}");
+                    }
+                }
+            }
+            assert_eq!(b.at(cs.len().div_ceil(64), 3.0), 0.0, "past the end");
+        }
+        sort_best_first(&mut cs);
+        assert_eq!(cs[0].id, 901, "the 50 CPC x 0.5 CTR campaign first");
+        let b = Bounds::of(&cs);
+        assert!((0..15).all(|w| b.at(w, 3.0) >= b.at(w + 1, 3.0)));
+    }
+}
