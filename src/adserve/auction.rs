@@ -284,6 +284,9 @@ impl<'a> Gathered<'_, 'a> {
     /// so far: those could not win (and a CPC one would not be scored).
     fn visit(&mut self, st: &ShardState, plan: &Plan<'_>, deal: Option<usize>, floor: f64) {
         let ix = self.ctx.ix;
+        if plan.is_empty() {
+            return;
+        }
         let words = ix.len().div_ceil(64);
         // Without a model a CPC campaign bids its rule value (at most);
         // with one, up to the multiple of it.
@@ -292,7 +295,14 @@ impl<'a> Gathered<'_, 'a> {
         } else {
             1.0
         };
-        for w in 0..words {
+        if self.exhaustive {
+            for w in 0..words {
+                self.consider_word(w, plan.word(w), deal, floor, st);
+            }
+            return;
+        }
+        let mut stopped = None;
+        plan.words_from(0, words, |w| {
             let bar = self.best.map_or(floor, |b| b.value.max(floor));
             let (fixed, rule) = ix.bounds.parts_at(w);
             // CPC campaigns without max_cpm whose prior is below every one
@@ -302,17 +312,32 @@ impl<'a> Gathered<'_, 'a> {
             } else {
                 multiple.max(1.0) * rule
             };
-            if !self.exhaustive && fixed.max(rule) < bar {
-                // Whether anything was targeted still decides the reason.
-                self.any = self.any || plan.any_from(w, words);
-                return;
+            if fixed.max(rule) < bar {
+                stopped = Some(w);
+                return false;
             }
-            let mut bits = plan.word(w);
-            while bits != 0 {
-                let pos = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                self.consider(pos, deal, floor, st);
-            }
+            self.consider_word(w, plan.word(w), deal, floor, st);
+            true
+        });
+        if let Some(w) = stopped {
+            // Whether anything was targeted still decides the reason.
+            self.any = self.any || plan.any_from(w, words);
+        }
+    }
+
+    /// Weighs the campaigns of word `w` in `bits`.
+    fn consider_word(
+        &mut self,
+        w: usize,
+        mut bits: u64,
+        deal: Option<usize>,
+        floor: f64,
+        st: &ShardState,
+    ) {
+        while bits != 0 {
+            let pos = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            self.consider(pos, deal, floor, st);
         }
     }
 }

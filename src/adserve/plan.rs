@@ -97,9 +97,61 @@ impl<'a> Plan<'a> {
         acc
     }
 
+    /// Whether a clause that nothing satisfies is on the plan (then no
+    /// word needs evaluating).
+    pub(super) fn is_empty(&self) -> bool {
+        self.empty > 0
+    }
+
+    /// Words `64s..64s+64` that may hold campaigns satisfying the plan (a
+    /// superset: negated clauses are not summarised): bit `i` for word
+    /// `64s + i`.
+    #[inline]
+    pub(super) fn summary(&self, s: usize) -> u64 {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut acc = !0u64;
+        for c in self.clauses.iter().rev().filter(|c| !c.not) {
+            let mut x = 0;
+            for b in &self.sets[c.start as usize..c.end as usize] {
+                x |= b.summary(s);
+            }
+            acc &= x;
+            if acc == 0 {
+                break;
+            }
+        }
+        acc
+    }
+
+    /// Calls `f` with each word at or after `from` (and before `words`)
+    /// that may hold campaigns, in order, until it returns false.
+    #[inline]
+    pub(super) fn words_from(&self, from: usize, words: usize, mut f: impl FnMut(usize) -> bool) {
+        let mut s = from / 64;
+        let mut mask = self.summary(s) & (!0u64 << (from % 64));
+        while s * 64 < words {
+            while mask != 0 {
+                let w = s * 64 + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                if w >= words || !f(w) {
+                    return;
+                }
+            }
+            s += 1;
+            mask = self.summary(s);
+        }
+    }
+
     /// Whether any campaign at or after word `from` satisfies the plan.
     pub(super) fn any_from(&self, from: usize, words: usize) -> bool {
-        (from..words).any(|w| self.word(w) != 0)
+        let mut any = false;
+        self.words_from(from, words, |w| {
+            any = self.word(w) != 0;
+            !any
+        });
+        any
     }
 }
 
@@ -115,10 +167,10 @@ mod tests {
 
     #[test]
     fn words_are_the_conjunction_of_the_clauses() {
-        let n = 200;
+        let n = 300;
         let all = Bitset::full(n);
         let a = set(n, &[1, 5, 70, 130, 199]);
-        let b = set(n, &[5, 70, 150]);
+        let b = set(n, &[5, 70, 150, 260]);
         let c = set(n, &[1, 199]);
         let blocked = set(n, &[70]);
         let mut p = Plan::default();
@@ -137,14 +189,23 @@ mod tests {
             .collect();
         assert_eq!(got, vec![1, 5, 199]);
         assert!(p.any_from(3, 4) && !p.any_from(2, 3));
+        let mut seen = Vec::new();
+        p.words_from(0, 5, |w| {
+            seen.push(w);
+            true
+        });
+        // A superset (word 1 holds only a blocked campaign, word 2 none in
+        // all clauses), but not word 4 (none in `a`).
+        assert_eq!(seen, vec![0, 1, 2, 3]);
         p.reset(m);
         assert_eq!(p.word(2), 1 << (150 - 128), "back to the mark");
         p.any_of([]);
         assert_eq!(p.word(2), 0, "an OR of nothing keeps nothing");
         p.reset(m);
         p.none();
-        assert!(!p.any_from(0, 4));
+        assert!(!p.any_from(0, 4) && p.is_empty());
         p.reset(m);
+        assert!(!p.is_empty());
         assert_ne!(p.word(2), 0);
     }
 }

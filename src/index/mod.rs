@@ -10,93 +10,15 @@
 //! top and stops once nothing left can win: its cost follows how deep the
 //! winner sits, not how many campaigns there are.
 
+mod bitset;
 pub mod loader;
 pub mod model;
 pub mod order;
 pub mod synth;
 
+pub use bitset::Bitset;
 pub use model::*;
 use std::collections::HashMap;
-
-/// A fixed-size set of campaign positions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bitset(Vec<u64>);
-
-impl Bitset {
-    /// Empty set over `n` positions.
-    pub fn new(n: usize) -> Self {
-        Bitset(vec![0; n.div_ceil(64)])
-    }
-    /// Set over `n` positions with all set.
-    pub fn full(n: usize) -> Self {
-        let mut b = Self::new(n);
-        for i in 0..n {
-            b.set(i);
-        }
-        b
-    }
-    /// Adds position `i`.
-    pub fn set(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
-    }
-    /// Whether `i` is in the set.
-    pub fn get(&self, i: usize) -> bool {
-        self.0[i / 64] & (1 << (i % 64)) != 0
-    }
-    /// Copies `other`.
-    pub fn copy_from(&mut self, other: &Bitset) {
-        self.0.copy_from_slice(&other.0);
-    }
-    /// self |= other.
-    pub fn or(&mut self, other: &Bitset) {
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
-            *a |= b;
-        }
-    }
-    /// self &= !other.
-    pub fn and_not(&mut self, other: &Bitset) {
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
-            *a &= !b;
-        }
-    }
-    /// self &= other.
-    pub fn and(&mut self, other: &Bitset) {
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
-            *a &= b;
-        }
-    }
-    /// Word `w` (positions `64w..64w+64`); 0 past the end.
-    #[inline]
-    pub fn word(&self, w: usize) -> u64 {
-        self.0.get(w).copied().unwrap_or(0)
-    }
-    /// Number of words.
-    pub fn words(&self) -> usize {
-        self.0.len()
-    }
-    /// Clears all.
-    pub fn clear(&mut self) {
-        self.0.iter_mut().for_each(|w| *w = 0);
-    }
-    /// Whether empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|&w| w == 0)
-    }
-    /// Positions in the set, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.0.iter().enumerate().flat_map(|(wi, &w)| {
-            let mut w = w;
-            std::iter::from_fn(move || {
-                if w == 0 {
-                    return None;
-                }
-                let t = w.trailing_zeros() as usize;
-                w &= w - 1;
-                Some(wi * 64 + t)
-            })
-        })
-    }
-}
 
 /// One targeting dimension: campaigns per value, plus those that do not
 /// target the dimension at all.
