@@ -24,13 +24,22 @@ pub fn parts(c: &Campaign) -> (f64, f64) {
 }
 
 /// Sorts campaigns best-first by their bound at the default multiple
-/// (stable: equal bounds keep file order).
-pub fn sort_best_first(campaigns: &mut [Campaign]) {
-    let key = |c: &Campaign| {
-        let (f, r) = parts(c);
-        f.max(LAYOUT_MULTIPLE * r)
-    };
-    campaigns.sort_by(|a, b| key(b).total_cmp(&key(a)));
+/// (stable: equal bounds keep file order). The keys are sorted, then each
+/// campaign moved once (campaigns are large: a comparison sort would move
+/// them O(n log n) times).
+pub fn sort_best_first(campaigns: &mut Vec<Campaign>) {
+    let mut order: Vec<(f64, usize)> = campaigns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (f, r) = parts(c);
+            (f.max(LAYOUT_MULTIPLE * r), i)
+        })
+        .collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut slots: Vec<Option<Campaign>> =
+        std::mem::take(campaigns).into_iter().map(Some).collect();
+    *campaigns = order.iter().filter_map(|&(_, i)| slots[i].take()).collect();
 }
 
 /// Per word of 64 positions: the largest `fixed` and `rule` part of any
