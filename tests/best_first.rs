@@ -168,15 +168,7 @@ fn answer(ix: &Index, d: &Decision) -> String {
     let winners: Vec<_> = d
         .winners
         .iter()
-        .map(|w| {
-            (
-                w.imp,
-                ix.campaigns[w.campaign].id,
-                w.creative,
-                w.deal,
-                w.price,
-            )
-        })
+        .map(|w| (w.imp, ix.at(w.campaign).id, w.creative, w.deal, w.price))
         .collect();
     format!("{winners:?} {:?} scored {}", d.no_bids, d.scored)
 }

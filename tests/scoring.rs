@@ -125,7 +125,7 @@ fn scored_bids_never_exceed_their_cap() {
             );
             scored += d.scored;
             for w in &d.winners {
-                let c = &ix.campaigns[w.campaign];
+                let c = ix.at(w.campaign);
                 let cap = match (c.bid.model, c.bid.max_cpm) {
                     (_, Some(m)) => m,
                     (BidModel::Cpm, None) => c.bid.amount,
@@ -159,7 +159,7 @@ fn scored_bids_never_exceed_their_cap() {
         Some(&mut model),
     );
     let w = &d.winners[0];
-    assert_eq!(embedded.campaigns[w.campaign].id, 1003);
+    assert_eq!(embedded.at(w.campaign).id, 1003);
     // Calibrated, not merely capped: the uncalibrated value would sit at the cap.
     assert!(w.price_usd < 9.0, "{}", w.price_usd);
 }

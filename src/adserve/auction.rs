@@ -139,7 +139,7 @@ impl Gathered<'_, '_> {
         let mut rows = Vec::with_capacity(self.scored.len());
         let mut keep = Vec::with_capacity(self.scored.len());
         for &cand in &self.scored {
-            let c = &ix.campaigns[cand.pos];
+            let c = ix.at(cand.pos);
             if let Some((ci, _)) = pick_creative(c, imp, fmts) {
                 rows.push(crate::scoring::with_ad(base, c.id, &c.creatives[ci].id));
                 keep.push(cand);
@@ -367,7 +367,7 @@ fn win(
 ) -> Result<(Winner, Event), NoBid> {
     let (ix, now) = (ctx.ix, ctx.now);
     let imp = &ctx.req.imp[imp_ix];
-    let c = &ix.campaigns[best.pos];
+    let c = ix.at(best.pos);
     let Some((ci, fmt)) = pick_creative(c, imp, fmts) else {
         return Err(NoBid::Filtered);
     };
@@ -446,7 +446,7 @@ fn deal_allows(ix: &Index, pos: usize, deal: Option<usize>, pmp: Option<&Pmp<'_>
     let Some(dl) = deal.and_then(|di| pmp.map(|p| &p.deals[di])) else {
         return true;
     };
-    let c = &ix.campaigns[pos];
+    let c = ix.at(pos);
     (dl.wseat.is_empty() || dl.wseat.iter().any(|s| s == &c.seat))
         && (dl.wadomain.is_empty() || c.adomain.iter().any(|a| dl.wadomain.iter().any(|w| w == a)))
 }

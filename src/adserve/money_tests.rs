@@ -259,9 +259,7 @@ fn cpc_bids_are_calibrated_to_the_campaign_and_capped() {
     let req = decode_json(text_req.as_bytes()).unwrap();
     let price = |m: &mut Prior, cfg: &BidderConfig| {
         let d = decide_with(&ix, &mut st(), &req, cfg, Now::at(NOON), Some(m));
-        d.winners
-            .first()
-            .map(|w| (ix.campaigns[w.campaign].id, w.price))
+        d.winners.first().map(|w| (ix.at(w.campaign).id, w.price))
     };
     // The model's average (its base rate, 0.17) maps to the campaign's 0.002:
     // 0.002 x 0.5 x 1000 = 1.0 CPM, not 85.

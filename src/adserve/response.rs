@@ -44,7 +44,7 @@ pub fn bid_response<'a>(
 
 /// The notice ids of a winner, bid in currency `cur`.
 pub fn ids<'a>(ix: &'a Index, req: &'a BidRequest<'_>, w: &'a Winner, cur: &'a str) -> Ids<'a> {
-    let c = &ix.campaigns[w.campaign];
+    let c = ix.at(w.campaign);
     Ids {
         bid: &w.bid_id,
         auction: &req.id,
@@ -74,7 +74,7 @@ fn render_bid<'a>(
     keys: &NoticeKeys,
 ) -> (Cow<'a, str>, Bid<'a>) {
     let imp = &req.imp[w.imp];
-    let c = &ix.campaigns[w.campaign];
+    let c = ix.at(w.campaign);
     let cr = &c.creatives[w.creative];
     let ids = ids(ix, req, w, cur);
     let t = ids.tracker(keys, "rtb");

@@ -114,7 +114,7 @@ impl ShardState {
         self.spend = Arc::new(SpendTable::follow(
             &self.spend,
             ix.version,
-            ix.campaigns.iter().map(|c| c.id),
+            ix.hot.iter().map(|h| h.id),
         ));
         if let Some(b) = &self.board {
             b.publish(usize::from(self.shard), self.spend.clone());

@@ -206,7 +206,7 @@ fn apply_blocks<'a>(ix: &'a Index, req: &BidRequest<'_>, plan: &mut Plan<'a>) {
 pub(super) fn eligible(ctx: &Ctx<'_, '_>, pos: usize, st: &ShardState) -> bool {
     let (ix, now) = (ctx.ix, ctx.now);
     let h = &ix.hot[pos];
-    (!h.dayparts || daypart_ok(&ix.campaigns[pos], now))
+    (!h.dayparts || daypart_ok(ix.at(pos), now))
         && st.budget_ok(h, pos, now)
         && st.freq_ok(h, ctx.user, now)
 }

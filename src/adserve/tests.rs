@@ -577,6 +577,35 @@ fn budgets_split_by_shard_and_paced() {
     );
 }
 
+/// Positions run best-first, not in file order: a campaign's spend is
+/// still its own wherever the file put it, across a reload too.
+#[test]
+fn budgets_follow_the_campaign_not_its_place_in_the_file() {
+    let ix = ix();
+    assert!(
+        (0..ix.len()).any(|p| ix.campaigns[p].id != ix.at(p).id),
+        "file order differs from position order"
+    );
+    let mut s = ShardState::new(0, 4, &cfg());
+    s.sync(&ix);
+    s.charge(&ix, 1, 25_100_000, Now::at(NOON));
+    // The reload drops campaign 3: every position moves.
+    let mut file = Index::parse(CAMPAIGNS, "t.toml").unwrap();
+    file.campaign.retain(|c| c.id != 3);
+    let ix2 = Index::build(file, 2).unwrap();
+    s.sync(&ix2);
+    assert_eq!(
+        s.spent(&ix2, 1, Now::at(NOON)),
+        Some((25_100_000, 25_100_000))
+    );
+    assert_eq!(s.spent(&ix2, 2, Now::at(NOON)), Some((0, 0)));
+    assert_eq!(
+        winner(&run(&ix2, &mut s, &banner(""))).unwrap().0,
+        "2",
+        "campaign 1 spent its slice before the reload"
+    );
+}
+
 #[test]
 fn state_follows_reloads_by_campaign_id() {
     let ix1 = ix();

@@ -51,7 +51,7 @@ fn ad_answer(
     base: &str,
     keys: &NoticeKeys,
 ) -> serde_json::Value {
-    let c = &ix.campaigns[w.campaign];
+    let c = ix.at(w.campaign);
     let cr = &c.creatives[w.creative];
     let ids = adserve::response::ids(ix, br, w, cur);
     let t = ids.tracker(keys, "ad");

@@ -169,8 +169,10 @@ pub enum IndexError {
 pub struct Index {
     /// Increases with every publication.
     pub version: u64,
-    /// Campaigns by position.
+    /// Campaigns in file order (by position: [`Index::at`]).
     pub campaigns: Vec<Campaign>,
+    /// Position -> index into `campaigns`.
+    at: Vec<u32>,
     /// Position of each campaign id.
     pub by_id: HashMap<u64, u32>,
     /// USD per unit of each currency (USD = 1).
@@ -261,9 +263,9 @@ impl Index {
         }
     }
 
-    /// Validates and builds an index, campaigns laid out best-first.
-    pub fn build(mut file: CampaignFile, version: u64) -> Result<Index, IndexError> {
-        order::sort_best_first(&mut file.campaign);
+    /// Validates and builds an index, positions laid out best-first.
+    pub fn build(file: CampaignFile, version: u64) -> Result<Index, IndexError> {
+        let rank = order::positions(&file.campaign);
         let n = file.campaign.len();
         let mut by_id = HashMap::with_capacity(n);
         let mut currencies = file.currencies;
@@ -302,9 +304,19 @@ impl Index {
             seat: HashMap::new(),
             hot: Vec::with_capacity(n),
             campaigns: Vec::new(),
+            at: Vec::new(),
             bounds: order::Bounds::default(),
         };
-        for (pos, c) in file.campaign.iter().enumerate() {
+        let mut at = vec![0u32; n];
+        for (i, &p) in rank.iter().enumerate() {
+            at[p as usize] = i as u32;
+        }
+        ix.hot = at
+            .iter()
+            .map(|&i| Hot::of(&file.campaign[i as usize]))
+            .collect();
+        for (i, c) in file.campaign.iter().enumerate() {
+            let pos = rank[i] as usize;
             validate(c)?;
             if by_id.insert(c.id, pos as u32).is_some() {
                 return Err(IndexError::Invalid {
@@ -313,7 +325,6 @@ impl Index {
                 });
             }
             let t = &c.targeting;
-            ix.hot.push(Hot::of(c));
             if !c.active {
                 continue;
             }
@@ -377,7 +388,12 @@ impl Index {
             }
         }
         ix.by_id = by_id;
-        ix.bounds = order::Bounds::of(&file.campaign);
+        let parts: Vec<(f64, f64)> = at
+            .iter()
+            .map(|&i| order::parts(&file.campaign[i as usize]))
+            .collect();
+        ix.bounds = order::Bounds::of(&parts);
+        ix.at = at;
         ix.campaigns = file.campaign;
         Ok(ix)
     }
@@ -414,9 +430,15 @@ impl Index {
         self.currencies.get(cur).map(|r| amount * r)
     }
 
+    /// The campaign at position `pos` (positions run best-first).
+    #[inline]
+    pub fn at(&self, pos: usize) -> &Campaign {
+        &self.campaigns[self.at[pos] as usize]
+    }
+
     /// Campaign by id.
     pub fn campaign(&self, id: u64) -> Option<&Campaign> {
-        self.by_id.get(&id).map(|&p| &self.campaigns[p as usize])
+        self.by_id.get(&id).map(|&p| self.at(p as usize))
     }
 }
 

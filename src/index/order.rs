@@ -23,23 +23,25 @@ pub fn parts(c: &Campaign) -> (f64, f64) {
     }
 }
 
-/// Sorts campaigns best-first by their bound at the default multiple
-/// (stable: equal bounds keep file order). The keys are sorted, then each
-/// campaign moved once (campaigns are large: a comparison sort would move
-/// them O(n log n) times).
-pub fn sort_best_first(campaigns: &mut Vec<Campaign>) {
-    let mut order: Vec<(f64, usize)> = campaigns
+/// The index order: for each campaign (in file order) its position,
+/// best-first by its bound at the default multiple (equal bounds keep file
+/// order). Campaigns themselves stay where the file put them: moving them
+/// would scatter their heap data across positions.
+pub fn positions(campaigns: &[Campaign]) -> Vec<u32> {
+    let mut order: Vec<(f64, u32)> = campaigns
         .iter()
         .enumerate()
         .map(|(i, c)| {
             let (f, r) = parts(c);
-            (f.max(LAYOUT_MULTIPLE * r), i)
+            (f.max(LAYOUT_MULTIPLE * r), i as u32)
         })
         .collect();
     order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut slots: Vec<Option<Campaign>> =
-        std::mem::take(campaigns).into_iter().map(Some).collect();
-    *campaigns = order.iter().filter_map(|&(_, i)| slots[i].take()).collect();
+    let mut pos = vec![0u32; campaigns.len()];
+    for (p, &(_, i)) in order.iter().enumerate() {
+        pos[i as usize] = p as u32;
+    }
+    pos
 }
 
 /// Per word of 64 positions: the largest `fixed` and `rule` part of any
@@ -51,17 +53,16 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    /// Bounds of `campaigns` in index order.
-    pub fn of(campaigns: &[Campaign]) -> Bounds {
-        let words = campaigns.len().div_ceil(64);
+    /// Bounds of campaigns whose [`parts`] are `by_pos`, in index order.
+    pub fn of(by_pos: &[(f64, f64)]) -> Bounds {
+        let words = by_pos.len().div_ceil(64);
         let mut b = Bounds {
             fixed: vec![0.0; words + 1],
             rule: vec![0.0; words + 1],
         };
         for w in (0..words).rev() {
             let (mut f, mut r) = (b.fixed[w + 1], b.rule[w + 1]);
-            for c in &campaigns[w * 64..((w + 1) * 64).min(campaigns.len())] {
-                let (cf, cr) = parts(c);
+            for &(cf, cr) in &by_pos[w * 64..((w + 1) * 64).min(by_pos.len())] {
                 f = f.max(cf);
                 r = r.max(cr);
             }
@@ -108,13 +109,20 @@ mod tests {
             max_cpm: None,
         };
         for sorted in [false, true] {
-            let mut cs = cs.clone();
-            if sorted {
-                sort_best_first(&mut cs);
-            }
-            let b = Bounds::of(&cs);
+            // In file order, or best-first: the bounds hold either way.
+            let by_pos: Vec<&Campaign> = if sorted {
+                let pos = positions(&cs);
+                let mut v = vec![&cs[0]; cs.len()];
+                for (i, c) in cs.iter().enumerate() {
+                    v[pos[i] as usize] = c;
+                }
+                v
+            } else {
+                cs.iter().collect()
+            };
+            let b = Bounds::of(&by_pos.iter().map(|c| parts(c)).collect::<Vec<_>>());
             for m in [1.0, 3.0, 7.5] {
-                for (pos, c) in cs.iter().enumerate() {
+                for (pos, c) in by_pos.iter().enumerate() {
                     let (f, r) = parts(c);
                     let most = f.max(m * r);
                     for w in 0..=pos / 64 {
@@ -123,10 +131,10 @@ mod tests {
                 }
             }
             assert_eq!(b.at(cs.len().div_ceil(64), 3.0), 0.0, "past the end");
+            if sorted {
+                assert_eq!(by_pos[0].id, 901, "the 50 CPC x 0.5 CTR campaign first");
+                assert!((0..15).all(|w| b.at(w, 3.0) >= b.at(w + 1, 3.0)));
+            }
         }
-        sort_best_first(&mut cs);
-        assert_eq!(cs[0].id, 901, "the 50 CPC x 0.5 CTR campaign first");
-        let b = Bounds::of(&cs);
-        assert!((0..15).all(|w| b.at(w, 3.0) >= b.at(w + 1, 3.0)));
     }
 }
