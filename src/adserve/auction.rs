@@ -45,19 +45,46 @@ struct Gathered<'c, 'a> {
     scored: Vec<Cpc>,
     /// Visit every candidate (the reference the early exit is checked against).
     exhaustive: bool,
-    /// CPC candidates kept whose cap is their rule value x the multiple
-    /// (no `max_cpm`): how many, and the lowest prior among them.
-    rule_kept: (usize, f64),
+    /// The best `max_scored` CPC candidates kept whose cap is their rule
+    /// value x the multiple (no `max_cpm`), best first: (prior, id, position).
+    top: Vec<(f64, u64, usize)>,
 }
 
 impl Gathered<'_, '_> {
-    /// Whether a CPC candidate without `max_cpm` and with prior `prior`
+    /// The `max_scored`-th best of `top` once there are that many.
+    fn kth(&self) -> Option<(f64, u64, usize)> {
+        let k = self.ctx.cfg.max_scored.max(1);
+        (self.top.len() >= k).then(|| self.top[k - 1])
+    }
+
+    /// Whether a CPC candidate without `max_cpm` (prior `prior`, id `id`)
     /// can no longer be among the `max_scored` sent to the model: that many
-    /// such candidates with a higher prior are kept, and each of them
-    /// survives whatever it would (its cap, a fixed multiple of its prior,
-    /// is higher too), so it would rank below them.
-    fn outranked(&self, prior: f64) -> bool {
-        self.rule_kept.0 >= self.ctx.cfg.max_scored.max(1) && prior < self.rule_kept.1
+    /// such candidates rank before it (a higher prior, or the same and a
+    /// lower id, as the selection orders them), and each survives whenever
+    /// it would (its cap, a fixed multiple of its prior, is no lower).
+    fn outranked(&self, prior: f64, id: u64) -> bool {
+        self.kth()
+            .is_some_and(|(p, i, _)| prior < p || (prior == p && id > i))
+    }
+
+    /// The same for every such candidate at or after position `from`, whose
+    /// priors are at most `rule`: positions run by bound, then id, so one
+    /// after the `max_scored`-th with its prior has a higher id.
+    fn outranked_from(&self, rule: f64, from: usize) -> bool {
+        self.kth()
+            .is_some_and(|(p, _, pos)| rule < p || (rule == p && from > pos))
+    }
+
+    /// Keeps `top` to the best `max_scored`.
+    fn rank(&mut self, prior: f64, id: u64, pos: usize) {
+        let k = self.ctx.cfg.max_scored.max(1);
+        let at = self
+            .top
+            .partition_point(|&(p, i, _)| p > prior || (p == prior && i < id));
+        if at < k {
+            self.top.insert(at, (prior, id, pos));
+            self.top.truncate(k);
+        }
     }
 
     /// Weighs campaign `pos` through channel `deal` with floor `floor`.
@@ -75,15 +102,14 @@ impl Gathered<'_, '_> {
             if !self.exhaustive
                 && (cap < floor
                     || self.best.is_some_and(|b| cap < b.value)
-                    || (rule && self.outranked(h.value_cpm)))
+                    || (rule && self.outranked(h.value_cpm, h.id)))
             {
                 return;
             }
             if eligible(self.ctx, pos, st) && deal_allows(ix, pos, deal, self.pmp) {
                 self.scored.push(Cpc { pos, deal, floor });
                 if rule {
-                    self.rule_kept.0 += 1;
-                    self.rule_kept.1 = self.rule_kept.1.min(h.value_cpm);
+                    self.rank(h.value_cpm, h.id, pos);
                 }
             }
             return;
@@ -231,7 +257,7 @@ fn bid_imp_on<'a>(
         any: false,
         scored: Vec::new(),
         exhaustive: ctx.exhaustive,
-        rule_kept: (0, f64::INFINITY),
+        top: Vec::new(),
     };
     g.gather(st, plan, imp_floor);
     if let (false, Some(m)) = (g.scored.is_empty(), model.as_mut()) {
@@ -307,7 +333,7 @@ impl<'a> Gathered<'_, 'a> {
             let (fixed, rule) = ix.bounds.parts_at(w);
             // CPC campaigns without max_cpm whose prior is below every one
             // of `max_scored` kept could not be scored: they bound nothing.
-            let rule = if self.has_model && self.outranked(rule) {
+            let rule = if self.has_model && self.outranked_from(rule, w * 64) {
                 0.0
             } else {
                 multiple.max(1.0) * rule

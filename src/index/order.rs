@@ -24,21 +24,22 @@ pub fn parts(c: &Campaign) -> (f64, f64) {
 }
 
 /// The index order: for each campaign (in file order) its position,
-/// best-first by its bound at the default multiple (equal bounds keep file
-/// order). Campaigns themselves stay where the file put them: moving them
-/// would scatter their heap data across positions.
+/// best-first by its bound at the default multiple, equal bounds by id (the
+/// auction breaks ties by lowest id, so a later position never wins a tie).
+/// Campaigns themselves stay where the file put them: moving them would
+/// scatter their heap data across positions.
 pub fn positions(campaigns: &[Campaign]) -> Vec<u32> {
-    let mut order: Vec<(f64, u32)> = campaigns
+    let mut order: Vec<(f64, u64, u32)> = campaigns
         .iter()
         .enumerate()
         .map(|(i, c)| {
             let (f, r) = parts(c);
-            (f.max(LAYOUT_MULTIPLE * r), i as u32)
+            (f.max(LAYOUT_MULTIPLE * r), c.id, i as u32)
         })
         .collect();
     order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut pos = vec![0u32; campaigns.len()];
-    for (p, &(_, i)) in order.iter().enumerate() {
+    for (p, &(_, _, i)) in order.iter().enumerate() {
         pos[i as usize] = p as u32;
     }
     pos
