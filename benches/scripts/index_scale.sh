@@ -10,7 +10,7 @@
 # SERVER_CPU (default 0), CTR scoring on (SCORING=false turns it off), and
 # wrk on CLIENT_CPU (default 1) POSTs the IAB corpus (benches/scripts/bid.lua). Rounds
 # alternate nginx (one worker, `return 200`, same core) and adshard; the table
-# gives medians: adshard req/s, the share of them that bid (from /metrics),
+# gives medians: adshard req/s, bids per request (impressions bid, from /metrics),
 # nginx req/s, adshard / nginx, and adshard / adshard at the first count.
 # Needs: wrk, nginx (Debian: wrk nginx-light), taskset; installs them if missing.
 set -euo pipefail
@@ -88,19 +88,19 @@ for n in "${COUNTS[@]}"; do
   echo "$n campaigns: serving after $(( ($(date +%s%N) - t0) / 1000000 )) ms, RSS $(awk '/VmRSS/ {print $2 " " $3}' /proc/$APID/status)" >&2
   DURATION=2 run "$N_PORT" >/dev/null; DURATION=2 run "$A_PORT" >/dev/null
   ns=(); as=()
-  req0=$(metric 'adshard_http_requests_total{shard="0",route="bid"'); bid0=$(metric 'adshard_events_total{kind="bid"')
+  req0=$(metric 'adshard_http_requests_total{shard="0",route="bid"'); bid0=$(metric 'adshard_events_total{shard="0",kind="bid"')
   for r in $(seq "$ROUNDS"); do
     v=$(run "$N_PORT"); echo "  round $r nginx   $v req/s" >&2; ns+=("$v")
     v=$(run "$A_PORT"); echo "  round $r adshard $v req/s" >&2; as+=("$v")
   done
-  req1=$(metric 'adshard_http_requests_total{shard="0",route="bid"'); bid1=$(metric 'adshard_events_total{kind="bid"')
+  req1=$(metric 'adshard_http_requests_total{shard="0",route="bid"'); bid1=$(metric 'adshard_events_total{shard="0",kind="bid"')
   kill "$APID"; wait "$APID" 2>/dev/null || true; APID=""
   mn=$(median "${ns[@]}"); ma=$(median "${as[@]}")
   [ -n "$first" ] || first=$ma
   rows+=("$(awk -v n="$n" -v a="$ma" -v g="$mn" -v f="$first" -v r="$((req1 - req0))" -v b="$((bid1 - bid0))" \
-    'BEGIN {printf "| %s | %.1fk | %.0f%% | %.1fk | %.3f | %.3f |", n, a/1000, r ? 100*b/r : 0, g/1000, a/g, a/f}')")
+    'BEGIN {printf "| %s | %.1fk | %.2f | %.1fk | %.3f | %.3f |", n, a/1000, r ? b/r : 0, g/1000, a/g, a/f}')")
 done
 echo "scoring=$SCORING conns=$CONNS duration=${DURATION}s rounds=$ROUNDS server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU"
-echo "| campaigns | adshard req/s | bid | nginx req/s | ratio | vs ${COUNTS[0]} |"
+echo "| campaigns | adshard req/s | bids/req | nginx req/s | ratio | vs ${COUNTS[0]} |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
