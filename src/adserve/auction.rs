@@ -327,28 +327,59 @@ impl<'a> Gathered<'_, 'a> {
             }
             return;
         }
-        let mut stopped = None;
-        plan.words_from(0, words, |w| {
-            let bar = self.best.map_or(floor, |b| b.value.max(floor));
-            let (fixed, rule) = ix.bounds.parts_at(w);
-            // CPC campaigns without max_cpm whose prior is below every one
-            // of `max_scored` kept could not be scored: they bound nothing.
-            let rule = if self.has_model && self.outranked_from(rule, w * 64) {
+        // Campaigns with a fixed bound first (the best CPM bid raises the
+        // bar), then CPC campaigns without max_cpm, each region best-first
+        // with its own bound.
+        let split = ix.rule_start;
+        let fixed_end = self.visit_region(st, plan, deal, floor, 0..split, |_, w| {
+            ix.bounds.parts_at(w).0
+        });
+        let rule_end = self.visit_region(st, plan, deal, floor, split..ix.len(), |g, w| {
+            let rule = ix.bounds.parts_at(w).1;
+            // CPC campaigns whose prior is below the max_scored-th kept
+            // could not be scored: they bound nothing.
+            if g.has_model && g.outranked_from(rule, w * 64) {
                 0.0
             } else {
                 multiple.max(1.0) * rule
-            };
-            if fixed.max(rule) < bar {
-                stopped = Some(w);
+            }
+        });
+        // Whether anything was targeted still decides the reason.
+        for (stop, end) in [(fixed_end, split), (rule_end, ix.len())] {
+            if let Some(from) = stop {
+                self.any = self.any || plan.any_in(from, end);
+            }
+        }
+    }
+
+    /// Visits the plan's campaigns at positions `range` a word at a time
+    /// until `bound` (the most any campaign left in the region can bid)
+    /// falls below the floor or the best value so far. Returns the position
+    /// it stopped at, if it stopped early.
+    fn visit_region(
+        &mut self,
+        st: &ShardState,
+        plan: &Plan<'_>,
+        deal: Option<usize>,
+        floor: f64,
+        range: std::ops::Range<usize>,
+        bound: impl Fn(&Self, usize) -> f64,
+    ) -> Option<usize> {
+        if range.is_empty() {
+            return None;
+        }
+        let mut stopped = None;
+        let words = range.end.div_ceil(64);
+        plan.words_from(range.start / 64, words, |w| {
+            let bar = self.best.map_or(floor, |b| b.value.max(floor));
+            if bound(self, w) < bar {
+                stopped = Some((w * 64).max(range.start));
                 return false;
             }
-            self.consider_word(w, plan.word(w), deal, floor, st);
+            self.consider_word(w, plan.word(w) & span(w, &range), deal, floor, st);
             true
         });
-        if let Some(w) = stopped {
-            // Whether anything was targeted still decides the reason.
-            self.any = self.any || plan.any_from(w, words);
-        }
+        stopped
     }
 
     /// Weighs the campaigns of word `w` in `bits`.
@@ -366,6 +397,26 @@ impl<'a> Gathered<'_, 'a> {
             self.consider(pos, deal, floor, st);
         }
     }
+}
+
+/// The bits of word `w` inside positions `range`.
+fn span(w: usize, range: &std::ops::Range<usize>) -> u64 {
+    let (lo, hi) = (w * 64, w * 64 + 64);
+    let mut m = !0u64;
+    if range.start > lo {
+        m &= !0u64 << (range.start - lo).min(63);
+        if range.start - lo >= 64 {
+            m = 0;
+        }
+    }
+    if range.end < hi {
+        m &= if range.end <= lo {
+            0
+        } else {
+            !0u64 >> (hi - range.end)
+        };
+    }
+    m
 }
 
 /// The floor of the channel a bid goes through (CPM USD).

@@ -144,6 +144,26 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// Whether any campaign at positions `from..end` satisfies the plan.
+    pub(super) fn any_in(&self, from: usize, end: usize) -> bool {
+        let mut any = false;
+        self.words_from(from / 64, end.div_ceil(64), |w| {
+            let lo = if w * 64 < from {
+                !0u64 << (from - w * 64)
+            } else {
+                !0
+            };
+            let hi = if end < w * 64 + 64 {
+                !0u64 >> (w * 64 + 64 - end)
+            } else {
+                !0
+            };
+            any = self.word(w) & lo & hi != 0;
+            !any
+        });
+        any
+    }
+
     /// Whether any campaign at or after word `from` satisfies the plan.
     pub(super) fn any_from(&self, from: usize, words: usize) -> bool {
         let mut any = false;

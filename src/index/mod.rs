@@ -223,6 +223,9 @@ pub struct Index {
     pub hot: Vec<Hot>,
     /// The most any campaign at or after each word of positions can bid.
     pub bounds: order::Bounds,
+    /// First position of the CPC campaigns without `max_cpm` (bounded by
+    /// their rule value); those before it are bounded by a fixed CPM.
+    pub rule_start: usize,
 }
 
 /// Lower-case.
@@ -265,7 +268,7 @@ impl Index {
 
     /// Validates and builds an index, positions laid out best-first.
     pub fn build(file: CampaignFile, version: u64) -> Result<Index, IndexError> {
-        let rank = order::positions(&file.campaign);
+        let (rank, rule_start) = order::positions(&file.campaign);
         let n = file.campaign.len();
         let mut by_id = HashMap::with_capacity(n);
         let mut currencies = file.currencies;
@@ -306,6 +309,7 @@ impl Index {
             campaigns: Vec::new(),
             at: Vec::new(),
             bounds: order::Bounds::default(),
+            rule_start: 0,
         };
         let mut at = vec![0u32; n];
         for (i, &p) in rank.iter().enumerate() {
@@ -394,6 +398,7 @@ impl Index {
             .collect();
         ix.bounds = order::Bounds::of(&parts);
         ix.at = at;
+        ix.rule_start = rule_start;
         ix.campaigns = file.campaign;
         Ok(ix)
     }

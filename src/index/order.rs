@@ -6,10 +6,6 @@
 
 use super::{BidModel, Campaign};
 
-/// The `bidder.cpc_cap_multiple` the layout assumes (its default); any
-/// other multiple keeps the bounds exact, only the order less sharp.
-const LAYOUT_MULTIPLE: f64 = 3.0;
-
 /// The most a campaign can bid, CPM USD, in two parts: `fixed` (a CPM
 /// bid, or a CPC campaign's `max_cpm`) and `rule` (a CPC campaign without
 /// `max_cpm`: expected_ctr x CPC x 1000, which the auction caps at
@@ -23,26 +19,31 @@ pub fn parts(c: &Campaign) -> (f64, f64) {
     }
 }
 
-/// The index order: for each campaign (in file order) its position,
-/// best-first by its bound at the default multiple, equal bounds by id (the
-/// auction breaks ties by lowest id, so a later position never wins a tie).
+/// The index order: for each campaign (in file order) its position, and
+/// where the second region starts. Campaigns with a `fixed` bound come
+/// first, best-first by it; then CPC campaigns without `max_cpm`, by their
+/// rule value (their prior: the model's cap is a fixed multiple of it).
+/// Equal bounds go by id (the auction breaks ties by lowest id, so a later
+/// position never wins a tie). Each region is visited with its own bound.
 /// Campaigns themselves stay where the file put them: moving them would
 /// scatter their heap data across positions.
-pub fn positions(campaigns: &[Campaign]) -> Vec<u32> {
-    let mut order: Vec<(f64, u64, u32)> = campaigns
+pub fn positions(campaigns: &[Campaign]) -> (Vec<u32>, usize) {
+    let mut order: Vec<(bool, f64, u64, u32)> = campaigns
         .iter()
         .enumerate()
         .map(|(i, c)| {
             let (f, r) = parts(c);
-            (f.max(LAYOUT_MULTIPLE * r), c.id, i as u32)
+            let rule = r > 0.0 && f == 0.0;
+            (rule, if rule { r } else { f }, c.id, i as u32)
         })
         .collect();
-    order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
     let mut pos = vec![0u32; campaigns.len()];
-    for (p, &(_, _, i)) in order.iter().enumerate() {
+    for (p, &(_, _, _, i)) in order.iter().enumerate() {
         pos[i as usize] = p as u32;
     }
-    pos
+    let rule_start = order.iter().take_while(|o| !o.0).count();
+    (pos, rule_start)
 }
 
 /// Per word of 64 positions: the largest `fixed` and `rule` part of any
@@ -102,6 +103,7 @@ mod tests {
     #[test]
     fn bounds_cover_every_campaign_after_them() {
         let mut cs = synth::campaigns(1000, 3).campaign;
+        cs[700].bid.model = BidModel::Cpc;
         cs[700].bid.max_cpm = Some(99.0);
         cs[900].bid = crate::index::BidSpec {
             model: BidModel::Cpc,
@@ -112,7 +114,11 @@ mod tests {
         for sorted in [false, true] {
             // In file order, or best-first: the bounds hold either way.
             let by_pos: Vec<&Campaign> = if sorted {
-                let pos = positions(&cs);
+                let (pos, rule_start) = positions(&cs);
+                assert!(cs.iter().enumerate().all(|(i, c)| {
+                    let (f, r) = parts(c);
+                    (pos[i] as usize >= rule_start) == (r > 0.0 && f == 0.0)
+                }));
                 let mut v = vec![&cs[0]; cs.len()];
                 for (i, c) in cs.iter().enumerate() {
                     v[pos[i] as usize] = c;
@@ -133,7 +139,12 @@ mod tests {
             }
             assert_eq!(b.at(cs.len().div_ceil(64), 3.0), 0.0, "past the end");
             if sorted {
-                assert_eq!(by_pos[0].id, 901, "the 50 CPC x 0.5 CTR campaign first");
+                let (_, rule_start) = positions(&cs);
+                assert_eq!(
+                    by_pos[rule_start].id, 901,
+                    "the 50 CPC x 0.5 CTR campaign first of its region"
+                );
+                assert_eq!(by_pos[0].id, 701, "the 99 max_cpm campaign first");
                 assert!((0..15).all(|w| b.at(w, 3.0) >= b.at(w + 1, 3.0)));
             }
         }
