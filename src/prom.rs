@@ -15,6 +15,13 @@ pub fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl 
     let _ = writeln!(out, "{name} {value}");
 }
 
+/// Writes a gauge family whose one sample is 1, labelled with an error
+/// message (`{name}{error="..."} 1`): present only while the error stands.
+pub fn error(out: &mut String, name: &str, help: &str, error: &str) {
+    family(out, name, "gauge", help);
+    let _ = writeln!(out, "{name}{{error=\"{}\"}} 1", label_value(error));
+}
+
 /// A label value with `\`, `"` and newlines escaped.
 pub fn label_value(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -32,5 +39,11 @@ mod tests {
         single(&mut s, "x_total", "counter", "Xs.", 3);
         assert_eq!(s, "# HELP x_total Xs.\n# TYPE x_total counter\nx_total 3\n");
         assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c d");
+        let mut s = String::new();
+        error(&mut s, "x_error", "Why.", "no \"x\"");
+        assert_eq!(
+            s,
+            "# HELP x_error Why.\n# TYPE x_error gauge\nx_error{error=\"no \\\"x\\\"\"} 1\n"
+        );
     }
 }

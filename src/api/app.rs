@@ -96,34 +96,6 @@ impl Restored {
         }
     }
 
-    /// The database's global spend (campaign -> micro-USD on UTC day `today`
-    /// and in all), split evenly across the shards (each shard's slice of a
-    /// budget is 1/S of it), added to what the spool gave back.
-    fn add_spend(
-        &mut self,
-        spend: std::collections::HashMap<u64, (i64, i64)>,
-        today: u64,
-        shards: usize,
-    ) {
-        let s = shards.max(1) as i64;
-        let n = self.spend.len().max(1);
-        self.spend.resize(n, Vec::new());
-        for (campaign, (day, all)) in spend {
-            for (i, rows) in self.spend.iter_mut().enumerate() {
-                // Shard 0 takes the remainder: the sum is exact.
-                let part = |v: i64| v / s + if i == 0 { v % s } else { 0 };
-                match rows.iter_mut().find(|r| r.0 == campaign) {
-                    Some(r) => {
-                        r.2 += part(day);
-                        r.3 += part(all);
-                    }
-                    None => rows.push((campaign, today, part(day), part(all))),
-                }
-            }
-        }
-        tracing::info!("spend restored from the database");
-    }
-
     /// `adshard_frequency_restored_bids{source}` and, when the database
     /// could not be read at start-up, `adshard_frequency_restore_error`.
     pub fn render(&self, out: &mut String) {
@@ -140,32 +112,20 @@ impl Restored {
             Some(Ok(n)) => {
                 let _ = writeln!(out, "{name}{{source=\"database\"}} {n}");
             }
-            Some(Err(e)) => {
-                crate::prom::family(
-                    out,
-                    "adshard_frequency_restore_error",
-                    "gauge",
-                    "1: the database's frequency counts could not be read at start-up (users may see capped campaigns again until their windows pass).",
-                );
-                let _ = writeln!(
-                    out,
-                    "adshard_frequency_restore_error{{error=\"{}\"}} 1",
-                    crate::prom::label_value(e)
-                );
-            }
+            Some(Err(e)) => crate::prom::error(
+                out,
+                "adshard_frequency_restore_error",
+                "1: the database's frequency counts could not be read at start-up (users may see capped campaigns again until their windows pass).",
+                e,
+            ),
             None => {}
         }
         if let Some(e) = &self.spend_error {
-            crate::prom::family(
+            crate::prom::error(
                 out,
                 "adshard_spend_restore_error",
-                "gauge",
                 "1: with [events.db] and [fleet] enabled = false, the database's spend could not be read at start-up (budgets count only what the spool holds).",
-            );
-            let _ = writeln!(
-                out,
-                "adshard_spend_restore_error{{error=\"{}\"}} 1",
-                crate::prom::label_value(e)
+                e,
             );
         }
     }
@@ -307,15 +267,16 @@ impl App {
         let read = owner.as_ref().map(|o| {
             crate::events::db::read_at_start(&cfg.events.db, o, ledger.then_some(today as i64))
         });
-        let db_spend = matches!(&read, Some(Ok(at)) if at.spend.is_some());
-        let mut restored = restore_from_spool(&dedupe, keys.ttl_secs, &cfg, shards, !db_spend);
-        match read {
-            Some(Ok(at)) => {
-                if let Some(spend) = at.spend {
-                    restored.add_spend(spend, today, shards);
-                }
-                restored.merge_capped(Ok(at.capped), shards);
+        let (read, db_spend) = match read {
+            Some(Ok(mut at)) => {
+                let spend = at.spend.take();
+                (Some(Ok(at)), spend)
             }
+            other => (other, None),
+        };
+        let mut restored = restore_from_spool(&dedupe, keys.ttl_secs, &cfg, shards, db_spend);
+        match read {
+            Some(Ok(at)) => restored.merge_capped(Ok(at.capped), shards),
             Some(Err(e)) => {
                 if ledger {
                     tracing::error!(
@@ -425,17 +386,31 @@ impl App {
 /// budgets come from the database's ledger (the fleet sync) and frequency
 /// counts from its `frequency` table as well ([`Restored::merge_capped`]).
 ///
-/// `done_spend`: count the spend of segments already replayed into the
-/// database (false when the database's spend is read instead).
+/// `db_spend`: the database's spend when it was read instead (campaign ->
+/// micro-USD today and in all): split evenly across the shards (each
+/// shard's slice of a budget is 1/S of it), and the spend of segments
+/// already replayed into the database is then not counted again.
 fn restore_from_spool(
     dedupe: &Dedupe,
     ttl: u64,
     cfg: &Config,
     shards: usize,
-    done_spend: bool,
+    db_spend: Option<std::collections::HashMap<u64, (i64, i64)>>,
 ) -> Restored {
     use std::collections::HashMap;
     let mut spend: Vec<HashMap<u64, (i64, i64)>> = vec![HashMap::new(); shards.max(1)];
+    let done_spend = db_spend.is_none();
+    if let Some(db) = db_spend {
+        let s = spend.len() as i64;
+        for (campaign, (day, all)) in db {
+            for (i, m) in spend.iter_mut().enumerate() {
+                // Shard 0 takes the remainder: the sum is exact.
+                let part = |v: i64| v / s + if i == 0 { v % s } else { 0 };
+                m.insert(campaign, (part(day), part(all)));
+            }
+        }
+        tracing::info!("spend restored from the database");
+    }
     let mut capped = Vec::new();
     let dir = &cfg.events.spool_dir;
     // Live segments and those already replayed into a database (kept for

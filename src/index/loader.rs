@@ -82,12 +82,12 @@ impl LoadStatus {
             self.errors,
         );
         if let Some(e) = &self.last_error {
-            let name = "adshard_index_last_error";
-            crate::prom::family(out, name, "gauge", "Last refused reload (value is 1).");
-            out.push_str(&format!(
-                "{name}{{error=\"{}\"}} 1\n",
-                crate::prom::label_value(e)
-            ));
+            crate::prom::error(
+                out,
+                "adshard_index_last_error",
+                "Last refused reload (value is 1).",
+                e,
+            );
         }
     }
 }
