@@ -204,23 +204,9 @@ impl Gathered<'_, '_> {
 
 /// Runs the auction for impression `imp_ix` of the request: its winner and
 /// the bid event, or why there is none. `plan` holds the request-wide
-/// targeting; this impression's formats and channels go on it and come off.
+/// targeting; this impression's formats and channels go on it (the caller
+/// resets it to its mark afterwards).
 pub(super) fn bid_imp<'a>(
-    ctx: &Ctx<'a, '_>,
-    st: &mut ShardState,
-    imp_ix: usize,
-    plan: &mut Plan<'a>,
-    fmts: &mut Vec<FormatKey>,
-    model: &mut Option<&mut dyn CtrModel>,
-    d: &mut Decision,
-) -> Result<(Winner, Event), NoBid> {
-    let mark = plan.mark();
-    let out = bid_imp_on(ctx, st, imp_ix, plan, fmts, model, d);
-    plan.reset(mark);
-    out
-}
-
-fn bid_imp_on<'a>(
     ctx: &Ctx<'a, '_>,
     st: &mut ShardState,
     imp_ix: usize,
@@ -234,7 +220,6 @@ fn bid_imp_on<'a>(
     // Targeted campaigns with a creative for a format the impression offers.
     offered(imp, fmts);
     plan.any_of(fmts.iter().filter_map(|f| ix.format_sets.get(f)));
-    let words = ix.len().div_ceil(64);
     // An empty currency (a request built without one) means USD.
     let floor_cur = if imp.bidfloorcur.is_empty() {
         "USD"
@@ -243,7 +228,7 @@ fn bid_imp_on<'a>(
     };
     let Some(imp_floor) = ix.to_usd(imp.bidfloor, floor_cur) else {
         // No candidate at all says more than an unknown currency.
-        return Err(if plan.any_from(0, words) {
+        return Err(if plan.any_in(0, ix.len()) {
             NoBid::Currency
         } else {
             NoBid::NoCandidate

@@ -240,7 +240,10 @@ fn decide_inner(
     let mut plan = targeting(ix, st, req, coppa);
     let mut fmts = Vec::new();
     for i in 0..req.imp.len() {
-        match auction::bid_imp(&ctx, st, i, &mut plan, &mut fmts, &mut model, &mut d) {
+        let mark = plan.mark();
+        let out = auction::bid_imp(&ctx, st, i, &mut plan, &mut fmts, &mut model, &mut d);
+        plan.reset(mark);
+        match out {
             Ok((w, ev)) => {
                 d.winners.push(w);
                 d.events.push(ev);

@@ -163,16 +163,6 @@ impl<'a> Plan<'a> {
         });
         any
     }
-
-    /// Whether any campaign at or after word `from` satisfies the plan.
-    pub(super) fn any_from(&self, from: usize, words: usize) -> bool {
-        let mut any = false;
-        self.words_from(from, words, |w| {
-            any = self.word(w) != 0;
-            !any
-        });
-        any
-    }
 }
 
 #[cfg(test)]
@@ -208,7 +198,7 @@ mod tests {
             })
             .collect();
         assert_eq!(got, vec![1, 5, 199]);
-        assert!(p.any_from(3, 4) && !p.any_from(2, 3));
+        assert!(p.any_in(192, 256) && !p.any_in(128, 192) && !p.any_in(0, 1));
         let mut seen = Vec::new();
         p.words_from(0, 5, |w| {
             seen.push(w);
@@ -223,7 +213,7 @@ mod tests {
         assert_eq!(p.word(2), 0, "an OR of nothing keeps nothing");
         p.reset(m);
         p.none();
-        assert!(!p.any_from(0, 4) && p.is_empty());
+        assert!(!p.any_in(0, n) && p.is_empty());
         p.reset(m);
         assert!(!p.is_empty());
         assert_ne!(p.word(2), 0);

@@ -83,16 +83,6 @@ impl Bounds {
             _ => (0.0, 0.0),
         }
     }
-
-    /// The most any campaign at or after word `w` can bid (CPM USD) when
-    /// CPC values are capped at `multiple` x their rule value (>= 1).
-    #[inline]
-    pub fn at(&self, w: usize, multiple: f64) -> f64 {
-        match (self.fixed.get(w), self.rule.get(w)) {
-            (Some(&f), Some(&r)) => f.max(multiple.max(1.0) * r),
-            _ => 0.0,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -110,6 +100,11 @@ mod tests {
             amount: 50.0,
             expected_ctr: 0.5,
             max_cpm: None,
+        };
+        // The most any campaign at or after word `w` can bid at multiple `m`.
+        let at = |b: &Bounds, w: usize, m: f64| {
+            let (f, r) = b.parts_at(w);
+            f.max(m * r)
         };
         for sorted in [false, true] {
             // In file order, or best-first: the bounds hold either way.
@@ -133,11 +128,11 @@ mod tests {
                     let (f, r) = parts(c);
                     let most = f.max(m * r);
                     for w in 0..=pos / 64 {
-                        assert!(b.at(w, m) >= most, "word {w}, position {pos}");
+                        assert!(at(&b, w, m) >= most, "word {w}, position {pos}");
                     }
                 }
             }
-            assert_eq!(b.at(cs.len().div_ceil(64), 3.0), 0.0, "past the end");
+            assert_eq!(at(&b, cs.len().div_ceil(64), 3.0), 0.0, "past the end");
             if sorted {
                 let (_, rule_start) = positions(&cs);
                 assert_eq!(
@@ -145,7 +140,7 @@ mod tests {
                     "the 50 CPC x 0.5 CTR campaign first of its region"
                 );
                 assert_eq!(by_pos[0].id, 701, "the 99 max_cpm campaign first");
-                assert!((0..15).all(|w| b.at(w, 3.0) >= b.at(w + 1, 3.0)));
+                assert!((0..15).all(|w| at(&b, w, 3.0) >= at(&b, w + 1, 3.0)));
             }
         }
     }
