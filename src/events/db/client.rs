@@ -3,7 +3,7 @@
 
 use super::{cql_date, day, partition, schema, DbError, DbStats};
 use crate::config::DbConfig;
-use crate::events::record::{CappedBid, Event};
+use crate::events::record::Event;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -22,7 +22,7 @@ pub(crate) const SPEND_CONCURRENCY: usize = 16;
 /// A connected session with its prepared statements.
 #[derive(Debug)]
 pub struct Db {
-    session: Session,
+    pub(super) session: Session,
     insert: PreparedStatement,
     guard: PreparedStatement,
     counted: PreparedStatement,
@@ -36,10 +36,10 @@ pub struct Db {
     total_spend: PreparedStatement,
     put_cap: PreparedStatement,
     caps: PreparedStatement,
-    put_freq: PreparedStatement,
-    get_freq: PreparedStatement,
+    pub(super) put_freq: PreparedStatement,
+    pub(super) get_freq: PreparedStatement,
     /// Whose frequency rows this session writes (see [`Db::owned_by`]).
-    owner: Option<String>,
+    pub(super) owner: Option<String>,
     spend_stripes: Vec<tokio::sync::Mutex<()>>,
     retries: u32,
     backoff: Duration,
@@ -264,60 +264,7 @@ impl Db {
             let values: Vec<Row<'_>> = evs.iter().map(row).collect();
             self.session.batch(&batch, values).await.map_err(w)?;
         }
-        // Capped bids: their own partitions, so one write each (idempotent:
-        // a retry or replay writes the same row).
-        let Some(owner) = self.owner.as_deref() else {
-            return Ok(());
-        };
-        let rows: Vec<_> = evs
-            .iter()
-            .filter(|e| e.freq_key != 0)
-            .map(|e| {
-                (
-                    owner,
-                    (e.freq_key % FREQ_BUCKETS) as i16,
-                    e.freq_key as i64,
-                    uuid::Uuid::from_u128(e.id),
-                    e.campaign_id as i64,
-                    e.shard as i16,
-                    CqlTimestamp(e.ts_micros.div_euclid(1000)),
-                    // Cassandra's TTL limit is 20 years.
-                    e.freq_window.clamp(1, 630_720_000) as i32,
-                )
-            })
-            .collect();
-        let capped: Vec<_> = rows
-            .into_iter()
-            .map(|values| async move {
-                self.session
-                    .execute_unpaged(&self.put_freq, values)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| DbError::Write(e.to_string()))
-            })
-            .collect();
-        bounded(capped, SPEND_CONCURRENCY).await
-    }
-
-    /// Every bid that counted a frequency cap under `owner` whose window
-    /// has not passed (rows expire with it).
-    pub async fn capped_bids(&self, owner: &str) -> Result<Vec<CappedBid>, DbError> {
-        let mut out = Vec::new();
-        for b in 0..FREQ_BUCKETS as i16 {
-            for (key, id, campaign, shard, ts) in self
-                .rows::<(i64, uuid::Uuid, i64, i16, CqlTimestamp)>(&self.get_freq, (owner, b))
-                .await?
-            {
-                out.push(CappedBid {
-                    id: id.as_u128(),
-                    shard: shard as u16,
-                    campaign: campaign as u64,
-                    key: key as u64,
-                    secs: (ts.0.max(0) / 1000) as u64,
-                });
-            }
-        }
-        Ok(out)
+        self.write_capped(evs).await
     }
 
     /// One attempt at the spend of `evs` (those without spend are skipped):
@@ -480,9 +427,6 @@ impl Db {
     }
 }
 
-/// Partitions of one owner's `frequency` rows.
-const FREQ_BUCKETS: u64 = 16;
-
 /// Rollup buckets: a day's spend of every campaign is read in this many
 /// partitions.
 pub const SPEND_BUCKETS: i16 = 16;
@@ -583,7 +527,7 @@ impl Db {
         Ok(out)
     }
 
-    async fn rows<T>(
+    pub(super) async fn rows<T>(
         &self,
         st: &PreparedStatement,
         values: impl scylla::serialize::row::SerializeRow,
