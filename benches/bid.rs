@@ -126,15 +126,7 @@ fn decide_report(ix: &Index) {
                 h.record(ns).unwrap();
             }
         }
-        println!(
-            "{:<34} {:>8} {:>8} {:>8} {:>8} {:>6}",
-            name,
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99),
-            h.value_at_quantile(0.999),
-            h.max(),
-            bid
-        );
+        print_row(&name, &h, &bid.to_string());
     }
 }
 
@@ -264,23 +256,21 @@ fn latency_report(ix: &Index) {
             h.record(ns).unwrap();
             all.record(ns).unwrap();
         }
-        println!(
-            "{:<34} {:>8} {:>8} {:>8} {:>8} {:>6}",
-            name,
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99),
-            h.value_at_quantile(0.999),
-            h.max(),
-            bid
-        );
+        print_row(&name, &h, &bid.to_string());
     }
+    print_row("ALL", &all, "");
+}
+
+/// One row of a latency table: p50, p99, p99.9 and max (ns), and `bid`.
+fn print_row(name: &str, h: &hdrhistogram::Histogram<u64>, bid: &str) {
     println!(
-        "{:<34} {:>8} {:>8} {:>8} {:>8}",
-        "ALL",
-        all.value_at_quantile(0.5),
-        all.value_at_quantile(0.99),
-        all.value_at_quantile(0.999),
-        all.max()
+        "{:<34} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        name,
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+        bid
     );
 }
 

@@ -8,7 +8,8 @@
 
 use adshard::adserve::{decide_exhaustive, decide_with, Decision, Now, ShardState};
 use adshard::config::BidderConfig;
-use adshard::index::{synth, Index};
+use adshard::index::synth::{self, Rng};
+use adshard::index::Index;
 use adshard::scoring::{CtrModel, FEATURES};
 use adshard::testkit::fixtures;
 use serde_json::json;
@@ -28,25 +29,6 @@ impl CtrModel for Hashed {
     }
     fn base_rate(&self) -> f64 {
         0.17
-    }
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
     }
 }
 

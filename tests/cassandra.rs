@@ -336,35 +336,21 @@ fn frequency_caps_survive_a_restart_through_the_database(addr: &str) {
     let _ = std::fs::remove_dir_all(&spool);
     std::fs::create_dir_all(&spool).unwrap();
     let campaigns = spool.join("capped.toml");
-    std::fs::write(
-        &campaigns,
-        "[[campaign]]\nid = 7\nname = \"capped\"\nseat = \"adshard\"\nadomain = [\"c.example\"]\n\
-         bid = { model = \"cpm\", amount = 2.0 }\nbudget = { daily = 100.0, lifetime = 1000.0 }\n\
-         frequency_cap = { max = 2, window_secs = 3600 }\n[[campaign.creatives]]\nid = \"c7\"\n\
-         format = \"banner\"\nw = 300\nh = 250\nimage_url = \"https://cdn.example/7.png\"\n\
-         landing_url = \"https://c.example/\"\n",
-    )
-    .unwrap();
+    std::fs::write(&campaigns, fixtures::CAPPED_CAMPAIGN).unwrap();
     let toml = format!(
         "[events]\nspool_dir = {:?}\n[campaigns]\npath = {:?}\n{}",
         spool.to_str().unwrap(),
         campaigns.to_str().unwrap(),
         db_toml(addr, "t_freq")
     );
-    let ask = |a, user: &str, n: u32| {
-        let mut v: serde_json::Value = serde_json::from_slice(&fixtures::simple_banner()).unwrap();
-        v["id"] = format!("{user}-{n}").into();
-        v["user"] = serde_json::json!({ "id": user });
-        post_bid(
-            &mut Reader::new(connect(a)),
-            &serde_json::to_vec(&v).unwrap(),
-        )
-        .status
-    };
     let app = start_api(&toml);
     let a = app.local_addr();
     assert_eq!(
-        [ask(a, "alice", 1), ask(a, "alice", 2), ask(a, "alice", 3)],
+        [
+            fixtures::bid_as(a, "alice", 1),
+            fixtures::bid_as(a, "alice", 2),
+            fixtures::bid_as(a, "alice", 3)
+        ],
         [200, 200, 204]
     );
     app.stop();
@@ -402,11 +388,11 @@ fn frequency_caps_survive_a_restart_through_the_database(addr: &str) {
         "{m}"
     );
     assert_eq!(
-        ask(a, "alice", 4),
+        fixtures::bid_as(a, "alice", 4),
         204,
         "alice's two bids this hour are remembered"
     );
-    assert_eq!(ask(a, "bob", 1), 200, "others are not capped");
+    assert_eq!(fixtures::bid_as(a, "bob", 1), 200, "others are not capped");
     app.stop();
     let _ = std::fs::remove_dir_all(&spool);
 }

@@ -32,34 +32,8 @@ need nginx nginx-light
 need taskset util-linux
 build_server
 TMP=$(mktemp -d)
-cleanup() {
-  [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true
-  [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-AFFINITY=1$(printf '%*s' "$SERVER_CPU" '' | tr ' ' 0)
-cat >"$TMP/nginx.conf" <<NGX
-worker_processes 1;
-worker_cpu_affinity $AFFINITY;
-daemon on;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx.err warn;
-user root;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 120s;
-  server {
-    listen 127.0.0.1:$N_PORT reuseport backlog=1024;
-    location /openrtb2/bid { default_type application/json; return 200 '{"ok":true}'; }
-  }
-}
-NGX
-taskset -c "$SERVER_CPU" nginx -c "$TMP/nginx.conf" -e "$TMP/nginx.err"
+trap bench_cleanup EXIT
+start_nginx "$N_PORT" /openrtb2/bid "$SERVER_CPU"
 
 run() { # port -> req/s
   taskset -c "$CLIENT_CPU" wrk -t1 "-c$CONNS" "-d${DURATION}s" -s benches/scripts/bid.lua \
@@ -67,7 +41,6 @@ run() { # port -> req/s
   grep -q "Non-2xx" "$TMP/wrk.out" && { echo "non-2xx responses on port $1:" >&2; cat "$TMP/wrk.out" >&2; exit 1; }
   awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out"
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 metric() { # name-prefix -> sum over its samples
   curl -sf "http://127.0.0.1:$A_PORT/metrics" | awk -v p="$1" 'index($0, p) == 1 {s += $NF} END {print s + 0}'
 }

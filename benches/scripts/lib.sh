@@ -33,3 +33,42 @@ wait_ok() {
   echo "no answer from $1" >&2
   exit 1
 }
+
+# With TMP set: the cleanup trap for a benchmark that runs adshard (APID)
+# beside nginx (TMP/nginx.pid), and removes TMP.
+bench_cleanup() {
+  [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true
+  [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+
+# start_nginx PORT PATH CPU: one nginx worker (config, pid and log in TMP)
+# pinned to CPU, answering PATH with the 11-byte body adshard's /healthz sends.
+start_nginx() {
+  # nginx affinity is a bit string, rightmost bit = CPU 0.
+  local affinity
+  affinity=1$(printf '%*s' "$3" '' | tr ' ' 0)
+  cat >"$TMP/nginx.conf" <<NGX
+worker_processes 1;
+worker_cpu_affinity $affinity;
+daemon on;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx.err warn;
+user root;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 120s;
+  server {
+    listen 127.0.0.1:$1 reuseport backlog=1024;
+    location $2 { default_type application/json; return 200 '{"ok":true}'; }
+  }
+}
+NGX
+  taskset -c "$3" nginx -c "$TMP/nginx.conf" -e "$TMP/nginx.err"
+}
+
+# median N...: the median of the numbers given.
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }

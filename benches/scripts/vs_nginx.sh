@@ -33,35 +33,8 @@ need nginx nginx-light
 need taskset util-linux
 build_server
 TMP=$(mktemp -d)
-cleanup() {
-  [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true
-  [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# nginx affinity is a bit string, rightmost bit = CPU 0.
-AFFINITY=1$(printf '%*s' "$SERVER_CPU" '' | tr ' ' 0)
-cat >"$TMP/nginx.conf" <<NGX
-worker_processes 1;
-worker_cpu_affinity $AFFINITY;
-daemon on;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx.err warn;
-user root;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 120s;
-  server {
-    listen 127.0.0.1:$N_PORT reuseport backlog=1024;
-    location $URL_PATH { default_type application/json; return 200 '{"ok":true}'; }
-  }
-}
-NGX
-taskset -c "$SERVER_CPU" nginx -c "$TMP/nginx.conf" -e "$TMP/nginx.err"
+trap bench_cleanup EXIT
+start_nginx "$N_PORT" "$URL_PATH" "$SERVER_CPU"
 
 ADSHARD__SERVER__SPIN_BEFORE_PARK_US=$SPIN_US ADSHARD__OVERLOAD__ENABLED=$OVERLOAD ADSHARD_LOG=warn \
   taskset -c "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$A_PORT" --cores "$SERVER_CPU" &
@@ -84,7 +57,6 @@ for r in $(seq "$ROUNDS"); do
   n=$(run "$N_PORT"); echo "round $r nginx   $n req/s" >&2; ns+=("$n")
   a=$(run "$A_PORT"); echo "round $r adshard $a req/s" >&2; as+=("$a")
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 mn=$(median "${ns[@]}"); ma=$(median "${as[@]}")
 echo "path=$URL_PATH conns=$CONNS duration=${DURATION}s rounds=$ROUNDS server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU"
 echo "nginx_rps=$mn adshard_rps=$ma ratio=$(awk -v a="$ma" -v n="$mn" 'BEGIN {printf "%.3f", a/n}')"

@@ -113,7 +113,6 @@ for r in $(seq "$ROUNDS"); do
     RPS[$mode]+="$rps "; P50[$mode]+="$p50 "; P99[$mode]+="$p99 "
   done
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 echo "conns=$CONNS duration=${DURATION}s rounds=$ROUNDS server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU cassandra_cpu=${CASS_CPU:-any} (medians)"
 for mode in spool db; do
   # shellcheck disable=SC2086

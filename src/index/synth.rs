@@ -19,25 +19,30 @@ const COUNTRIES: [&str; 10] = [
 ];
 const OS: [&str; 5] = ["iOS", "Android", "Windows", "OS X", "Linux"];
 
-/// SplitMix64: small, fast, good enough to spread synthetic data.
+/// SplitMix64: small, fast, good enough to spread synthetic data (and
+/// synthetic requests, in tests): the same seed, the same sequence.
 #[derive(Debug)]
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn bits(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    /// Uniform in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.bits() % n
     }
-    fn chance(&mut self, pct: u64) -> bool {
+    /// True `pct` percent of the time.
+    pub fn chance(&mut self, pct: u64) -> bool {
         self.below(100) < pct
     }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+    /// One of `xs` (not empty).
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
         &xs[self.below(xs.len() as u64) as usize]
     }
 }

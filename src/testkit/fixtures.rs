@@ -49,3 +49,26 @@ pub fn bid_requests_short() -> Vec<(String, Vec<u8>)> {
         })
         .collect()
 }
+
+/// A campaigns file with one campaign (id 7, $2 CPM) capped at two bids
+/// per user an hour: what the frequency-cap tests serve.
+pub const CAPPED_CAMPAIGN: &str =
+    "[[campaign]]\nid = 7\nname = \"capped\"\nseat = \"adshard\"\nadomain = [\"c.example\"]\n\
+     bid = { model = \"cpm\", amount = 2.0 }\nbudget = { daily = 100.0, lifetime = 1000.0 }\n\
+     frequency_cap = { max = 2, window_secs = 3600 }\n[[campaign.creatives]]\nid = \"c7\"\n\
+     format = \"banner\"\nw = 300\nh = 250\nimage_url = \"https://cdn.example/7.png\"\n\
+     landing_url = \"https://c.example/\"\n";
+
+/// Posts the simple banner to `addr` as user `user` (request id
+/// `{user}-{n}`) on a new connection; the answer's status.
+pub fn bid_as(addr: std::net::SocketAddr, user: &str, n: u32) -> u16 {
+    let mut v: serde_json::Value = serde_json::from_slice(&simple_banner()).unwrap_or_default();
+    v["id"] = format!("{user}-{n}").into();
+    v["user"] = serde_json::json!({ "id": user });
+    let body = serde_json::to_vec(&v).unwrap_or_default();
+    super::wire::post_bid(
+        &mut super::wire::Reader::new(super::wire::connect(addr)),
+        &body,
+    )
+    .status
+}
