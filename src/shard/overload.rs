@@ -117,6 +117,11 @@ impl LoadLimits {
 /// matters under load; the first sample of a burst comes at most this late).
 pub(crate) const IDLE_STEP: Duration = Duration::from_millis(1000);
 
+/// How long a shard must have served nothing before its monitor takes
+/// [`IDLE_STEP`]s: a quiet sample or two inside a burst of slow requests
+/// (each longer than the check interval) is not idleness.
+const IDLE_AFTER: Duration = Duration::from_millis(100);
+
 /// Starts the shard's monitor: a timer every `overload.check_interval_ms`
 /// (every [`IDLE_STEP`] while the shard is idle) whose lateness is the lag
 /// sample. Returns `None` when overload control is off. Dropping the task
@@ -135,6 +140,7 @@ pub(crate) fn start_monitor(
         let mut t = Instant::now();
         let mut step = every;
         let mut seen = load.served.get();
+        let mut active = t;
         loop {
             glommio::timer::sleep(step).await;
             let now = Instant::now();
@@ -145,7 +151,10 @@ pub(crate) fn start_monitor(
                 .set_load(load.lag_us.get(), load.shed_fraction.get());
             t = now;
             let served = load.served.get();
-            let idle = served == seen && load.shed_fraction.get() <= 0.0;
+            if served != seen {
+                active = now;
+            }
+            let idle = now - active >= IDLE_AFTER && load.shed_fraction.get() <= 0.0;
             seen = served;
             step = if idle { IDLE_STEP } else { every };
         }
