@@ -179,6 +179,21 @@ fn forged_tampered_and_above_bid_notices_charge_nothing() {
     }
     let cid: u64 = b["cid"].as_str().unwrap().parse().unwrap();
     assert_eq!(spend(admin).get(&cid), Some(&1_000));
+    // The bid held its price against the budget until the win came in.
+    let held = |admin| {
+        let one = get_auth(admin, &format!("/admin/spend?campaign={cid}"), TOKEN);
+        let v: serde_json::Value = serde_json::from_slice(&one.body).unwrap();
+        v["campaigns"][0]["held_micros"].as_i64().unwrap()
+    };
+    assert_eq!(held(admin), 0, "settled by its win");
+    let next = bid(&mut r, &banner("auction-3", None));
+    assert_eq!(next["cid"], b["cid"]);
+    let bp: f64 = param(&notice(&next, "nurl", "1"), "bp").parse().unwrap();
+    assert_eq!(
+        held(admin),
+        (bp * 1000.0).round() as i64,
+        "a new bid holds its price"
+    );
     let m = get(a, "/metrics").text();
     assert_eq!(metric(&m, "adshard_spend_micros_total"), 1_000);
     assert_eq!(metric(&m, "adshard_duplicate_notices_total"), 2);

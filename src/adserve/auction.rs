@@ -444,6 +444,10 @@ fn win(
         .freq_count(&ix.hot[best.pos], ctx.user, now)
         .unwrap_or((0, 0));
     let bid_id = st.next_id();
+    if ctx.req.test == 0 {
+        // One impression at the bid price (what a win may charge at most).
+        st.hold(best.pos, (price_usd * 1000.0).round() as i64, now);
+    }
     let (w, h) = match fmt {
         FormatKey::Banner(w, h) => (Some(w), Some(h)),
         _ => (cr.w, cr.h),

@@ -210,7 +210,7 @@ fn decide_inner(
     mut model: Option<&mut dyn CtrModel>,
     exhaustive: bool,
 ) -> Decision {
-    st.sync(ix);
+    st.lapse(ix, now);
     let mut d = Decision::default();
     let evictions = st.freq_evictions;
     if req.tmax.is_some_and(|t| t < cfg.min_tmax_ms) {

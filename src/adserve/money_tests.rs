@@ -236,6 +236,60 @@ fn test_traffic_is_never_charged() {
     assert!(o.charge.is_none() && !o.durable && o.event.is_some());
 }
 
+/// Campaign 1 bids 2.0 CPM (2,000 micro-USD an impression); its shard's
+/// slice of the daily budget (100 USD over 4 shards) has 10,000 left.
+#[test]
+fn a_bid_holds_its_price_against_the_budget_until_its_notice() {
+    let (ix, dd, now) = (ix(), Dedupe::new(4096), Now::at(NOON));
+    let mut s = ShardState::new(0, 4, &cfg());
+    s.sync(&ix);
+    s.charge(&ix, 1, 24_990_000, now);
+    let text = banner("");
+    let campaign = |s: &mut ShardState, at: Now| {
+        let req = decode_json(text.as_bytes()).unwrap();
+        let d = decide(&ix, s, &req, &cfg(), at);
+        let r = bid_response(&ix, &req, &d, &cfg(), &keys())?;
+        let b = &r.seatbid[0].bid[0];
+        Some((b.cid.clone(), b.nurl.clone(), b.lurl.clone()))
+    };
+    // Five bids no notice has answered yet fill what is left.
+    let bids: Vec<_> = (0..5).map(|_| campaign(&mut s, now).unwrap()).collect();
+    assert!(bids.iter().all(|b| b.0 == "1"));
+    assert_eq!(s.spent(&ix, 1, now), Some((24_990_000, 24_990_000)));
+    assert_eq!(s.holds(), 5);
+    let next = campaign(&mut s, now).unwrap();
+    assert_eq!(
+        next.0, "2",
+        "campaign 1's slice is held by its bids in flight"
+    );
+    // A loss frees its bid's price; a win charges its clearing price instead
+    // of the bid's (a bid starting below the slice may end past it: here
+    // they meet exactly).
+    let o = send(&ix, &mut s, &dd, NoticeKind::Loss, &q(&bids[0].2, "3"), now).unwrap();
+    s.settle(&ix, o.settles.as_deref().unwrap());
+    let o = send(&ix, &mut s, &dd, NoticeKind::Win, &q(&bids[1].1, "2"), now).unwrap();
+    s.charge(&ix, 1, o.charge.unwrap().1, now);
+    s.settle(&ix, o.settles.as_deref().unwrap());
+    // Left: 10,000 - 2,000 charged - 3 x 2,000 held = 2,000: one more bid.
+    assert_eq!(campaign(&mut s, now).unwrap().0, "1");
+    assert_eq!(campaign(&mut s, now).unwrap().0, "2");
+    // A notice for another shard's bid (or a replayed one) frees nothing.
+    let mut other = ShardState::new(1, 4, &cfg());
+    other.sync(&ix);
+    let theirs = urls(&ix, &mut other, &banner(""), now);
+    let o = send(&ix, &mut s, &dd, NoticeKind::Loss, &q(&theirs[2], "3"), now).unwrap();
+    s.settle(&ix, o.settles.as_deref().unwrap());
+    s.settle(&ix, &bids[0].2);
+    assert_eq!(campaign(&mut s, now).unwrap().0, "2");
+    // Holds lapse after `bidder.hold_ms` (5 s): the slice is free again.
+    let later = Now::at(NOON + 6);
+    assert_eq!(campaign(&mut s, later).unwrap().0, "1");
+    assert_eq!(s.holds(), 1, "only the bid just made is held");
+    // Test traffic holds nothing.
+    urls(&ix, &mut s, &banner(r#","test":1"#), later);
+    assert_eq!(s.holds(), 1);
+}
+
 /// A model that answers a fixed pCTR with a given training base rate.
 struct Prior(f32, f64);
 

@@ -260,6 +260,9 @@ pub struct NoticeOutcome {
     pub durable: bool,
     /// De-duplication slots taken, released if the event is not recorded.
     pub claims: Vec<Claim>,
+    /// The bid whose budget hold this notice ends once recorded (the
+    /// notices that settle a bid: win, bill, loss, and `/ad`'s impression).
+    pub settles: Option<String>,
 }
 
 /// A decimal price from a notice, or why not.
@@ -298,6 +301,9 @@ pub fn notice(
         return Err(Rejected::Tampered.into());
     }
     let mut out = NoticeOutcome::default();
+    if !n.test && (exchange || (kind == NoticeKind::Imp && n.src == "ad")) {
+        out.settles = Some(n.bid.clone());
+    }
     if kind == NoticeKind::Click {
         let cr = ix
             .campaign(signed.campaign)

@@ -1,8 +1,9 @@
 //! Spend per campaign, in micro-USD: each shard owns a [`SpendTable`] (its
-//! slice of every campaign's spend today and in total, aligned with the
-//! index it bids on) and publishes it on the [`SpendBoard`], from which the
-//! admin listener sums a campaign's spend across shards. The shard is the
-//! only writer of its table; readers on other threads load atomics.
+//! slice of every campaign's spend today and in total, and the prices of
+//! its bids still awaiting a notice, aligned with the index it bids on) and
+//! publishes it on the [`SpendBoard`], from which the admin listener sums a
+//! campaign's spend across shards. The shard is the only writer of its
+//! table; readers on other threads load atomics.
 
 use arc_swap::ArcSwap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,6 +18,8 @@ pub struct SpendRow {
     day: AtomicU64,
     today: AtomicI64,
     total: AtomicI64,
+    /// Prices of this shard's bids awaiting a notice (see `ShardState::hold`).
+    held: AtomicI64,
 }
 
 impl SpendRow {
@@ -30,6 +33,7 @@ impl SpendRow {
             r.day.store(f.day.load(Relaxed), Relaxed);
             r.today.store(f.today.load(Relaxed), Relaxed);
             r.total.store(f.total.load(Relaxed), Relaxed);
+            r.held.store(f.held.load(Relaxed), Relaxed);
         }
         r
     }
@@ -42,7 +46,18 @@ impl SpendRow {
             day: AtomicU64::new(day),
             today: AtomicI64::new(today),
             total: AtomicI64::new(total),
+            held: AtomicI64::new(0),
         }
+    }
+
+    /// Micro-USD of bids awaiting a notice.
+    pub fn held(&self) -> i64 {
+        self.held.load(Relaxed)
+    }
+
+    /// Holds (positive) or releases (negative) `micros` (the owning shard only).
+    pub(super) fn hold(&self, micros: i64) {
+        self.held.fetch_add(micros, Relaxed);
     }
 
     /// Micro-USD spent on UTC day `day`, and in total.
@@ -104,6 +119,8 @@ pub struct CampaignSpend {
     pub today_micros: i64,
     /// Spent in total.
     pub lifetime_micros: i64,
+    /// Held for bids awaiting a notice (counted against both budgets).
+    pub held_micros: i64,
 }
 
 impl SpendBoard {
@@ -150,6 +167,7 @@ impl SpendBoard {
                 });
                 e.today_micros += today;
                 e.lifetime_micros += total;
+                e.held_micros += r.held();
             }
         }
         m.into_values().collect()

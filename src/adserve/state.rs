@@ -1,7 +1,7 @@
 //! One shard's mutable bidding state: its slice (1/shards) of every
-//! campaign's daily and lifetime budget, pacing, frequency caps, and the
-//! scratch bitsets the auction reuses. Owned by the shard; lives as long
-//! as it.
+//! campaign's daily and lifetime budget, the bids it holds against them
+//! until their notices come, pacing, frequency caps, and the scratch
+//! bitsets the auction reuses. Owned by the shard; lives as long as it.
 
 use super::fleet::Slices;
 use super::spend::{SpendBoard, SpendTable};
@@ -39,6 +39,19 @@ pub struct ShardState {
     /// Frequency entries evicted (oldest first) to stay within
     /// `max_tracked_users`; the table is never wiped.
     pub freq_evictions: u64,
+    /// Bids answered whose notice has not come back here, in `seq` order.
+    holds: VecDeque<Hold>,
+    hold_micros: i64,
+}
+
+/// A bid's price held against its campaign's budget.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    seq: u64,
+    campaign: u64,
+    micros: i64,
+    /// Unix microseconds when the hold lapses.
+    until: i64,
 }
 
 impl ShardState {
@@ -70,6 +83,8 @@ impl ShardState {
             },
             keys: Vec::new(),
             freq_evictions: 0,
+            holds: VecDeque::new(),
+            hold_micros: i64::try_from(cfg.hold_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
         }
     }
 
@@ -164,12 +179,85 @@ impl ShardState {
         true
     }
 
+    /// Holds `micros` (micro-USD, the bid's price for one impression)
+    /// against the budgets of the campaign at `pos` for the bid this shard
+    /// just numbered (`seq`): until a notice for it comes here (`settle`)
+    /// or `bidder.hold_ms` passes. A bid counts against its budget from the
+    /// moment it is made, not only once it is won: a burst of bids never
+    /// outruns the budget while their notices are on their way.
+    pub(super) fn hold(&mut self, pos: usize, micros: i64, now: Now) {
+        let Some(row) = self.spend.rows.get(pos) else {
+            return;
+        };
+        row.hold(micros);
+        self.holds.push_back(Hold {
+            seq: self.seq,
+            campaign: row.id,
+            micros,
+            until: now.micros.saturating_add(self.hold_micros),
+        });
+    }
+
+    /// A notice came for bid `bid_id`: if this shard made the bid, its hold
+    /// ends (the notice charged what it charges). Bids of other shards (or
+    /// of an earlier run) are left to lapse where they were made.
+    pub fn settle(&mut self, ix: &Index, bid_id: &str) {
+        self.sync(ix);
+        let Some(seq) = bid_id
+            .strip_prefix(self.id_prefix.as_str())
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let at = self.holds.partition_point(|h| h.seq < seq);
+        if let Some(h) = self.holds.get_mut(at).filter(|h| h.seq == seq) {
+            let (campaign, micros) = (h.campaign, std::mem::take(&mut h.micros));
+            self.release(ix, campaign, micros);
+        }
+    }
+
+    /// Ends the holds that lapsed by `now`.
+    pub(super) fn lapse(&mut self, ix: &Index, now: Now) {
+        self.sync(ix);
+        while let Some(h) = self.holds.front().copied() {
+            if h.until > now.micros {
+                break;
+            }
+            self.holds.pop_front();
+            self.release(ix, h.campaign, h.micros);
+        }
+    }
+
+    fn release(&mut self, ix: &Index, campaign: u64, micros: i64) {
+        if micros == 0 {
+            return;
+        }
+        if let Some(row) = ix
+            .by_id
+            .get(&campaign)
+            .filter(|_| self.spend.version == ix.version)
+            .and_then(|&p| self.spend.rows.get(p as usize))
+        {
+            // Never below nothing (a campaign dropped and added back
+            // starts its row afresh).
+            row.hold(-micros.min(row.held()));
+        }
+    }
+
+    /// Bids held now (awaiting a notice).
+    pub fn holds(&self) -> usize {
+        self.holds.len()
+    }
+
     pub(super) fn budget_ok(&self, h: &Hot, pos: usize, now: Now) -> bool {
-        let (today, total) = self.spend.rows[pos].get(now.day());
+        let row = &self.spend.rows[pos];
+        let (today, total) = row.get(now.day());
+        // What the shard's bids awaiting a notice may still cost counts as spent.
+        let (today, total) = (today + row.held(), total + row.held());
         if let Some(s) = &self.slices {
             // A fleet: the caps already split what the fleet may still spend.
             return s
-                .cap(self.version, pos, h.id, self.shard, now.day())
+                .cap(self.version, pos, h.id, self.shard, now)
                 .is_some_and(|(d, t)| today < d && total < t);
         }
         let (today, total) = (today as f64 / 1e6, total as f64 / 1e6);

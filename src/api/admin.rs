@@ -9,7 +9,7 @@
 //! | `/admin/campaigns` | POST | replace the campaign set (TOML, or JSON with `Content-Type: application/json`); 202, built on the loader thread; `?force=true` past the shrink guard (`campaigns.max_shrink`) |
 //! | `/admin/index` | GET | campaign loader status |
 //! | `/admin/model` | GET | CTR model loader status (404 when scoring is off) |
-//! | `/admin/spend` | GET | spend per campaign today (UTC) and lifetime, summed over shards; with `[events.db]` also global spend (every node) and this node's slice; `?campaign=ID` for one |
+//! | `/admin/spend` | GET | spend per campaign today (UTC) and lifetime, summed over shards, and what bids awaiting a notice hold (`held_micros`); with `[events.db]` also global spend (every node) and this node's slice; `?campaign=ID` for one |
 
 use super::json_error as json;
 use crate::adserve::fleet::FleetStatus;
@@ -398,6 +398,7 @@ fn spend(
                 "lifetime_micros": c.lifetime_micros,
                 "today_usd": c.today_micros as f64 / 1e6,
                 "lifetime_usd": c.lifetime_micros as f64 / 1e6,
+                "held_micros": c.held_micros,
             });
             if let Some(v) = &view {
                 let g = v.get(&c.campaign).copied().unwrap_or_default();

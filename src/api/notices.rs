@@ -68,6 +68,9 @@ impl Api {
             self.state.borrow_mut().charge(ix, campaign, micros, now);
             bump(&self.metrics.counters.spend_micros, micros.max(0) as u64);
         }
+        if let Some(bid) = &out.settles {
+            self.state.borrow_mut().settle(ix, bid);
+        }
         match kind {
             NoticeKind::Click => {
                 resp.status = 302;

@@ -259,6 +259,13 @@ pub struct BidderConfig {
     /// with the highest prior (expected_ctr x CPC x 1000), after the ones
     /// whose cap cannot beat the floor or the best CPM bid are dropped.
     pub max_scored: usize,
+    /// How long a bid's price counts against its campaign's budget while
+    /// the bid's win, bill or loss notice is awaited (ms): a notice that
+    /// reaches the shard which bid settles it at once; one that reaches
+    /// another shard is charged there, and the bid's hold lapses after
+    /// this long. Past it, a late win is still charged (budgets may then
+    /// be overspent by the late wins).
+    pub hold_ms: u64,
 }
 
 /// Shortest notice key accepted, in bytes.
@@ -311,6 +318,7 @@ impl Default for BidderConfig {
             notice_ttl: "72h".into(),
             cpc_cap_multiple: 3.0,
             max_scored: 32,
+            hold_ms: 5_000,
         }
     }
 }

@@ -70,6 +70,12 @@ impl Config {
         if b.max_scored == 0 || b.max_scored > 4096 {
             return Err(invalid("bidder.max_scored", "must be between 1 and 4096"));
         }
+        if b.hold_ms == 0 || b.hold_ms > 3_600_000 {
+            return Err(invalid(
+                "bidder.hold_ms",
+                "must be between 1 and 3600000 (an hour)",
+            ));
+        }
         if !(b.cpc_cap_multiple.is_finite() && b.cpc_cap_multiple >= 1.0) {
             return Err(invalid("bidder.cpc_cap_multiple", "must be at least 1"));
         }
