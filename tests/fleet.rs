@@ -7,10 +7,11 @@
 //!    each budget.
 //! 2. One node is killed (SIGKILL): the other counts one live node within
 //!    two sync intervals, then alone spends campaign 3's budget (within 2%).
-//! 3. The killed node restarts on the same spool: nothing is left to spend,
-//!    and it spends nothing again (every bid request answered 204); a win
-//!    notice it answered before, sent again, is a duplicate (its segment was
-//!    replayed into the database and kept as `.done`).
+//! 3. The killed node restarts on the same spool: it spends at most what
+//!    the budgets have left (nothing, or a bid or two, when they ended
+//!    within 2%), and every budget stays within 2%; a win notice it
+//!    answered before, sent again, is a duplicate (its segment was replayed
+//!    into the database and kept as `.done`).
 #![allow(clippy::unwrap_used)]
 
 use adshard::testkit::cassandra::{cql, rt, Node, ONE_NODE};
@@ -252,19 +253,26 @@ fn two_nodes_share_budgets_through_the_database() {
     let spent = settled(&addr, charged(a) + b_charged, &[a]);
     within_2pct(spent[2], "campaign 3, the survivor alone");
 
-    // 3. B restarts on its spool: every budget is spent, so it bids nothing.
+    // 3. B restarts on its spool: it spends only what the budgets have left
+    //    (had it forgotten what was spent, it would spend them again).
+    let left: i64 = spent.iter().map(|s| (BUDGET_MICROS - s).max(0)).sum();
     let (_b2, b2) = start(&addr, &spool_b, &file);
     let ms = Duration::from_millis(5);
     let wins = load(b2, 200, ms, (300, 250), &seq) + load(b2, 200, ms, (728, 90), &seq);
-    assert_eq!(
-        wins, 0,
-        "a restarted node does not spend again what was spent"
+    let again = charged(b2);
+    eprintln!("phase 3: {wins} wins for {again} micro-USD, {left} were left");
+    assert!(
+        again <= left + 3 * 6000,
+        "a restarted node does not spend again what was spent: {again} of {left}"
     );
     // Its notices were replayed into the database during the run; the
     // restarted node still knows them: a win sent again is a duplicate.
     assert_eq!(get(b2, &old_win).text(), "{\"duplicate\":true,\"ok\":true}");
     std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
-    assert_eq!(settled(&addr, spent.iter().sum(), &[a, b2]), spent);
+    let after = settled(&addr, spent.iter().sum::<i64>() + again, &[a, b2]);
+    for (i, s) in after.iter().enumerate() {
+        within_2pct(*s, &format!("campaign {}, after the restart", i + 1));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -6,40 +6,49 @@
 //!    the interval), and counts the nodes seen within one interval (itself
 //!    included): `N`;
 //! 2. reads the global spend of every campaign (today and in all) from the
-//!    rollups the event writer keeps beside the ledger, and every live
-//!    peer's last published spend and cap (`fleet_caps`): 32 + 16 queries,
-//!    whatever the number of campaigns;
-//! 3. per campaign, what is left: the daily budget (with even pacing, its
+//!    rollups the event writer keeps beside the ledger, and every peer's
+//!    standing reservation (its row in `fleet_caps`, TTL'd like the
+//!    heartbeat): 32 + 16 queries, whatever the number of campaigns;
+//! 3. per campaign, the room left: the daily budget (with even pacing, its
 //!    elapsed share of the day plus an hour, as on one node) minus this
-//!    node's own spend (exact, local), minus every peer's cap (what it
-//!    may reach before its next sync: a reservation) while its heartbeat
-//!    row stands (three intervals: a late heartbeat does not free it),
-//!    minus what nodes no longer alive spent (the ledger beyond this node's spend and the live
-//!    peers' caps); this node reserves up to 1/N of it: twice what it spent
-//!    in the last interval, at least 1/16 of its 1/N (an idle node holds
-//!    little, a busy one doubles its slice each sync): its slice. The same
-//!    for the lifetime budget;
-//! 4. writes its spend and cap (own spend + slice) to `fleet_caps`, then
-//!    publishes to each shard a cap on the shard's own spend: its spend now
-//!    plus its 1/S of the slice.
+//!    node's own spend (exact, local), minus every peer's reservation,
+//!    minus what nodes no longer alive spent (the ledger beyond this
+//!    node's spend and the peers' reservations); this node wants its spend
+//!    plus up to 1/N of the room: twice what it spent in the last interval
+//!    (four times when it ran out of its grant), at least 1/16 of its 1/N
+//!    (an idle node holds little, a busy one doubles its slice each sync).
+//!    The same for the lifetime budget;
+//! 4. claim, then check: a reservation smaller than the one the shards
+//!    have is given to them at once; then the claim is written to
+//!    `fleet_caps`, the peers' reservations are read again, and a larger
+//!    one is granted as far as it fits beside them. Of two nodes growing
+//!    at once, the one that reads second sees the other's claim (each
+//!    writes before it reads, at LOCAL_QUORUM), so grants never sum past
+//!    the budget however syncs interleave, and a node's row is never below
+//!    what its shards may spend;
+//! 5. publishes to each shard a cap on the shard's own spend: its spend
+//!    now plus its 1/S of the grant beyond the node's spend, with a lease:
+//!    the caps lapse (no bids) three intervals after the sync began, before
+//!    its rows can have expired (their TTL is a second longer: CQL counts
+//!    TTLs in whole seconds), so a node whose syncs stall stops spending
+//!    before peers take up its share.
 //!
 //! The shards read the caps like the index (an `ArcSwap` load per request):
-//! nothing on the request path waits on the database. A node spends at most
-//! its cap, and a cap is at most its own spend plus 1/N of what the others'
-//! caps leave, so the caps of live nodes never sum past the budget, even when
-//! nodes sync at the same moment. Overspend is bounded by one charge per
-//! shard (the bid that crosses its cap), plus, only when a node has died or
-//! restarted, its spend that had not reached the ledger (its spool is
-//! replayed when it restarts) and whatever of it live peers' unused
-//! reservations hid. An idle node's reservation
-//! is 1/16 of its 1/N, so busy nodes take nearly all of what is left.
+//! nothing on the request path waits on the database. A shard counts a
+//! bid's price against its cap from the moment it bids (`bidder.hold_ms`,
+//! see `ShardState::hold`), so wins whose notices are still on their way
+//! cannot carry it past. Overspend is bounded by one bid per shard (the one
+//! that starts below its cap and ends past it), wins notified later than
+//! `hold_ms`, plus, only when a node has died or restarted, its spend that
+//! had not reached the ledger (its spool is replayed when it restarts).
 //!
 //! Database unreachable: each failed sync, a shard may spend its last slice
 //! times `fallback_decay` raised to the number of failed syncs in a row
 //! (default 0.5: at most twice its last slice in all while the database is
-//! away), and `/metrics` says so. A node that has never read global spend
-//! (the database was down at start) spends nothing on any campaign until it
-//! has.
+//! away), and `/metrics` says so: the one case where peers may take up a
+//! share this node still spends (its rows expire while it cannot renew
+//! them). A node that has never read global spend (the database was down
+//! at start) spends nothing on any campaign until it has.
 
 use super::spend::SpendBoard;
 use crate::config::{DbConfig, FleetConfig};
@@ -59,6 +68,10 @@ pub struct Slices {
     pub version: u64,
     /// UTC day (days since the epoch) the daily caps are for.
     pub day: u64,
+    /// Unix microseconds when the caps lapse: before this node's rows in
+    /// the database can have expired (after that, peers may take up what
+    /// they reserved). `i64::MAX` while the database cannot be reached.
+    pub until: i64,
     shards: usize,
     /// `[position * shards + shard]`: (cap today, cap in all), micro-USD.
     caps: Vec<(i64, i64)>,
@@ -72,6 +85,7 @@ impl Slices {
     fn build(
         ix: &Index,
         day: u64,
+        until: i64,
         local: &[HashMap<u64, (i64, i64)>],
         share: impl Fn(u64) -> Share,
     ) -> Slices {
@@ -86,6 +100,7 @@ impl Slices {
         Slices {
             version: ix.version,
             day,
+            until,
             shards: local.len(),
             caps,
             pos: ix
@@ -98,17 +113,18 @@ impl Slices {
     }
 
     /// Shard `shard`'s caps for the campaign at `pos` in index `version`
-    /// (`id` when the shard follows another version). None: no cap is known
-    /// (a campaign the last sync did not see, or a new day): do not spend.
+    /// (`id` when the shard follows another version) at `now`. None: no cap
+    /// is known (a campaign the last sync did not see, a new day, or caps
+    /// whose lease ran out): do not spend.
     pub fn cap(
         &self,
         version: u64,
         pos: usize,
         id: u64,
         shard: u16,
-        day: u64,
+        now: super::Now,
     ) -> Option<(i64, i64)> {
-        if day != self.day {
+        if now.day() != self.day || now.micros >= self.until {
             return None;
         }
         let p = if version == self.version {
@@ -246,6 +262,46 @@ struct Share {
     total: i64,
 }
 
+impl Share {
+    /// Each of `shards` shards' part of a node's reservation `cap` beyond
+    /// its spend `mine` (today, in all).
+    fn of(cap: (i64, i64), mine: (i64, i64), shards: usize) -> Share {
+        Share {
+            today: (cap.0 - mine.0).max(0) / shards as i64,
+            total: (cap.1 - mine.1).max(0) / shards as i64,
+        }
+    }
+}
+
+/// One campaign in a sync: figures as (today, in all), micro-USD.
+struct Plan {
+    id: u64,
+    /// This node's spend.
+    mine: (i64, i64),
+    /// The budget (daily: its paced share so far).
+    budget: (i64, i64),
+    /// The ledger's spend (all nodes, from the rollups).
+    global: (i64, i64),
+    /// The reservation this node claims.
+    want: (i64, i64),
+    /// What it may take before its claim is checked.
+    now_ok: (i64, i64),
+    /// Whether that is less than it had.
+    shrinks: bool,
+}
+
+/// What is left of `budget` for this node (spent `mine`) once peers'
+/// reservations `peer` and what nodes no longer alive spent are taken out:
+/// the ledger's spend (`global`) beyond this node's and the live peers'
+/// (a live peer's spend, ledgered or not, is within its reservation).
+fn room(budget: (i64, i64), mine: (i64, i64), peer: (i64, i64), global: (i64, i64)) -> (i64, i64) {
+    let one = |b: i64, m: i64, p: i64, g: i64| b - m - p - (g - m - p).max(0);
+    (
+        one(budget.0, mine.0, peer.0, global.0),
+        one(budget.1, mine.1, peer.1, global.1),
+    )
+}
+
 struct Syncer {
     db_cfg: DbConfig,
     cfg: FleetConfig,
@@ -258,6 +314,9 @@ struct Syncer {
     last: HashMap<u64, Share>,
     /// Per campaign id: this node's spend today at the last good sync.
     spent_then: HashMap<u64, i64>,
+    /// Per campaign id: the reservation the shards were last given (today,
+    /// in all; this node's spend included).
+    granted: HashMap<u64, (i64, i64)>,
 }
 
 fn usd_micros(usd: f64) -> i64 {
@@ -299,6 +358,7 @@ impl Fleet {
             status: status.clone(),
             last: HashMap::new(),
             spent_then: HashMap::new(),
+            granted: HashMap::new(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -362,10 +422,18 @@ impl Syncer {
         }
     }
 
-    /// Heartbeat rows outlive three intervals (at least 2 s: CQL TTLs are
-    /// whole seconds); liveness itself is judged by `seen`.
+    /// How long the shards may spend a sync's grant: three intervals, at
+    /// least a second (a sync may take two intervals on a busy host
+    /// before its shards pause).
+    fn lease_ms(&self) -> i64 {
+        (3 * self.cfg.sync_interval_ms).max(1000) as i64
+    }
+
+    /// Heartbeat and claim rows outlive the lease by at least a second (CQL
+    /// TTLs count whole seconds: a row may go up to 1 s early); liveness
+    /// itself is judged by `seen`.
     fn ttl(&self) -> i32 {
-        (3 * self.cfg.sync_interval_ms).div_ceil(1000).max(2) as i32
+        ((self.lease_ms() as u64).div_ceil(1000) + 1) as i32
     }
 
     /// This node's heartbeat, seen at `now_ms`.
@@ -389,76 +457,120 @@ impl Syncer {
             .map(|(n, _)| n.clone())
             .chain(std::iter::once(self.node.clone()))
             .collect();
-        // Reservations stand while their heartbeat row does (three
-        // intervals): a peer whose heartbeat is merely late (a busy host)
-        // is not counted among the live, but may still spend up to its
-        // cap, so its cap stays out of what this node may take.
-        let holders: std::collections::HashSet<String> = rows.into_iter().map(|(n, _)| n).collect();
         let n = live.len() as i64;
         let now_s = (now / 1000) as u64;
         let day = now_s / 86400;
         let global = db.global_spend(day as i64).await?;
-        // Peers' caps (their standing reservations), per campaign: (today,
-        // in all).
-        let mut peers: HashMap<u64, (i64, i64)> = HashMap::new();
-        for (c, node, _, ct, _, ca) in db.caps(day as i64).await? {
-            if node != self.node && holders.contains(&node) {
-                let e = peers.entry(c).or_default();
-                e.0 += ct;
-                e.1 += ca;
-            }
-        }
+        let peers = self.peer_caps(db, day).await?;
         let ix = self.index.load_full();
         let local: Vec<_> = (0..shards).map(|s| self.board.of_shard(s, day)).collect();
         let frac = ((now_s % 86400 + 3600) as f64 / 86400.0).min(1.0);
-        let mut rows = Vec::with_capacity(ix.len());
-        let mut view = HashMap::with_capacity(ix.len());
-        let mut last = HashMap::with_capacity(ix.len());
-        let mut spent_now = HashMap::with_capacity(ix.len());
+        // 1. What this node would reserve.
+        let mut plans = Vec::with_capacity(ix.len());
         for h in &ix.hot {
             let mine = local.iter().fold((0, 0), |(t, a), l| {
                 let (x, y) = l.get(&h.id).copied().unwrap_or_default();
                 (t + x, a + y)
             });
-            let (p_ct, p_ca) = peers.get(&h.id).copied().unwrap_or_default();
-            let (g_t, g_a) = global.get(&h.id).copied().unwrap_or_default();
-            let daily = usd_micros(if h.even { h.daily * frac } else { h.daily });
-            // What nodes no longer alive spent (earlier runs, the dead):
-            // the ledger beyond this node's spend and live peers' caps (a
-            // peer's spend, ledgered or not, is within its cap).
-            let gone = ((g_t - mine.0 - p_ct).max(0), (g_a - mine.1 - p_ca).max(0));
-            // What is left once peers' caps (their reservations) are taken
-            // out; this node reserves its 1/N of it.
-            let left_t = (daily - mine.0 - p_ct - gone.0).max(0) / n;
-            let left_a = (usd_micros(h.lifetime) - mine.1 - p_ca - gone.1).max(0) / n;
-            // Reserve what this node is spending (twice its last interval's
-            // spend), at least 1/16 of its 1/N: a node without traffic for
-            // a campaign holds almost nothing of it, and a node whose
-            // traffic grows doubles its reservation every sync.
+            let budget = (
+                usd_micros(if h.even { h.daily * frac } else { h.daily }),
+                usd_micros(h.lifetime),
+            );
+            let global = global.get(&h.id).copied().unwrap_or_default();
+            let peer = peers.get(&h.id).copied().unwrap_or_default();
+            let room = room(budget, mine, peer, global);
+            // This node's 1/N of the room, as much as it is spending (twice
+            // its last interval's spend; four times when it ran out of its
+            // grant, its demand being more than it could spend), at least
+            // 1/16 of its 1/N: a node without traffic for a campaign holds
+            // almost nothing of it, and a node whose traffic grows doubles
+            // (or quadruples) its reservation every sync.
+            let had = self.granted.get(&h.id).copied();
             let spent = mine.0 - self.spent_then.get(&h.id).copied().unwrap_or(mine.0);
-            let want = |left: i64| left.min((2 * spent).max(left / 16));
-            let (add_t, add_a) = (want(left_t), want(left_a));
-            spent_now.insert(h.id, mine.0);
-            rows.push((h.id, mine.0, mine.0 + add_t, mine.1, mine.1 + add_a));
-            let share = Share {
-                today: add_t / shards as i64,
-                total: add_a / shards as i64,
+            let ran_out = had.is_some_and(|g| spent > 0 && g.0 - mine.0 < spent / 4);
+            let pace = if ran_out { 4 } else { 2 };
+            let want = |room: i64| {
+                let left = room.max(0) / n;
+                left.min((pace * spent).max(left / 16))
             };
-            last.insert(h.id, share);
+            let want = (mine.0 + want(room.0), mine.1 + want(room.1));
+            // 2. Less than granted before is taken at once; more only once
+            //    checked (3). Nothing granted yet: nothing beyond the spend.
+            let had = had.unwrap_or(mine);
+            let now_ok = (want.0.min(had.0.max(mine.0)), want.1.min(had.1.max(mine.1)));
+            plans.push(Plan {
+                id: h.id,
+                mine,
+                budget,
+                global,
+                want,
+                now_ok,
+                shrinks: now_ok.0 < had.0 || now_ok.1 < had.1,
+            });
+        }
+        // A shrink reaches the shards before peers can read it.
+        if plans.iter().any(|p| p.shrinks) {
+            let at: HashMap<u64, Share> = plans
+                .iter()
+                .map(|p| (p.id, Share::of(p.now_ok, p.mine, shards)))
+                .collect();
+            let until = self.slices.load().until;
+            self.slices
+                .store(Arc::new(Slices::build(&ix, day, until, &local, |id| {
+                    at[&id]
+                })));
+        }
+        let rows: Vec<_> = plans
+            .iter()
+            .map(|p| (p.id, p.mine.0, p.want.0, p.mine.1, p.want.1))
+            .collect();
+        db.put_caps(day as i64, &self.node, &rows, ttl).await?;
+        // 3. Peers' reservations read again, now that ours is visible: a
+        //    growth is granted as far as it fits beside them. Of two nodes
+        //    growing at once, the second to read sees the first's claim.
+        let peers = self.peer_caps(db, day).await?;
+        // The shards' lease: this sync's heartbeat and claims outlive it.
+        let until = (now + self.lease_ms()) * 1000;
+        let mut view = HashMap::with_capacity(ix.len());
+        let mut last = HashMap::with_capacity(ix.len());
+        let mut granted = HashMap::with_capacity(ix.len());
+        let mut spent_now = HashMap::with_capacity(ix.len());
+        for p in &plans {
+            let peer = peers.get(&p.id).copied().unwrap_or_default();
+            let room = room(p.budget, p.mine, peer, p.global);
+            let fits = (p.mine.0 + room.0, p.mine.1 + room.1);
+            let grant = (
+                p.now_ok.0.max(p.want.0.min(fits.0)),
+                p.now_ok.1.max(p.want.1.min(fits.1)),
+            );
+            tracing::debug!(
+                campaign = p.id,
+                n,
+                mine = p.mine.0,
+                peers = peer.0,
+                global = p.global.0,
+                want = p.want.0,
+                grant = grant.0,
+                "fleet: reserved"
+            );
+            granted.insert(p.id, grant);
+            last.insert(p.id, Share::of(grant, p.mine, shards));
+            spent_now.insert(p.id, p.mine.0);
             view.insert(
-                h.id,
+                p.id,
                 FleetView {
-                    global_today_micros: g_t,
-                    global_lifetime_micros: g_a,
-                    node_slice_micros: add_t.min(add_a),
+                    global_today_micros: p.global.0,
+                    global_lifetime_micros: p.global.1,
+                    node_slice_micros: (grant.0 - p.mine.0).min(grant.1 - p.mine.1),
                 },
             );
         }
-        // Peers must see the reservation before the shards spend it.
-        db.put_caps(day as i64, &self.node, &rows, ttl).await?;
         self.slices
-            .store(Arc::new(Slices::build(&ix, day, &local, |id| last[&id])));
+            .store(Arc::new(Slices::build(&ix, day, until, &local, |id| {
+                last[&id]
+            })));
         self.last = last;
+        self.granted = granted;
         self.spent_then = spent_now;
         let st = &self.status;
         st.view.store(Arc::new(view));
@@ -467,6 +579,24 @@ impl Syncer {
         st.syncs.fetch_add(1, Relaxed);
         st.failing.store(0, Relaxed);
         Ok(())
+    }
+
+    /// Every peer's standing reservation (its claim row, while it lives),
+    /// per campaign: (today, in all).
+    async fn peer_caps(
+        &self,
+        db: &Db,
+        day: u64,
+    ) -> Result<HashMap<u64, (i64, i64)>, crate::events::db::DbError> {
+        let mut peers: HashMap<u64, (i64, i64)> = HashMap::new();
+        for (c, node, _, ct, _, ca) in db.caps(day as i64).await? {
+            if node != self.node {
+                let e = peers.entry(c).or_default();
+                e.0 += ct;
+                e.1 += ca;
+            }
+        }
+        Ok(peers)
     }
 
     /// No sync this interval: caps from the last good shares, decayed.
@@ -483,7 +613,7 @@ impl Syncer {
         let scale = |v: i64| (v as f64 * factor) as i64;
         let last = &self.last;
         self.slices
-            .store(Arc::new(Slices::build(&ix, day, &local, |id| {
+            .store(Arc::new(Slices::build(&ix, day, i64::MAX, &local, |id| {
                 // No last share (never synced): spend nothing.
                 last.get(&id)
                     .map_or(Share { today: 0, total: 0 }, |s| Share {
@@ -531,11 +661,12 @@ mod tests {
             .into_iter()
             .collect(),
             spent_then: HashMap::new(),
+            granted: HashMap::new(),
         };
-        let day = (unix_ms() / 1000) as u64 / 86400;
+        let now = crate::adserve::Now::wall();
         let cap = |s: &Syncer, pos: usize, shard: u16| {
             let sl = s.slices.load();
-            sl.cap(sl.version, pos, ids[pos], shard, day)
+            sl.cap(sl.version, pos, ids[pos], shard, now)
         };
         s.fall_back();
         assert_eq!(cap(&s, 0, 1), Some((4_000, 20_000)), "half the last share");
@@ -551,25 +682,33 @@ mod tests {
     }
 
     #[test]
-    fn caps_follow_the_version_or_the_id_and_lapse_at_midnight() {
+    fn caps_follow_the_version_or_the_id_and_lapse_at_midnight_or_their_lease() {
+        use crate::adserve::Now;
+        let day = |d: u64| Now::at(d * 86400 + 60);
         let s = Slices {
             version: 7,
             day: 100,
+            until: day(100).micros + 1_000_000,
             shards: 2,
             caps: vec![(1, 2), (3, 4), (5, 6), (7, 8)],
             pos: [(11, 0), (22, 1)].into_iter().collect(),
         };
-        assert_eq!(s.cap(7, 1, 22, 1, 100), Some((7, 8)));
+        assert_eq!(s.cap(7, 1, 22, 1, day(100)), Some((7, 8)));
         assert_eq!(
-            s.cap(8, 0, 22, 0, 100),
+            s.cap(8, 0, 22, 0, day(100)),
             Some((5, 6)),
             "by id on another version"
         );
         assert_eq!(
-            s.cap(8, 0, 33, 0, 100),
+            s.cap(8, 0, 33, 0, day(100)),
             None,
             "a campaign the sync has not seen"
         );
-        assert_eq!(s.cap(7, 0, 11, 0, 101), None, "a new day");
+        assert_eq!(s.cap(7, 0, 11, 0, day(101)), None, "a new day");
+        assert_eq!(
+            s.cap(7, 0, 11, 0, Now::at(100 * 86400 + 61)),
+            None,
+            "the lease ran out: the database may have let the claim go"
+        );
     }
 }

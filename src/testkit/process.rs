@@ -47,14 +47,23 @@ pub fn serve(bin: &str, spool: &Path, env: &[(&str, &str)]) -> (Server, SocketAd
     let mut line = String::new();
     while err.read_line(&mut line).unwrap() > 0 {
         if let Some(i) = line.find("addr=") {
-            let addr = line[i + 5..]
+            let addr: SocketAddr = line[i + 5..]
                 .split_whitespace()
                 .next()
                 .unwrap()
                 .parse()
                 .unwrap();
-            // Keep draining stderr so the server never blocks on it.
-            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            // Keep draining stderr so the server never blocks on it; into
+            // `$ADSHARD_TEST_LOG_DIR/<port>.log` when that is set (a failed
+            // test's servers, read afterwards).
+            let keep = std::env::var_os("ADSHARD_TEST_LOG_DIR").and_then(|d| {
+                let f = Path::new(&d).join(format!("{}.log", addr.port()));
+                std::fs::File::create(f).ok()
+            });
+            std::thread::spawn(move || match keep {
+                Some(mut f) => std::io::copy(&mut err, &mut f),
+                None => std::io::copy(&mut err, &mut std::io::sink()),
+            });
             return (child, addr);
         }
         line.clear();
