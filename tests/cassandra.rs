@@ -91,6 +91,13 @@ fn write_behind_and_replay() {
     let a = app.local_addr();
     let m = get(a, "/metrics").text();
     assert!(m.contains("adshard_db_up 1"), "{m}");
+    // Budgets come from the fleet's sync (start-up waits for it a while, not
+    // without end: a busy database node may take longer).
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&get(a, "/metrics").text(), "adshard_fleet_syncs_total") == 0 {
+        assert!(std::time::Instant::now() < until, "the fleet syncs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let body = std::fs::read(format!("{FIXTURES}/bid-request-2.5_simple-banner.json")).unwrap();
     let mut req: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let mut r = Reader::new(connect(a));

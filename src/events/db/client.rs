@@ -467,15 +467,24 @@ impl Db {
         &self,
         day: i64,
     ) -> Result<std::collections::HashMap<u64, (i64, i64)>, DbError> {
+        use futures::future::try_join_all;
         let d = cql_date(day);
+        // The 32 partitions at once: the fleet's sync waits on the slowest,
+        // not on their sum.
+        let (days, totals) = futures::try_join!(
+            try_join_all(
+                (0..SPEND_BUCKETS).map(|b| self.rows::<(i64, Counter)>(&self.day_spend, (d, b)))
+            ),
+            try_join_all(
+                (0..SPEND_BUCKETS).map(|b| self.rows::<(i64, Counter)>(&self.total_spend, (b,)))
+            ),
+        )?;
         let mut out = std::collections::HashMap::new();
-        for b in 0..SPEND_BUCKETS {
-            for (c, Counter(v)) in self.rows::<(i64, Counter)>(&self.day_spend, (d, b)).await? {
-                out.entry(c as u64).or_insert((0, 0)).0 = v;
-            }
-            for (c, Counter(v)) in self.rows::<(i64, Counter)>(&self.total_spend, (b,)).await? {
-                out.entry(c as u64).or_insert((0, 0)).1 = v;
-            }
+        for (c, Counter(v)) in days.into_iter().flatten() {
+            out.entry(c as u64).or_insert((0, 0)).0 = v;
+        }
+        for (c, Counter(v)) in totals.into_iter().flatten() {
+            out.entry(c as u64).or_insert((0, 0)).1 = v;
         }
         Ok(out)
     }
@@ -491,6 +500,7 @@ impl Db {
         ttl_secs: i32,
     ) -> Result<(), DbError> {
         let d = cql_date(day);
+        let mut batches = Vec::new();
         for b in 0..SPEND_BUCKETS {
             let part: Vec<_> = rows.iter().filter(|r| bucket(r.0) == b).collect();
             for chunk in part.chunks(SPEND_GROUP) {
@@ -502,12 +512,17 @@ impl Db {
                     .iter()
                     .map(|&&(c, t, ct, a, ca)| (d, b, c as i64, node, t, ct, a, ca, ttl_secs))
                     .collect();
-                self.session
-                    .batch(&batch, values)
-                    .await
-                    .map_err(|e| DbError::Write(e.to_string()))?;
+                batches.push((batch, values));
             }
         }
+        // Every batch at once (each is one partition's).
+        futures::future::try_join_all(batches.iter().map(|(batch, values)| async move {
+            self.session
+                .batch(batch, values)
+                .await
+                .map_err(|e| DbError::Write(e.to_string()))
+        }))
+        .await?;
         Ok(())
     }
 
@@ -515,16 +530,16 @@ impl Db {
     /// `(campaign, node, today, cap today, total, cap total)`.
     pub async fn caps(&self, day: i64) -> Result<Vec<(u64, String, i64, i64, i64, i64)>, DbError> {
         let d = cql_date(day);
-        let mut out = Vec::new();
-        for b in 0..SPEND_BUCKETS {
-            for (c, n, t, ct, a, ca) in self
-                .rows::<(i64, String, i64, i64, i64, i64)>(&self.caps, (d, b))
-                .await?
-            {
-                out.push((c as u64, n, t, ct, a, ca));
-            }
-        }
-        Ok(out)
+        let parts = futures::future::try_join_all(
+            (0..SPEND_BUCKETS)
+                .map(|b| self.rows::<(i64, String, i64, i64, i64, i64)>(&self.caps, (d, b))),
+        )
+        .await?;
+        Ok(parts
+            .into_iter()
+            .flatten()
+            .map(|(c, n, t, ct, a, ca)| (c as u64, n, t, ct, a, ca))
+            .collect())
     }
 
     pub(super) async fn rows<T>(

@@ -1,265 +1,23 @@
-//! Budgets shared by a fleet of nodes through the event database.
-//!
-//! With `[events.db]`, one thread per node (its own tokio runtime and CQL
-//! session) does, every `fleet.sync_interval_ms`:
-//! 1. heartbeat: its row in `nodes` (TTL'd; renewed again half-way through
-//!    the interval), and counts the nodes seen within one interval (itself
-//!    included): `N`;
-//! 2. reads the global spend of every campaign (today and in all) from the
-//!    rollups the event writer keeps beside the ledger, and every peer's
-//!    standing reservation (its row in `fleet_caps`, TTL'd like the
-//!    heartbeat): 32 + 16 queries, whatever the number of campaigns;
-//! 3. per campaign, the room left: the daily budget (with even pacing, its
-//!    elapsed share of the day plus an hour, as on one node) minus this
-//!    node's own spend (exact, local), minus every peer's reservation,
-//!    minus what nodes no longer alive spent (the ledger beyond this
-//!    node's spend and the peers' reservations); this node wants its spend
-//!    plus up to 1/N of the room: twice what it spent in the last interval
-//!    (four times when it ran out of its grant), at least 1/16 of its 1/N
-//!    (an idle node holds little, a busy one doubles its slice each sync).
-//!    The same for the lifetime budget;
-//! 4. claim, then check: a reservation smaller than the one the shards
-//!    have is given to them at once; then the claim is written to
-//!    `fleet_caps`, the peers' reservations are read again, and a larger
-//!    one is granted as far as it fits beside them. Of two nodes growing
-//!    at once, the one that reads second sees the other's claim (each
-//!    writes before it reads, at LOCAL_QUORUM), so grants never sum past
-//!    the budget however syncs interleave, and a node's row is never below
-//!    what its shards may spend;
-//! 5. publishes to each shard a cap on the shard's own spend: its spend
-//!    now plus its 1/S of the grant beyond the node's spend, with a lease:
-//!    the caps lapse (no bids) three intervals after the sync began, before
-//!    its rows can have expired (their TTL is a second longer: CQL counts
-//!    TTLs in whole seconds), so a node whose syncs stall stops spending
-//!    before peers take up its share.
-//!
-//! The shards read the caps like the index (an `ArcSwap` load per request):
-//! nothing on the request path waits on the database. A shard counts a
-//! bid's price against its cap from the moment it bids (`bidder.hold_ms`,
-//! see `ShardState::hold`), so wins whose notices are still on their way
-//! cannot carry it past. Overspend is bounded by one bid per shard (the one
-//! that starts below its cap and ends past it), wins notified later than
-//! `hold_ms`, plus, only when a node has died or restarted, its spend that
-//! had not reached the ledger (its spool is replayed when it restarts).
-//!
-//! Database unreachable: each failed sync, a shard may spend its last slice
-//! times `fallback_decay` raised to the number of failed syncs in a row
-//! (default 0.5: at most twice its last slice in all while the database is
-//! away), and `/metrics` says so: the one case where peers may take up a
-//! share this node still spends (its rows expire while it cannot renew
-//! them). A node that has never read global spend (the database was down
-//! at start) spends nothing on any campaign until it has.
+//! The fleet thread's sync: heartbeat, global spend, claim, check, grant
+//! (the protocol is described in the module above).
 
-use super::spend::SpendBoard;
+use super::{unix_ms, FleetStatus, FleetView, Slices};
+use crate::adserve::spend::SpendBoard;
 use crate::config::{DbConfig, FleetConfig};
 use crate::events::db::Db;
 use crate::index::Index;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Per campaign and shard: the most the shard's own spend may reach.
-#[derive(Debug, Default)]
-pub struct Slices {
-    /// Index version the caps are laid out for.
-    pub version: u64,
-    /// UTC day (days since the epoch) the daily caps are for.
-    pub day: u64,
-    /// Unix microseconds when the caps lapse: before this node's rows in
-    /// the database can have expired (after that, peers may take up what
-    /// they reserved). `i64::MAX` while the database cannot be reached.
-    pub until: i64,
-    shards: usize,
-    /// `[position * shards + shard]`: (cap today, cap in all), micro-USD.
-    caps: Vec<(i64, i64)>,
-    /// Campaign id -> position, for a shard already on a newer index.
-    pos: HashMap<u64, u32>,
-}
-
-impl Slices {
-    /// Caps for every campaign of `ix` on UTC day `day`: each shard's spend
-    /// now (`local[shard]`, by campaign id) plus its share of the campaign.
-    fn build(
-        ix: &Index,
-        day: u64,
-        until: i64,
-        local: &[HashMap<u64, (i64, i64)>],
-        share: impl Fn(u64) -> Share,
-    ) -> Slices {
-        let mut caps = Vec::with_capacity(ix.len() * local.len());
-        for h in &ix.hot {
-            let s = share(h.id);
-            for l in local {
-                let (t, a) = l.get(&h.id).copied().unwrap_or_default();
-                caps.push((t + s.today, a + s.total));
-            }
-        }
-        Slices {
-            version: ix.version,
-            day,
-            until,
-            shards: local.len(),
-            caps,
-            pos: ix
-                .hot
-                .iter()
-                .enumerate()
-                .map(|(p, h)| (h.id, p as u32))
-                .collect(),
-        }
-    }
-
-    /// Shard `shard`'s caps for the campaign at `pos` in index `version`
-    /// (`id` when the shard follows another version) at `now`. None: no cap
-    /// is known (a campaign the last sync did not see, a new day, or caps
-    /// whose lease ran out): do not spend.
-    pub fn cap(
-        &self,
-        version: u64,
-        pos: usize,
-        id: u64,
-        shard: u16,
-        now: super::Now,
-    ) -> Option<(i64, i64)> {
-        if now.day() != self.day || now.micros >= self.until {
-            return None;
-        }
-        let p = if version == self.version {
-            pos
-        } else {
-            *self.pos.get(&id)? as usize
-        };
-        self.caps.get(p * self.shards + usize::from(shard)).copied()
-    }
-}
-
-/// One campaign as the last sync saw it (admin `/admin/spend`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct FleetView {
-    /// Global spend today (UTC), micro-USD, from the rollups.
-    pub global_today_micros: i64,
-    /// Global spend in all, micro-USD.
-    pub global_lifetime_micros: i64,
-    /// What this node may still spend today, micro-USD (all its shards).
-    pub node_slice_micros: i64,
-}
-
-/// What `/metrics` and the admin listener show of the fleet.
-#[derive(Debug, Default)]
-pub struct FleetStatus {
-    /// Live nodes at the last good sync (this one included).
-    pub live_nodes: AtomicU64,
-    /// Unix milliseconds of the last good sync (0: never).
-    pub last_sync_ms: AtomicI64,
-    /// Good syncs.
-    pub syncs: AtomicU64,
-    /// Failed syncs (database unreachable or erroring).
-    pub sync_errors: AtomicU64,
-    /// Failed syncs in a row now (0: caps are fresh).
-    pub failing: AtomicU64,
-    /// Per campaign id, as of the last good sync.
-    pub view: ArcSwap<HashMap<u64, FleetView>>,
-}
-
-impl FleetStatus {
-    /// The fleet's families on the `/metrics` page. Global vs local spend
-    /// and the slice per campaign are on `/admin/spend` (one series per
-    /// campaign would not scale to 10^5 campaigns); here, their sums.
-    pub fn render(&self, out: &mut String) {
-        use crate::prom::single;
-        let last = self.last_sync_ms.load(Relaxed);
-        let lag = if last == 0 {
-            -1.0
-        } else {
-            (unix_ms() - last).max(0) as f64 / 1000.0
-        };
-        single(
-            out,
-            "adshard_fleet_live_nodes",
-            "gauge",
-            "Nodes sharing budgets at the last good sync, this one included.",
-            self.live_nodes.load(Relaxed),
-        );
-        single(
-            out,
-            "adshard_fleet_sync_lag_seconds",
-            "gauge",
-            "Seconds since global spend was last read (-1: never).",
-            lag,
-        );
-        single(
-            out,
-            "adshard_fleet_syncs_total",
-            "counter",
-            "Good syncs with the database (heartbeat, global spend, slices).",
-            self.syncs.load(Relaxed),
-        );
-        single(
-            out,
-            "adshard_fleet_sync_errors_total",
-            "counter",
-            "Syncs that failed (database unreachable or erroring).",
-            self.sync_errors.load(Relaxed),
-        );
-        single(
-            out,
-            "adshard_fleet_fallback",
-            "gauge",
-            "1 while slices come from the last good sync, decaying (the database cannot be read).",
-            u8::from(self.failing.load(Relaxed) > 0),
-        );
-        let v = self.view.load();
-        let (g, s) = v.values().fold((0i64, 0i64), |(g, s), c| {
-            (g + c.global_today_micros, s + c.node_slice_micros)
-        });
-        single(
-            out,
-            "adshard_fleet_global_spend_today_micros",
-            "gauge",
-            "Global spend today (UTC) of every campaign, all nodes, at the last good sync.",
-            g,
-        );
-        single(
-            out,
-            "adshard_fleet_node_slice_micros",
-            "gauge",
-            "What this node may still spend today, all campaigns, at the last good sync.",
-            s,
-        );
-    }
-}
-
-/// The running fleet thread and what it publishes.
-#[derive(Debug)]
-pub struct Fleet {
-    /// Caps the shards read.
-    pub slices: Arc<ArcSwap<Slices>>,
-    /// Status for `/metrics` and the admin listener.
-    pub status: Arc<FleetStatus>,
-    /// This node's id in `nodes`.
-    pub node: String,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
-    }
-}
-
 /// A campaign's remaining allowance at the last good sync, per shard.
 #[derive(Debug, Clone, Copy)]
-struct Share {
-    today: i64,
-    total: i64,
+pub(super) struct Share {
+    pub(super) today: i64,
+    pub(super) total: i64,
 }
 
 impl Share {
@@ -302,21 +60,21 @@ fn room(budget: (i64, i64), mine: (i64, i64), peer: (i64, i64), global: (i64, i6
     )
 }
 
-struct Syncer {
-    db_cfg: DbConfig,
-    cfg: FleetConfig,
-    node: String,
-    index: Arc<ArcSwap<Index>>,
-    board: Arc<SpendBoard>,
-    slices: Arc<ArcSwap<Slices>>,
-    status: Arc<FleetStatus>,
+pub(super) struct Syncer {
+    pub(super) db_cfg: DbConfig,
+    pub(super) cfg: FleetConfig,
+    pub(super) node: String,
+    pub(super) index: Arc<ArcSwap<Index>>,
+    pub(super) board: Arc<SpendBoard>,
+    pub(super) slices: Arc<ArcSwap<Slices>>,
+    pub(super) status: Arc<FleetStatus>,
     /// Per campaign id: the last good sync's per-shard shares.
-    last: HashMap<u64, Share>,
+    pub(super) last: HashMap<u64, Share>,
     /// Per campaign id: this node's spend today at the last good sync.
-    spent_then: HashMap<u64, i64>,
+    pub(super) spent_then: HashMap<u64, i64>,
     /// Per campaign id: the reservation the shards were last given (today,
     /// in all; this node's spend included).
-    granted: HashMap<u64, (i64, i64)>,
+    pub(super) granted: HashMap<u64, (i64, i64)>,
 }
 
 fn usd_micros(usd: f64) -> i64 {
@@ -327,62 +85,8 @@ fn usd_micros(usd: f64) -> i64 {
     }
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-impl Fleet {
-    /// Starts the fleet thread and waits (up to the database's connect
-    /// timeout, twice) for its first sync, so that a node which can reach
-    /// the database bids only once it knows global spend. `node` is this
-    /// process's id (random per start).
-    pub fn start(
-        db: &DbConfig,
-        cfg: &FleetConfig,
-        node: String,
-        index: Arc<ArcSwap<Index>>,
-        board: Arc<SpendBoard>,
-    ) -> std::io::Result<Fleet> {
-        let slices = Arc::new(ArcSwap::from_pointee(Slices::default()));
-        let status = Arc::new(FleetStatus::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = Syncer {
-            db_cfg: db.clone(),
-            cfg: cfg.clone(),
-            node: node.clone(),
-            index,
-            board,
-            slices: slices.clone(),
-            status: status.clone(),
-            last: HashMap::new(),
-            spent_then: HashMap::new(),
-            granted: HashMap::new(),
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (first_tx, first_rx) = std::sync::mpsc::channel();
-        let stop2 = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("fleet".into())
-            .spawn(move || rt.block_on(s.run(stop2, first_tx)))?;
-        let wait =
-            Duration::from_millis(db.connect_timeout_ms.saturating_mul(2) + cfg.sync_interval_ms);
-        let _ = first_rx.recv_timeout(wait);
-        Ok(Fleet {
-            slices,
-            status,
-            node,
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
 impl Syncer {
-    async fn run(mut self, stop: Arc<AtomicBool>, first: std::sync::mpsc::Sender<()>) {
+    pub(super) async fn run(mut self, stop: Arc<AtomicBool>, first: std::sync::mpsc::Sender<()>) {
         let every = Duration::from_millis(self.cfg.sync_interval_ms);
         let mut db: Option<Db> = None;
         let mut first = Some(first);
@@ -423,10 +127,10 @@ impl Syncer {
     }
 
     /// How long the shards may spend a sync's grant: three intervals, at
-    /// least a second (a sync may take two intervals on a busy host
-    /// before its shards pause).
+    /// least two seconds (a sync may take two intervals, or a second and
+    /// more, on a busy host before its shards pause).
     fn lease_ms(&self) -> i64 {
-        (3 * self.cfg.sync_interval_ms).max(1000) as i64
+        (3 * self.cfg.sync_interval_ms).max(2000) as i64
     }
 
     /// Heartbeat and claim rows outlive the lease by at least a second (CQL
@@ -679,36 +383,5 @@ mod tests {
         assert!(page.contains("adshard_fleet_fallback 1"), "{page}");
         assert!(page.contains("adshard_fleet_sync_errors_total 2"), "{page}");
         assert!(page.contains("adshard_fleet_sync_lag_seconds -1"), "{page}");
-    }
-
-    #[test]
-    fn caps_follow_the_version_or_the_id_and_lapse_at_midnight_or_their_lease() {
-        use crate::adserve::Now;
-        let day = |d: u64| Now::at(d * 86400 + 60);
-        let s = Slices {
-            version: 7,
-            day: 100,
-            until: day(100).micros + 1_000_000,
-            shards: 2,
-            caps: vec![(1, 2), (3, 4), (5, 6), (7, 8)],
-            pos: [(11, 0), (22, 1)].into_iter().collect(),
-        };
-        assert_eq!(s.cap(7, 1, 22, 1, day(100)), Some((7, 8)));
-        assert_eq!(
-            s.cap(8, 0, 22, 0, day(100)),
-            Some((5, 6)),
-            "by id on another version"
-        );
-        assert_eq!(
-            s.cap(8, 0, 33, 0, day(100)),
-            None,
-            "a campaign the sync has not seen"
-        );
-        assert_eq!(s.cap(7, 0, 11, 0, day(101)), None, "a new day");
-        assert_eq!(
-            s.cap(7, 0, 11, 0, Now::at(100 * 86400 + 61)),
-            None,
-            "the lease ran out: the database may have let the claim go"
-        );
     }
 }
