@@ -10,6 +10,7 @@
 use crate::adserve::{NoBid, Reason};
 use crate::events::Kind;
 use crate::http::HttpError;
+use crate::openrtb::lenient::Dropped;
 use crate::prom::family;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -48,6 +49,9 @@ pub const EVENT_KINDS: [&str; Kind::ALL.len()] = labels!(Kind);
 pub const NO_BID_REASONS: [&str; NoBid::ALL.len()] = labels!(NoBid);
 /// Labels of `adshard_notices_rejected_total{reason}`: the notice refusal table.
 pub const NOTICE_REJECTS: [&str; Reason::ALL.len()] = labels!(Reason);
+/// Labels of `adshard_request_values_dropped_total{field}`: the fields a
+/// bid request may hold unusable values in.
+pub const REQUEST_DROPS: [&str; Dropped::ALL.len()] = labels!(Dropped);
 
 /// Bumps a single-writer counter. Only the owning shard calls this.
 #[inline]
@@ -77,6 +81,8 @@ pub struct ShardCounters {
     pub events: [AtomicU64; EVENT_KINDS.len()],
     /// Impressions not bid on, by reason (see [`NO_BID_REASONS`]).
     pub no_bids: [AtomicU64; NO_BID_REASONS.len()],
+    /// Unusable values dropped from bid requests, by field (see [`REQUEST_DROPS`]).
+    pub request_drops: [AtomicU64; REQUEST_DROPS.len()],
     /// Notices that were duplicates (idempotent no-ops).
     pub duplicate_notices: AtomicU64,
     /// Notices refused, by reason (see [`NOTICE_REJECTS`]).
@@ -119,6 +125,7 @@ impl ShardCounters {
             bytes_out: AtomicU64::new(0),
             events: Default::default(),
             no_bids: Default::default(),
+            request_drops: std::array::from_fn(|_| AtomicU64::new(0)),
             duplicate_notices: AtomicU64::new(0),
             notice_rejects: Default::default(),
             spend_micros: AtomicU64::new(0),
@@ -301,7 +308,7 @@ impl Registry {
             &'static [&'static str],
             fn(&ShardCounters) -> &[AtomicU64],
         );
-        let labeled: [Labeled; 3] = [
+        let labeled: [Labeled; 4] = [
             (
                 "adshard_events_total",
                 "kind",
@@ -322,6 +329,13 @@ impl Registry {
                 "Notices refused (nothing charged or recorded), by reason.",
                 &NOTICE_REJECTS,
                 |s| &s.notice_rejects,
+            ),
+            (
+                "adshard_request_values_dropped_total",
+                "field",
+                "Bid request values (or impressions, deals, objects) dropped as unusable, by field; the rest of the request was answered.",
+                &REQUEST_DROPS,
+                |s| &s.request_drops,
             ),
         ];
         for (name, label, help, values, get) in labeled {
@@ -485,6 +499,11 @@ impl LocalMetrics {
     #[inline]
     pub fn no_bid(&self, why: NoBid, n: u64) {
         bump(&self.counters.no_bids[why.index()], n);
+    }
+
+    /// Counts a value dropped from a bid request.
+    pub fn dropped(&self, d: Dropped) {
+        bump(&self.counters.request_drops[d as usize], 1);
     }
 
     /// Copies the live histograms into the scrape slot.

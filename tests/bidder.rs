@@ -167,17 +167,15 @@ fn capnp_requests_get_capnp_responses() {
 }
 
 #[test]
-fn invalid_requests_get_400_naming_the_field() {
+fn unanswerable_requests_get_400_naming_the_field() {
     let app = start_api("");
     let mut r = Reader::new(connect(app.local_addr()));
     for (body, field) in [
-        (&b"{\"imp\":[]}"[..], "id"),
-        (
-            b"{\"id\":\"x\",\"imp\":[{\"id\":\"1\",\"banner\":{\"w\":\"wide\"}}]}",
-            "imp[0].banner.w",
-        ),
-        (b"{\"id\":\"x\",\"imp\":[{\"id\":\"1\"}]}", "imp[0]"),
+        (&b"{\"imp\":[{\"id\":\"1\",\"banner\":{}}]}"[..], "id"),
+        (b"{\"id\":\"x\"}", "imp"),
+        (b"{\"id\":\"x\",\"imp\":null}", "imp"),
         (b"{nope", "body"),
+        (b"[{\"id\":\"x\"}]", "body"),
     ] {
         let resp = post(&mut r, "/openrtb2/bid", "application/json", "", body);
         assert_eq!(resp.status, 400);
@@ -191,6 +189,102 @@ fn invalid_requests_get_400_naming_the_field() {
     }
     let resp = get(app.local_addr(), "/openrtb2/bid");
     assert_eq!(resp.status, 405);
+    app.stop();
+}
+
+/// What real exchanges send that a bidder should take in stride: a bad
+/// value drops the value, a bad impression drops the impression, the rest
+/// is answered; each drop is counted by field, and told to test requests.
+#[test]
+fn unusable_values_are_dropped_and_counted_not_the_request() {
+    let app = start_api("");
+    let a = app.local_addr();
+    let mut r = Reader::new(connect(a));
+    let body = |test: u8| {
+        format!(
+            r#"{{"id":"lib","test":{test},"site":{{"id":7,"page":"https://p.example/"}},"app":null,"imp":[
+            {{"id":"1","banner":{{"w":300,"h":250,"pos":-1,"format":null}},"bidfloor":-1}},
+            {{"id":"2","video":{{"mimes":["video/mp4"],"minduration":-1,"protocols":[2,"3"]}}}},
+            {{"id":"3"}},
+            {{"id":"1","banner":{{"w":300,"h":250}}}}]}}"#
+        )
+    };
+    let resp = post(
+        &mut r,
+        "/openrtb2/bid",
+        "application/json",
+        "",
+        body(0).as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    let imps: Vec<_> = v["seatbid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["bid"].as_array().unwrap())
+        .map(|b| b["impid"].as_str().unwrap().to_string())
+        .collect();
+    assert!(imps.contains(&"1".to_string()), "{v}");
+    assert!(v.get("ext").is_none(), "only test requests are told: {v}");
+    let m = get(a, "/metrics").text();
+    for (field, n) in [
+        ("imp.banner.pos", 1),
+        ("imp.bidfloor", 1),
+        ("imp.video.minduration|maxduration", 1),
+        ("imp.banner|video|native", 1),
+        ("imp.id", 1),
+        ("imp.video.protocols", 0),
+    ] {
+        let series =
+            format!("adshard_request_values_dropped_total{{shard=\"0\",field=\"{field}\"}}");
+        assert_eq!(metric(&m, &series), n, "{series}");
+    }
+    // A test request learns what was dropped, with its bid...
+    let resp = post(
+        &mut r,
+        "/openrtb2/bid",
+        "application/json",
+        "",
+        body(1).as_bytes(),
+    );
+    assert_eq!(resp.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(
+        v["ext"]["adshard"]["dropped"],
+        serde_json::json!([
+            "imp.banner.pos",
+            "imp.banner|video|native",
+            "imp.bidfloor",
+            "imp.id",
+            "imp.video.minduration|maxduration"
+        ]),
+        "{v}"
+    );
+    // ...or without one: every impression dropped is a no-bid, not a 400.
+    let none = r#"{"id":"gone","test":1,"imp":[{"id":"1"},"x"]}"#;
+    let resp = post(
+        &mut r,
+        "/openrtb2/bid",
+        "application/json",
+        "",
+        none.as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(v["seatbid"], serde_json::json!([]));
+    assert_eq!(
+        v["ext"]["adshard"]["dropped"],
+        serde_json::json!(["imp", "imp.banner|video|native"])
+    );
+    let resp = post(
+        &mut r,
+        "/openrtb2/bid",
+        "application/json",
+        "",
+        none.replace(r#""test":1,"#, "").as_bytes(),
+    );
+    assert_eq!(resp.status, 204);
     app.stop();
 }
 

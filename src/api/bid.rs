@@ -16,6 +16,12 @@ impl Api {
         } else {
             json.decode(body)
         };
+        // What was dropped as unusable: counted by field, and told to
+        // `test = 1` requests in the response's `ext`.
+        let dropped = openrtb::lenient::take();
+        for &d in &dropped {
+            self.metrics.dropped(d);
+        }
         let br = match decoded {
             Ok(r) => r,
             Err(e) => {
@@ -23,6 +29,7 @@ impl Api {
                 return;
             }
         };
+        let tell = (br.test == 1 && !dropped.is_empty() && !capnp).then_some(&dropped);
         // The shard lags more than the exchange waits: a bid would come too late.
         if br.tmax.is_some_and(|t| self.load.too_late_for(t)) {
             self.metrics
@@ -61,9 +68,33 @@ impl Api {
                 } else {
                     resp.content_type = "application/json";
                     openrtb::encode_json(&r, &mut resp.body);
+                    if let Some(d) = tell {
+                        told(&mut resp.body, d);
+                    }
                 }
+            }
+            None if tell.is_some() => {
+                // A test request with drops learns them with its no-bid.
+                let body = serde_json::json!({ "id": br.id, "seatbid": [] }).to_string();
+                resp.set(200, "application/json", body.as_bytes());
+                told(&mut resp.body, tell.map_or(&[][..], |d| d));
             }
             None => resp.status = 204,
         }
     }
+}
+
+/// Adds `"ext":{"adshard":{"dropped":[fields]}}` to the JSON object in `body`.
+fn told(body: &mut Vec<u8>, dropped: &[openrtb::lenient::Dropped]) {
+    if body.last() != Some(&b'}') {
+        return;
+    }
+    body.pop();
+    let mut fields: Vec<&str> = dropped.iter().map(|d| d.label()).collect();
+    fields.sort_unstable();
+    fields.dedup();
+    let ext = serde_json::json!({ "adshard": { "dropped": fields } });
+    body.extend_from_slice(b",\"ext\":");
+    body.extend_from_slice(ext.to_string().as_bytes());
+    body.push(b'}');
 }

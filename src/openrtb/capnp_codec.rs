@@ -2,7 +2,7 @@
 //! for exchanges that send `Content-Type: application/x-capnp`.
 //!
 //! Input is untrusted: `ReaderOptions` bound traversal (8 MiB) and nesting,
-//! and the decoded request goes through the same [`BidRequest::validate`] as
+//! and the decoded request goes through the same [`BidRequest::sanitize`] as
 //! JSON, so both encodings are held to the same rules.
 
 use super::*;
@@ -50,6 +50,7 @@ fn geo(g: s::geo::Reader<'_>) -> Result<Geo<'static>, RequestError> {
 
 /// Decodes and validates a Cap'n Proto bid request.
 pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> {
+    super::lenient::clear();
     let mut slice = body;
     let msg = capnp::serialize::read_message_from_flat_slice(&mut slice, opts()).map_err(bad)?;
     let r = msg.get_root::<s::bid_request::Reader<'_>>().map_err(bad)?;
@@ -197,7 +198,7 @@ pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> 
     } else {
         None
     };
-    let req = BidRequest {
+    let mut req = BidRequest {
         id: text(r.get_id())?,
         imp: imps,
         site,
@@ -218,7 +219,7 @@ pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> 
             coppa: r.get_coppa(),
         }),
     };
-    req.validate()?;
+    req.sanitize()?;
     Ok(req)
 }
 

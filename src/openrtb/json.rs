@@ -31,20 +31,30 @@ impl JsonDecoder {
     /// Decodes and validates a JSON bid request. Strings borrow from this
     /// decoder's copy of `body` (or from `body` itself on the serde_json path).
     pub fn decode<'a>(&'a mut self, body: &'a [u8]) -> Result<BidRequest<'a>, RequestError> {
+        object(body)?;
         if openings(body) <= MAX_DEPTH {
+            super::lenient::clear();
             self.copy.clear();
             self.copy.extend_from_slice(body);
             let buffers = self
                 .buffers
                 .get_or_insert_with(|| simd_json::Buffers::new(body.len()));
-            if let Ok(req) =
+            if let Ok(mut req) =
                 simd_json::serde::from_slice_with_buffers::<BidRequest<'a>>(&mut self.copy, buffers)
             {
-                req.validate()?;
+                req.sanitize()?;
                 return Ok(req);
             }
         }
         decode_json(body)
+    }
+}
+
+/// A request is a JSON object (serde would take an array for a struct too).
+fn object(body: &[u8]) -> Result<(), RequestError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(RequestError::new("body", "not a JSON object")),
     }
 }
 
@@ -65,13 +75,15 @@ fn openings(body: &[u8]) -> usize {
 /// Decodes and validates a JSON bid request with serde_json (the reference
 /// decoder; [`JsonDecoder`] is the fast one).
 pub fn decode_json(body: &[u8]) -> Result<BidRequest<'_>, RequestError> {
+    object(body)?;
     // Only a request that fails is decoded again with path tracking, which
     // names the field but costs microseconds.
-    let req: BidRequest<'_> = match serde_json::from_slice(body) {
+    super::lenient::clear();
+    let mut req: BidRequest<'_> = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(_) => return Err(locate_error(body)),
     };
-    req.validate()?;
+    req.sanitize()?;
     Ok(req)
 }
 

@@ -1,7 +1,9 @@
 //! OpenRTB 2.5 / 2.6 bid requests and responses: the subset of fields the
 //! bidder reads or writes, decoded without copying where the JSON allows
-//! (`Cow` borrows unescaped strings), unknown fields tolerated, then checked
-//! by [`BidRequest::validate`], whose errors name the offending field.
+//! (`Cow` borrows unescaped strings), unknown fields tolerated, every field
+//! read leniently ([`lenient`]: an unusable value is dropped and noted, not
+//! the request), then checked by [`BidRequest::sanitize`], which drops bad
+//! impressions and refuses only what cannot be answered, naming the field.
 //!
 //! This module knows the wire format only; it never touches the campaign
 //! index and does no I/O.
@@ -10,7 +12,11 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 pub mod capnp_codec;
+mod fields;
 mod json;
+pub mod lenient;
+
+use fields as f;
 
 pub use json::{decode_json, encode_json, JsonDecoder};
 
@@ -19,69 +25,62 @@ pub use json::{decode_json, encode_json, JsonDecoder};
 /// its spelling, and an alias would silently copy every string.)
 type Str<'a> = Cow<'a, str>;
 
-/// Top-level bid request (OpenRTB 2.5 3.2.1 / 2.6 3.2.1).
+/// Top-level bid request (OpenRTB 2.5 3.2.1 / 2.6 3.2.1). Every field is
+/// read leniently (see [`lenient`]): a value the bidder cannot use is
+/// dropped and noted, never a reason to refuse the request.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct BidRequest<'a> {
     /// Auction id.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::id")]
     pub id: Cow<'a, str>,
     /// Impressions offered.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::imps")]
     pub imp: Vec<Imp<'a>>,
     /// Website, if the ad is on a site.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::site")]
     pub site: Option<Site<'a>>,
     /// App, if the ad is in an app.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::app")]
     pub app: Option<App<'a>>,
     /// The device.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::device")]
     pub device: Option<Device<'a>>,
     /// The user.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::user")]
     pub user: Option<User<'a>>,
     /// 1 = test mode: bid, but spend nothing.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "f::test")]
     pub test: u8,
     /// Auction type: 1 first price, 2 second price plus; 500+ exchange-specific.
-    #[serde(default = "second_price")]
+    #[serde(default = "second_price", deserialize_with = "f::at")]
     pub at: u16,
     /// Max time in ms the exchange waits for the response.
+    #[serde(default, deserialize_with = "f::tmax")]
     pub tmax: Option<u32>,
     /// Allowed seats (buyer seat ids).
-    #[serde(borrow, default, deserialize_with = "strs")]
+    #[serde(borrow, default, deserialize_with = "f::lists")]
     pub wseat: Vec<Cow<'a, str>>,
     /// Blocked seats.
-    #[serde(borrow, default, deserialize_with = "strs")]
+    #[serde(borrow, default, deserialize_with = "f::lists")]
     pub bseat: Vec<Cow<'a, str>>,
     /// Allowed currencies.
-    #[serde(borrow, default, deserialize_with = "strs")]
+    #[serde(borrow, default, deserialize_with = "f::lists")]
     pub cur: Vec<Cow<'a, str>>,
     /// Blocked advertiser categories.
-    #[serde(borrow, default, deserialize_with = "strs")]
+    #[serde(borrow, default, deserialize_with = "f::lists")]
     pub bcat: Vec<Cow<'a, str>>,
     /// Taxonomy of `bcat` (2.6): 1 = IAB 1.0 (default), 2 = 2.0, ...
-    #[serde(default)]
+    #[serde(default, deserialize_with = "f::cattax")]
     pub cattax: Option<u16>,
     /// Blocked advertiser domains.
-    #[serde(borrow, default, deserialize_with = "strs")]
+    #[serde(borrow, default, deserialize_with = "f::lists")]
     pub badv: Vec<Cow<'a, str>>,
     /// Blocked app bundles.
-    #[serde(borrow, default, deserialize_with = "strs")]
+    #[serde(borrow, default, deserialize_with = "f::lists")]
     pub bapp: Vec<Cow<'a, str>>,
     /// Regulations.
+    #[serde(default, deserialize_with = "f::regs")]
     pub regs: Option<Regs>,
-}
-
-/// A list of strings that borrows each unescaped one from the body. (serde's
-/// `borrow` reaches a `Cow<str>` field, not the `Cow`s inside a `Vec`: those
-/// would each be copied into a fresh `String`.)
-fn strs<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Str<'a>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(transparent)]
-    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
-    let v: Vec<Borrowed<'a>> = Vec::deserialize(d)?;
-    Ok(v.into_iter().map(|b| b.0).collect())
 }
 
 fn second_price() -> u16 {
@@ -92,33 +91,33 @@ fn second_price() -> u16 {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Imp<'a> {
     /// Id, unique within the request.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::imp_id")]
     pub id: Cow<'a, str>,
     /// Banner offer.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::banner")]
     pub banner: Option<Banner<'a>>,
     /// Video offer.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::video")]
     pub video: Option<Video<'a>>,
     /// Native offer.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::native")]
     pub native: Option<Native<'a>>,
     /// Audio offer (we never bid on audio, but accept it).
     pub audio: Option<serde::de::IgnoredAny>,
-    /// Minimum bid, CPM in `bidfloorcur`.
-    #[serde(default)]
+    /// Minimum bid, CPM in `bidfloorcur` (a negative one is dropped).
+    #[serde(default, deserialize_with = "f::bidfloor")]
     pub bidfloor: f64,
     /// Currency of `bidfloor`.
-    #[serde(borrow, default = "usd")]
+    #[serde(borrow, default = "usd", deserialize_with = "f::floorcur")]
     pub bidfloorcur: Cow<'a, str>,
     /// Private marketplace.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::pmp")]
     pub pmp: Option<Pmp<'a>>,
     /// 1 = interstitial.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "f::instl")]
     pub instl: u8,
     /// Ad slot / tag id.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::imp_str")]
     pub tagid: Cow<'a, str>,
 }
 
@@ -130,16 +129,19 @@ fn usd<'a>() -> Cow<'a, str> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Banner<'a> {
     /// Width.
+    #[serde(default, deserialize_with = "f::banner_size")]
     pub w: Option<u32>,
     /// Height.
+    #[serde(default, deserialize_with = "f::banner_size")]
     pub h: Option<u32>,
     /// Allowed sizes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "f::formats")]
     pub format: Vec<Format>,
     /// Position.
+    #[serde(default, deserialize_with = "f::pos")]
     pub pos: Option<u8>,
     /// Banner id.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::banner_id")]
     pub id: Cow<'a, str>,
 }
 
@@ -147,10 +149,10 @@ pub struct Banner<'a> {
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 pub struct Format {
     /// Width.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "f::format_size")]
     pub w: u32,
     /// Height.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "f::format_size")]
     pub h: u32,
 }
 
@@ -158,18 +160,22 @@ pub struct Format {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Video<'a> {
     /// Accepted MIME types.
-    #[serde(borrow, default, deserialize_with = "strs")]
+    #[serde(borrow, default, deserialize_with = "f::mimes")]
     pub mimes: Vec<Cow<'a, str>>,
     /// Player width.
+    #[serde(default, deserialize_with = "f::video_size")]
     pub w: Option<u32>,
     /// Player height.
+    #[serde(default, deserialize_with = "f::video_size")]
     pub h: Option<u32>,
     /// Minimum duration, seconds.
+    #[serde(default, deserialize_with = "f::duration")]
     pub minduration: Option<u32>,
     /// Maximum duration, seconds.
+    #[serde(default, deserialize_with = "f::duration")]
     pub maxduration: Option<u32>,
     /// Supported VAST protocols.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "f::protocols")]
     pub protocols: Vec<u8>,
 }
 
@@ -177,10 +183,10 @@ pub struct Video<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Native<'a> {
     /// The native request (a JSON string).
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::native_str")]
     pub request: Cow<'a, str>,
     /// Native spec version.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::native_ver")]
     pub ver: Option<Cow<'a, str>>,
 }
 
@@ -188,10 +194,10 @@ pub struct Native<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Pmp<'a> {
     /// 1 = only the deals below may bid.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "f::private_auction")]
     pub private_auction: u8,
     /// Deals.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::deals")]
     pub deals: Vec<Deal<'a>>,
 }
 
@@ -199,19 +205,19 @@ pub struct Pmp<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Deal<'a> {
     /// Deal id.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::deal_id")]
     pub id: Cow<'a, str>,
-    /// Floor for this deal, CPM.
-    #[serde(default)]
+    /// Floor for this deal, CPM (a negative one is dropped).
+    #[serde(default, deserialize_with = "f::deal_floor")]
     pub bidfloor: f64,
     /// Currency of the floor.
-    #[serde(borrow, default = "usd")]
+    #[serde(borrow, default = "usd", deserialize_with = "f::deal_cur")]
     pub bidfloorcur: Cow<'a, str>,
     /// Seats allowed on this deal.
-    #[serde(borrow, default, deserialize_with = "strs")]
+    #[serde(borrow, default, deserialize_with = "f::deal_list")]
     pub wseat: Vec<Cow<'a, str>>,
     /// Advertiser domains allowed on this deal.
-    #[serde(borrow, default, deserialize_with = "strs")]
+    #[serde(borrow, default, deserialize_with = "f::deal_list")]
     pub wadomain: Vec<Cow<'a, str>>,
 }
 
@@ -219,19 +225,19 @@ pub struct Deal<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Site<'a> {
     /// Site id.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::site_str")]
     pub id: Cow<'a, str>,
     /// Domain.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::site_str")]
     pub domain: Cow<'a, str>,
     /// Content categories.
-    #[serde(borrow, default, deserialize_with = "strs")]
+    #[serde(borrow, default, deserialize_with = "f::site_list")]
     pub cat: Vec<Cow<'a, str>>,
     /// Page URL.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::site_str")]
     pub page: Cow<'a, str>,
     /// Publisher.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::publisher")]
     pub publisher: Option<Publisher<'a>>,
 }
 
@@ -239,19 +245,19 @@ pub struct Site<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct App<'a> {
     /// App id.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::app_str")]
     pub id: Cow<'a, str>,
     /// Bundle or package name.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::app_str")]
     pub bundle: Cow<'a, str>,
     /// Domain.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::app_str")]
     pub domain: Cow<'a, str>,
     /// Content categories.
-    #[serde(borrow, default, deserialize_with = "strs")]
+    #[serde(borrow, default, deserialize_with = "f::app_list")]
     pub cat: Vec<Cow<'a, str>>,
     /// Publisher.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::publisher")]
     pub publisher: Option<Publisher<'a>>,
 }
 
@@ -259,7 +265,7 @@ pub struct App<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Publisher<'a> {
     /// Publisher id.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::publisher_str")]
     pub id: Cow<'a, str>,
 }
 
@@ -267,26 +273,28 @@ pub struct Publisher<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Device<'a> {
     /// User agent.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::device_str")]
     pub ua: Cow<'a, str>,
     /// IPv4 address.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::device_str")]
     pub ip: Cow<'a, str>,
     /// Device type (list 5.21): 1 mobile/tablet, 2 PC, 3 CTV, 4 phone, 5 tablet, ...
+    #[serde(default, deserialize_with = "f::device_num")]
     pub devicetype: Option<u8>,
     /// Operating system.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::device_str")]
     pub os: Cow<'a, str>,
     /// Make.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::device_str")]
     pub make: Cow<'a, str>,
     /// Model.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::device_str")]
     pub model: Cow<'a, str>,
     /// Connection type.
+    #[serde(default, deserialize_with = "f::device_num")]
     pub connectiontype: Option<u8>,
     /// Location.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::geo")]
     pub geo: Option<Geo<'a>>,
 }
 
@@ -294,13 +302,13 @@ pub struct Device<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Geo<'a> {
     /// ISO-3166-1 alpha-3 country.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::geo_str")]
     pub country: Cow<'a, str>,
     /// ISO-3166-2 region.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::geo_str")]
     pub region: Cow<'a, str>,
     /// City.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::geo_str")]
     pub city: Cow<'a, str>,
 }
 
@@ -308,16 +316,16 @@ pub struct Geo<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct User<'a> {
     /// Exchange user id.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::user_id")]
     pub id: Cow<'a, str>,
     /// Buyer user id.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::user_id")]
     pub buyeruid: Cow<'a, str>,
     /// Data segments.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::data")]
     pub data: Vec<Data<'a>>,
     /// Home geo.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "f::geo")]
     pub geo: Option<Geo<'a>>,
 }
 
@@ -325,10 +333,10 @@ pub struct User<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Data<'a> {
     /// Provider id.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::data_str")]
     pub id: Cow<'a, str>,
     /// Segments.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::segments")]
     pub segment: Vec<Segment<'a>>,
 }
 
@@ -336,7 +344,7 @@ pub struct Data<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Segment<'a> {
     /// Segment id.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "f::data_str")]
     pub id: Cow<'a, str>,
 }
 
@@ -344,7 +352,7 @@ pub struct Segment<'a> {
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 pub struct Regs {
     /// 1 = subject to COPPA.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "f::coppa")]
     pub coppa: u8,
 }
 
@@ -481,74 +489,61 @@ impl RequestError {
 }
 
 impl BidRequest<'_> {
-    /// Checks what the spec requires beyond types.
-    pub fn validate(&self) -> Result<(), RequestError> {
+    /// Checks what the spec requires beyond types, dropping what cannot be
+    /// used (noted in [`lenient`]'s log): an impression without an id, with
+    /// an id already seen, or offering no banner, video, audio or native;
+    /// a deal without an id; `app` beside `site` (the site is kept: the
+    /// page is what was offered). An unknown auction type (below 500) is
+    /// taken as first price (we pay at most what we bid). Refused (400): no
+    /// id, or no impressions at all.
+    pub fn sanitize(&mut self) -> Result<(), RequestError> {
+        use lenient::{note, Dropped as X};
         if self.id.is_empty() {
             return Err(RequestError::new("id", "required, must be non-empty"));
         }
-        if self.imp.is_empty() {
+        if self.imp.is_empty() && !lenient::any() {
             return Err(RequestError::new(
                 "imp",
                 "required, must hold at least one impression",
             ));
         }
         if self.site.is_some() && self.app.is_some() {
-            return Err(RequestError::new(
-                "app",
-                "site and app must not both be present",
-            ));
+            note(X::App);
+            self.app = None;
         }
         if !matches!(self.at, 1 | 2) && self.at < 500 {
-            return Err(RequestError::new(
-                "at",
-                format!("unknown auction type {}", self.at),
-            ));
+            note(X::At);
+            self.at = 1;
         }
-        for (i, imp) in self.imp.iter().enumerate() {
-            if imp.id.is_empty() {
-                return Err(RequestError::new(
-                    format!("imp[{i}].id"),
-                    "required, must be non-empty",
-                ));
-            }
-            if self.imp[..i].iter().any(|o| o.id == imp.id) {
-                return Err(RequestError::new(
-                    format!("imp[{i}].id"),
-                    format!("duplicate impression id {:?}", imp.id),
-                ));
-            }
-            if imp.banner.is_none()
+        let mut i = 0;
+        while i < self.imp.len() {
+            let imp = &self.imp[i];
+            let why = if imp.id.is_empty() || self.imp[..i].iter().any(|o| o.id == imp.id) {
+                Some(X::ImpId)
+            } else if imp.banner.is_none()
                 && imp.video.is_none()
                 && imp.native.is_none()
                 && imp.audio.is_none()
             {
-                return Err(RequestError::new(
-                    format!("imp[{i}]"),
-                    "needs one of banner, video, audio or native",
-                ));
+                Some(X::ImpMedia)
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                note(why);
+                self.imp.remove(i);
+                continue;
             }
-            if !imp.bidfloor.is_finite() || imp.bidfloor < 0.0 {
-                return Err(RequestError::new(
-                    format!("imp[{i}].bidfloor"),
-                    "must be a non-negative number",
-                ));
-            }
-            if let Some(pmp) = &imp.pmp {
-                for (j, d) in pmp.deals.iter().enumerate() {
-                    if d.id.is_empty() {
-                        return Err(RequestError::new(
-                            format!("imp[{i}].pmp.deals[{j}].id"),
-                            "required, must be non-empty",
-                        ));
+            if let Some(pmp) = &mut self.imp[i].pmp {
+                pmp.deals.retain(|d| {
+                    let keep = !d.id.is_empty();
+                    if !keep {
+                        note(X::Deal);
                     }
-                    if !d.bidfloor.is_finite() || d.bidfloor < 0.0 {
-                        return Err(RequestError::new(
-                            format!("imp[{i}].pmp.deals[{j}].bidfloor"),
-                            "must be a non-negative number",
-                        ));
-                    }
-                }
+                    keep
+                });
             }
+            i += 1;
         }
         Ok(())
     }

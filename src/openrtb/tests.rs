@@ -23,38 +23,114 @@ fn fixtures_decode() {
 }
 
 #[test]
-fn errors_name_the_field() {
+fn only_unanswerable_requests_are_errors_naming_the_field() {
     assert_eq!(err("{\"imp\":[{\"id\":\"1\",\"banner\":{}}]}").field, "id");
     assert_eq!(err("{\"id\":\"a\"}").field, "imp");
-    assert_eq!(
-        err("{\"id\":\"a\",\"imp\":[{\"banner\":{}}]}").field,
-        "imp[0].id"
-    );
-    assert_eq!(
-        err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\"}]}").field,
-        "imp[0]"
-    );
-    assert_eq!(
-        err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{}},{\"id\":\"1\",\"banner\":{}}]}")
-            .field,
-        "imp[1].id"
-    );
-    let e = err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{},\"bidfloor\":\"cheap\"}]}");
-    assert_eq!(e.field, "imp[0].bidfloor");
-    let e = err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{\"w\":-3}}]}");
-    assert_eq!(e.field, "imp[0].banner.w");
-    assert_eq!(
-        err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{}}],\"site\":{},\"app\":{}}").field,
-        "app"
-    );
+    assert_eq!(err("{\"id\":\"a\",\"imp\":[]}").field, "imp");
+    assert_eq!(err("{\"id\":\"a\",\"imp\":null}").field, "imp");
     assert_eq!(err("not json").field, "body");
+    assert_eq!(err("[1,2]").field, "body");
     assert_eq!(
         err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{}}]} trailing").field,
         "body"
     );
-    let e = err("{\"id\":\"a\",\"imp\":[{\"id\":\"1\",\"banner\":{},\"pmp\":{\"deals\":[{\"bidfloor\":1}]}}]}");
-    assert_eq!(e.field, "imp[0].pmp.deals[0].id");
-    assert!(e.to_json().contains("\"field\":\"imp[0].pmp.deals[0].id\""));
+    assert!(err("{}").to_json().contains("\"field\":\"id\""));
+}
+
+/// Decodes `json` with both decoders (simd-json and serde_json); the
+/// request and the fields whose values were dropped.
+fn lenient(json: &str) -> (BidRequest<'static>, Vec<&'static str>) {
+    let reference = decode_json(json.as_bytes()).map(|r| format!("{r:?}"));
+    let ref_log: Vec<_> = lenient::take().iter().map(|d| d.label()).collect();
+    let mut dec = JsonDecoder::default();
+    let body = json.as_bytes().to_vec();
+    let fast = dec.decode(&body).unwrap_or_else(|e| panic!("{json}: {e}"));
+    let log: Vec<_> = lenient::take().iter().map(|d| d.label()).collect();
+    assert_eq!(Ok(format!("{fast:?}")), reference, "{json}");
+    assert_eq!(log, ref_log, "{json}");
+    let owned: BidRequest<'static> =
+        decode_json(Box::leak(json.as_bytes().to_vec().into_boxed_slice())).unwrap();
+    lenient::clear();
+    (owned, log)
+}
+
+#[test]
+fn unusable_values_are_dropped_not_the_request() {
+    let imp = |extra: &str| {
+        format!(
+            r#"{{"id":"a","imp":[{{"id":"1","banner":{{"w":300,"h":250}}}},{{"id":"2",{extra}}}]}}"#
+        )
+    };
+    // A bad value drops the value.
+    let (r, log) = lenient(&imp(
+        r#""banner":{"pos":-1,"w":"300","h":250.0},"bidfloor":-2"#,
+    ));
+    assert_eq!(log, ["imp.banner.pos", "imp.bidfloor"]);
+    let b = r.imp[1].banner.as_ref().unwrap();
+    assert_eq!(
+        (b.pos, b.w, b.h, r.imp[1].bidfloor),
+        (None, Some(300), Some(250), 0.0)
+    );
+    let (r, log) = lenient(&imp(
+        r#""video":{"minduration":-1,"maxduration":30,"protocols":[2,"x",3,null],"mimes":null}"#,
+    ));
+    assert_eq!(
+        log,
+        ["imp.video.minduration|maxduration", "imp.video.protocols"]
+    );
+    let v = r.imp[1].video.as_ref().unwrap();
+    assert_eq!(
+        (v.minduration, v.maxduration, v.protocols.clone()),
+        (None, Some(30), vec![2, 3])
+    );
+    assert!(v.mimes.is_empty());
+    // `null` is absent everywhere; numbers where strings belong are their text.
+    let (r, log) = lenient(&imp(
+        r#""banner":null,"native":{"request":"{}"},"pmp":null,"tagid":7"#,
+    ));
+    assert!(log.is_empty(), "{log:?}");
+    assert!(r.imp[1].banner.is_none() && r.imp[1].pmp.is_none());
+    assert_eq!(r.imp[1].tagid, "7");
+    // A bad impression drops the impression: no id, a duplicate id, no media.
+    let (r, log) = lenient(&imp(r#""video":{},"id":"1""#).replacen(r#""id":"2","#, "", 1));
+    assert_eq!((r.imp.len(), log), (1, vec!["imp.id"]));
+    let (r, log) = lenient(&imp(r#""bidfloor":1"#));
+    assert_eq!((r.imp.len(), log), (1, vec!["imp.banner|video|native"]));
+    let (r, log) = lenient(r#"{"id":"a","imp":["x",{"id":"1","banner":"big"}]}"#);
+    assert_eq!(
+        (r.imp.len(), log),
+        (
+            0,
+            vec!["imp", "imp.banner|video|native", "imp.banner|video|native"]
+        )
+    );
+    // Contradictions: site beside app keeps the site; an unknown auction
+    // type is taken as first price; a deal without an id is dropped.
+    let (r, log) = lenient(
+        r#"{"id":"a","at":7,"site":{"id":5},"app":{"id":"x"},"device":{"devicetype":"4","geo":[]},"user":{"data":null},"cur":["USD",2,{}],"imp":[{"id":"1","banner":{},"pmp":{"deals":[{"bidfloor":1},{"id":"d","bidfloor":"x"}]}}]}"#,
+    );
+    assert_eq!(
+        log,
+        [
+            "device|user.geo",
+            "wseat|bseat|cur|bcat|badv|bapp",
+            "imp.pmp.deals.bidfloor",
+            "app",
+            "at",
+            "imp.pmp.deals"
+        ]
+    );
+    assert_eq!(
+        (r.at, r.app.is_none(), r.site.as_ref().unwrap().id.as_ref()),
+        (1, true, "5")
+    );
+    assert_eq!(r.cur, ["USD", "2"]);
+    assert_eq!(r.device.as_ref().unwrap().devicetype, Some(4));
+    let deals = &r.imp[0].pmp.as_ref().unwrap().deals;
+    assert_eq!(
+        (deals.len(), deals[0].id.as_ref(), deals[0].bidfloor),
+        (1, "d", 0.0)
+    );
 }
 
 #[test]

@@ -1,0 +1,193 @@
+//! The lenient reader of each bid request field, and the drop it notes
+//! when the value cannot be used (see [`super::lenient`]).
+
+use super::lenient::{self, Dropped as X, Got};
+use super::{
+    App, Banner, Data, Deal, Device, Format, Geo, Imp, Native, Pmp, Publisher, Regs, Segment, Site,
+    User, Video,
+};
+use serde::Deserializer;
+use std::borrow::Cow;
+
+macro_rules! num {
+    ($($name:ident: $t:ty => $d:ident;)*) => {$(
+        pub(super) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<$t>, D::Error> {
+            Ok(lenient::num::<D, $t>(d)?.keep(X::$d))
+        }
+    )*};
+}
+
+macro_rules! num_or_zero {
+    ($($name:ident: $t:ty => $d:ident;)*) => {$(
+        pub(super) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+            Ok(lenient::num::<D, $t>(d)?.keep(X::$d).unwrap_or_default())
+        }
+    )*};
+}
+
+macro_rules! string {
+    ($($name:ident => $d:ident;)*) => {$(
+        pub(super) fn $name<'de: 'a, 'a, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Cow<'a, str>, D::Error> {
+            Ok(lenient::string(d)?.keep(X::$d).unwrap_or_default())
+        }
+    )*};
+}
+
+macro_rules! strings {
+    ($($name:ident => $d:ident;)*) => {$(
+        pub(super) fn $name<'de: 'a, 'a, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Vec<Cow<'a, str>>, D::Error> {
+            lenient::strings(d, X::$d)
+        }
+    )*};
+}
+
+macro_rules! object {
+    ($($name:ident: $t:ident => $d:ident;)*) => {$(
+        pub(super) fn $name<'de: 'a, 'a, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<$t<'a>>, D::Error> {
+            Ok(lenient::obj(d)?.keep(X::$d))
+        }
+    )*};
+}
+
+macro_rules! objects {
+    ($($name:ident: $t:ident => $d:ident;)*) => {$(
+        pub(super) fn $name<'de: 'a, 'a, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Vec<$t<'a>>, D::Error> {
+            lenient::objs(d, X::$d)
+        }
+    )*};
+}
+
+num! {
+    tmax: u32 => Tmax;
+    cattax: u16 => Cattax;
+    banner_size: u32 => BannerSize;
+    pos: u8 => BannerPos;
+    video_size: u32 => VideoSize;
+    duration: u32 => VideoDuration;
+    device_num: u8 => DeviceNumbers;
+}
+
+num_or_zero! {
+    test: u8 => Test;
+    instl: u8 => ImpInstl;
+    format_size: u32 => BannerFormat;
+    private_auction: u8 => Pmp;
+    coppa: u8 => Regs;
+}
+
+string! {
+    id => Id;
+    imp_id => ImpId;
+    imp_str => ImpStrings;
+    banner_id => BannerId;
+    native_str => NativeRequest;
+    deal_id => DealStrings;
+    site_str => SiteStrings;
+    app_str => AppStrings;
+    publisher_str => Publisher;
+    device_str => DeviceStrings;
+    geo_str => Geo;
+    user_id => UserIds;
+    data_str => UserData;
+}
+
+strings! {
+    lists => Lists;
+    mimes => VideoMimes;
+    deal_list => DealStrings;
+    site_list => SiteStrings;
+    app_list => AppStrings;
+}
+
+object! {
+    site: Site => Site;
+    app: App => App;
+    device: Device => Device;
+    user: User => User;
+    banner: Banner => ImpMedia;
+    video: Video => ImpMedia;
+    native: Native => ImpMedia;
+    pmp: Pmp => Pmp;
+    publisher: Publisher => Publisher;
+    geo: Geo => Geo;
+}
+
+objects! {
+    imps: Imp => Imp;
+    deals: Deal => Deal;
+    data: Data => UserData;
+    segments: Segment => UserData;
+}
+
+/// Auction type; unusable: second price, the default.
+pub(super) fn at<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    Ok(lenient::num::<D, u16>(d)?.keep(X::At).unwrap_or(2))
+}
+
+fn floor<'de, D: Deserializer<'de>>(d: D, what: X) -> Result<f64, D::Error> {
+    Ok(match lenient::num::<D, f64>(d)? {
+        Got::Value(v) if v >= 0.0 => v,
+        Got::Absent => 0.0,
+        Got::Value(_) | Got::Bad => {
+            lenient::note(what);
+            0.0
+        }
+    })
+}
+
+/// An impression's floor; negative or unusable: none.
+pub(super) fn bidfloor<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    floor(d, X::ImpBidfloor)
+}
+
+/// A deal's floor; negative or unusable: none.
+pub(super) fn deal_floor<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    floor(d, X::DealBidfloor)
+}
+
+fn currency<'de: 'a, 'a, D: Deserializer<'de>>(d: D, what: X) -> Result<Cow<'a, str>, D::Error> {
+    Ok(lenient::string(d)?
+        .keep(what)
+        .filter(|c| !c.is_empty())
+        .unwrap_or(Cow::Borrowed("USD")))
+}
+
+/// An impression's floor currency; absent or unusable: USD.
+pub(super) fn floorcur<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, str>, D::Error> {
+    currency(d, X::ImpStrings)
+}
+
+/// A deal's floor currency; absent or unusable: USD.
+pub(super) fn deal_cur<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, str>, D::Error> {
+    currency(d, X::DealStrings)
+}
+
+/// The native spec version.
+pub(super) fn native_ver<'de: 'a, 'a, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(lenient::string(d)?.keep(X::NativeRequest))
+}
+
+/// Video protocols; elements that are not protocol numbers are dropped.
+pub(super) fn protocols<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    lenient::nums(d, X::VideoProtocols)
+}
+
+/// Banner sizes; elements that are not objects are dropped.
+pub(super) fn formats<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Format>, D::Error> {
+    lenient::objs(d, X::BannerFormat)
+}
+
+/// Regulations.
+pub(super) fn regs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Regs>, D::Error> {
+    Ok(lenient::obj(d)?.keep(X::Regs))
+}
