@@ -367,8 +367,19 @@ fn notices_over_the_wire() {
     let bad = get(a, &unsubstituted);
     assert_eq!(bad.status, 400);
     assert!(bad.text().contains("\"param\":\"p\""), "{}", bad.text());
-    let lurl = path(b["lurl"].as_str().unwrap()).replace("${AUCTION_LOSS}", "102");
-    assert_eq!(get(a, &lurl).status, 200);
+    // A loss template fired unsubstituted (plain or percent-encoded) is not
+    // a loss: ignored, so the real one is recorded, not a duplicate.
+    let template = path(b["lurl"].as_str().unwrap());
+    for t in [
+        template.clone(),
+        template.replace("${AUCTION_LOSS}", "%24%7BAUCTION_LOSS%7D"),
+    ] {
+        let r = get(a, &t);
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains("\"recorded\":false"), "{}", r.text());
+    }
+    let lurl = template.replace("${AUCTION_LOSS}", "102");
+    assert_eq!(get(a, &lurl).text(), "{\"duplicate\":false,\"ok\":true}");
     // Click: 302 to the landing page; impression: a GIF.
     let adm = b["adm"].as_str().unwrap().replace("&amp;", "&");
     let click = adm

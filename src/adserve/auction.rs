@@ -524,6 +524,11 @@ fn pick_creative(c: &Campaign, imp: &Imp<'_>, fmts: &[FormatKey]) -> Option<(usi
         if !fmts.contains(&key) {
             return None;
         }
+        // A secure page loads only https assets.
+        let https = |u: &Option<String>| u.as_deref().is_none_or(|u| u.starts_with("https://"));
+        if imp.is_secure() && !(https(&cr.image_url) && https(&cr.video_url)) {
+            return None;
+        }
         if let (CreativeFormat::Video, Some(v)) = (cr.format, &imp.video) {
             let dur = cr.duration.unwrap_or(0);
             if v.minduration.is_some_and(|m| dur < m)

@@ -47,15 +47,19 @@ pub enum NoBid {
     Tmax,
     /// The floor's currency or the response currency is unknown.
     Currency,
+    /// A secure impression, and no https base for our URLs
+    /// (`bidder.secure_url`).
+    Insecure,
 }
 
 impl NoBid {
     /// Every reason, in the order of [`NoBid::index`].
-    pub const ALL: [NoBid; 4] = [
+    pub const ALL: [NoBid; 5] = [
         NoBid::NoCandidate,
         NoBid::Filtered,
         NoBid::Tmax,
         NoBid::Currency,
+        NoBid::Insecure,
     ];
 
     /// The reason's metrics label.
@@ -65,6 +69,7 @@ impl NoBid {
             NoBid::Filtered => "filtered",
             NoBid::Tmax => "tmax",
             NoBid::Currency => "currency",
+            NoBid::Insecure => "insecure",
         }
     }
 
@@ -240,6 +245,10 @@ fn decide_inner(
     let mut plan = targeting(ix, st, req, coppa);
     let mut fmts = Vec::new();
     for i in 0..req.imp.len() {
+        if req.imp[i].is_secure() && cfg.secure_base().is_none() {
+            d.no_bids.push(NoBid::Insecure);
+            continue;
+        }
         let mark = plan.mark();
         let out = auction::bid_imp(&ctx, st, i, &mut plan, &mut fmts, &mut model, &mut d);
         plan.reset(mark);

@@ -16,12 +16,14 @@ fn urls(ix: &Index, s: &mut ShardState, json: &str, now: Now) -> [String; 3] {
     [b.nurl.clone(), b.burl.clone(), b.lurl.clone()]
 }
 
-/// The query of `url` with the clearing price macro substituted.
+/// The query of `url` with the clearing price macro substituted (and the
+/// loss reason: 102, lost to a higher bid).
 fn q(url: &str, price: &str) -> String {
     url.split_once('?')
         .unwrap()
         .1
         .replace("${AUCTION_PRICE}", price)
+        .replace("${AUCTION_LOSS}", "102")
 }
 
 fn send(
@@ -71,6 +73,21 @@ fn a_win_charges_the_clearing_price_once_per_bid() {
         );
         assert!(o.unwrap().charge.is_none(), "{p}");
     }
+}
+
+#[test]
+fn an_unsubstituted_loss_is_ignored_and_the_real_one_recorded() {
+    let (ix, mut s, dd, now) = (ix(), st(), Dedupe::new(4096), Now::at(NOON));
+    let [_, _, lurl] = urls(&ix, &mut s, &banner(""), now);
+    let query = lurl.split_once('?').unwrap().1;
+    let encoded = query.replace("${AUCTION_LOSS}", "%24%7BAUCTION_LOSS%7D");
+    for template in [query.to_string(), encoded] {
+        let o = send(&ix, &mut s, &dd, NoticeKind::Loss, &template, now).unwrap();
+        assert!(o.unsubstituted && o.event.is_none() && o.settles.is_none());
+        assert!(o.claims.is_empty(), "nothing marked as seen");
+    }
+    let o = send(&ix, &mut s, &dd, NoticeKind::Loss, &q(&lurl, ""), now).unwrap();
+    assert!(!o.unsubstituted && !o.duplicate && o.event.is_some());
 }
 
 #[test]

@@ -74,6 +74,8 @@ pub struct Notice {
     pub sig: Option<String>,
     /// Clearing price, CPM in `cur` (`p`, the exchange's macro).
     pub price: Option<String>,
+    /// `r`: a loss notice's reason code (`${AUCTION_LOSS}`).
+    pub loss_reason: Option<String>,
 }
 
 /// Why a notice was refused, as counted in `/metrics`.
@@ -212,7 +214,7 @@ impl Notice {
                 10 => n.src = v,
                 11 => n.sig = Some(v),
                 12 => n.price = Some(v),
-                _ => {}
+                _ => n.loss_reason = Some(v),
             }
         }
         if n.src.is_empty() {
@@ -263,6 +265,10 @@ pub struct NoticeOutcome {
     /// The bid whose budget hold this notice ends once recorded (the
     /// notices that settle a bid: win, bill, loss, and `/ad`'s impression).
     pub settles: Option<String>,
+    /// A loss notice fired with its reason macro unsubstituted (the
+    /// exchange's template, not a loss): ignored, nothing recorded, so the
+    /// real loss notice is not taken for a duplicate.
+    pub unsubstituted: bool,
 }
 
 /// A decimal price from a notice, or why not.
@@ -301,6 +307,15 @@ pub fn notice(
         return Err(Rejected::Tampered.into());
     }
     let mut out = NoticeOutcome::default();
+    // The query is percent-decoded: `%24%7BAUCTION_LOSS%7D` reads as the macro.
+    if kind == NoticeKind::Loss
+        && n.loss_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("AUCTION_LOSS"))
+    {
+        out.unsubstituted = true;
+        return Ok(out);
+    }
     if !n.test && (exchange || (kind == NoticeKind::Imp && n.src == "ad")) {
         out.settles = Some(n.bid.clone());
     }

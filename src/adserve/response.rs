@@ -22,9 +22,10 @@ pub fn bid_response<'a>(
     if d.winners.is_empty() {
         return None;
     }
-    let base = cfg.public_url.trim_end_matches('/');
     let mut seatbid: Vec<SeatBid> = Vec::new();
     for w in &d.winners {
+        // A secure impression's notices and trackers are https.
+        let base = cfg.base_for(req.imp[w.imp].is_secure());
         let (seat, bid) = render_bid(ix, req, w, &d.cur, base, keys);
         match seatbid.iter_mut().find(|s| s.seat == seat) {
             Some(s) => s.bid.push(bid),

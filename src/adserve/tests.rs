@@ -533,6 +533,46 @@ fn a_full_frequency_table_evicts_the_oldest_never_all() {
     assert_eq!(s.freq_evictions, 2);
 }
 
+/// A secure impression (`imp.secure = 1`, an https page) gets https
+/// notices, trackers and assets, or no bid.
+#[test]
+fn secure_impressions_get_https_urls_or_no_bid() {
+    let ix = ix();
+    let text = banner("").replace(r#""id":"1","#, r#""id":"1","secure":1,"#);
+    let req = decode_json(text.as_bytes()).unwrap();
+    assert!(req.imp[0].is_secure());
+    // http public_url and no secure_url: nothing could be served safely.
+    let d = ran(&ix, &mut st(), &req, &cfg(), Now::at(NOON));
+    assert!(d.response.is_none());
+    assert_eq!(d.no_bids, [NoBid::Insecure]);
+    let https = BidderConfig {
+        secure_url: "https://bidder.test/".into(),
+        ..cfg()
+    };
+    let d = ran(&ix, &mut st(), &req, &https, Now::at(NOON));
+    let b = &d.response.as_ref().expect("a bid").seatbid[0].bid[0];
+    for url in [&b.nurl, &b.burl, &b.lurl] {
+        assert!(url.starts_with("https://bidder.test/"), "{url}");
+    }
+    assert!(!b.adm.contains("http://"), "{}", b.adm);
+    // The same request without `secure` keeps the plain public_url.
+    let text = banner("");
+    let plain = decode_json(text.as_bytes()).unwrap();
+    let d = ran(&ix, &mut st(), &plain, &https, Now::at(NOON));
+    assert!(d.response.unwrap().seatbid[0].bid[0]
+        .nurl
+        .starts_with("http://bidder.test/"));
+    // A creative with an http image is not served on a secure page.
+    let http = Index::load(
+        &CAMPAIGNS.replace("https://cdn.", "http://cdn."),
+        "t.toml",
+        1,
+    )
+    .unwrap();
+    let d = ran(&http, &mut st(), &req, &https, Now::at(NOON));
+    assert!(d.response.is_none(), "http assets only");
+}
+
 #[test]
 fn budgets_split_by_shard_and_paced() {
     let ix = ix();

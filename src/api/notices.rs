@@ -84,6 +84,11 @@ impl Api {
                 resp.set(200, "image/gif", PIXEL);
                 resp.header("Cache-Control", b"no-store");
             }
+            _ if out.unsubstituted => json_error(
+                resp,
+                200,
+                serde_json::json!({ "ok": true, "recorded": false, "reason": "unsubstituted ${AUCTION_LOSS}: not a loss yet" }),
+            ),
             _ => json_error(
                 resp,
                 200,

@@ -266,6 +266,10 @@ pub struct BidderConfig {
     /// this long. Past it, a late win is still charged (budgets may then
     /// be overspent by the late wins).
     pub hold_ms: u64,
+    /// Base URL of notice and tracker URLs for secure impressions
+    /// (`imp.secure = 1`) when `public_url` is plain http: `https://...`.
+    /// Unset with an http `public_url`: secure impressions get no bid.
+    pub secure_url: String,
 }
 
 /// Shortest notice key accepted, in bytes.
@@ -285,6 +289,26 @@ impl BidderConfig {
             _ => return None,
         };
         n.checked_mul(unit).filter(|&s| s > 0)
+    }
+
+    /// The https base for secure impressions: `secure_url`, else
+    /// `public_url` when it is https; `None`: secure impressions get no bid.
+    pub fn secure_base(&self) -> Option<&str> {
+        let url = if self.secure_url.is_empty() {
+            &self.public_url
+        } else {
+            &self.secure_url
+        };
+        url.starts_with("https://")
+            .then(|| url.trim_end_matches('/'))
+    }
+
+    /// The base of the URLs of a bid on an impression (`secure` or not).
+    pub fn base_for(&self, secure: bool) -> &str {
+        match (secure, self.secure_base()) {
+            (true, Some(b)) => b,
+            _ => self.public_url.trim_end_matches('/'),
+        }
     }
 
     /// Whether `public_url` names this machine (dev and tests): then notice
@@ -319,6 +343,7 @@ impl Default for BidderConfig {
             cpc_cap_multiple: 3.0,
             max_scored: 32,
             hold_ms: 5_000,
+            secure_url: String::new(),
         }
     }
 }
@@ -412,7 +437,9 @@ pub struct Timeouts {
     pub header_read_ms: u64,
     /// Whole body must arrive within this after the head; else 408.
     pub body_read_ms: u64,
-    /// A keep-alive connection with no request in progress closes after this.
+    /// A keep-alive connection with no request in progress closes after this
+    /// (default 120 s: longer than client pools keep idle connections, nginx
+    /// 75 s, Go and Prebid Server 90 s, so the client closes first).
     pub idle_keepalive_ms: u64,
     /// A response write that makes no progress for this long closes the connection.
     pub write_ms: u64,
@@ -425,7 +452,7 @@ impl Default for Timeouts {
         Timeouts {
             header_read_ms: 5_000,
             body_read_ms: 10_000,
-            idle_keepalive_ms: 60_000,
+            idle_keepalive_ms: 120_000,
             write_ms: 10_000,
             shutdown_grace_ms: 10_000,
         }

@@ -12,6 +12,16 @@ fn embedded_default_is_valid() {
         c.server.spin_before_park_us > 0,
         "spinning is on by default for serving"
     );
+    // Idle keep-alive connections outlive the pools of common clients
+    // (nginx 75 s, Go's http.Transport and Prebid Server 90 s): they close
+    // first, and never send a request on a connection being closed.
+    for t in [&c.timeouts, &crate::config::Timeouts::default()] {
+        assert!(t.idle_keepalive_ms > 90_000, "{}", t.idle_keepalive_ms);
+    }
+    assert_eq!(
+        c.bidder.hold_ms,
+        crate::config::BidderConfig::default().hold_ms
+    );
 }
 
 #[test]

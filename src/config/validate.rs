@@ -70,6 +70,9 @@ impl Config {
         if b.max_scored == 0 || b.max_scored > 4096 {
             return Err(invalid("bidder.max_scored", "must be between 1 and 4096"));
         }
+        if !(b.secure_url.is_empty() || b.secure_url.starts_with("https://")) {
+            return Err(invalid("bidder.secure_url", "must be an https:// URL"));
+        }
         if b.hold_ms == 0 || b.hold_ms > 3_600_000 {
             return Err(invalid(
                 "bidder.hold_ms",

@@ -5,6 +5,7 @@
 //! and the decoded request goes through the same [`BidRequest::sanitize`] as
 //! JSON, so both encodings are held to the same rules.
 
+use super::lenient::Dropped;
 use super::*;
 use crate::schema::openrtb_capnp as s;
 use capnp::message::{Builder, ReaderOptions};
@@ -48,6 +49,16 @@ fn geo(g: s::geo::Reader<'_>) -> Result<Geo<'static>, RequestError> {
     })
 }
 
+/// A floor as sent, or none (noted) when negative or not a number.
+fn floor(v: f64, what: Dropped) -> f64 {
+    if v.is_finite() && v >= 0.0 {
+        v
+    } else {
+        super::lenient::note(what);
+        0.0
+    }
+}
+
 /// Decodes and validates a Cap'n Proto bid request.
 pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> {
     super::lenient::clear();
@@ -58,7 +69,7 @@ pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> 
     for i in r.get_imp().map_err(bad)?.iter() {
         let mut imp = Imp {
             id: text(i.get_id())?,
-            bidfloor: i.get_bidfloor(),
+            bidfloor: floor(i.get_bidfloor(), Dropped::ImpBidfloor),
             bidfloorcur: text(i.get_bidfloorcur())?,
             instl: i.get_instl(),
             tagid: text(i.get_tagid())?,
@@ -112,7 +123,7 @@ pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> 
                 let cur = text(d.get_bidfloorcur())?;
                 deals.push(Deal {
                     id: text(d.get_id())?,
-                    bidfloor: d.get_bidfloor(),
+                    bidfloor: floor(d.get_bidfloor(), Dropped::DealBidfloor),
                     bidfloorcur: if cur.is_empty() {
                         Cow::Borrowed("USD")
                     } else {

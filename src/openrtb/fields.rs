@@ -73,6 +73,7 @@ num! {
     video_size: u32 => VideoSize;
     duration: u32 => VideoDuration;
     device_num: u8 => DeviceNumbers;
+    secure: u8 => ImpSecure;
 }
 
 num_or_zero! {

@@ -50,6 +50,7 @@ fields! {
     ImpBidfloor => "imp.bidfloor",
     ImpInstl => "imp.instl",
     ImpStrings => "imp.bidfloorcur|tagid",
+    ImpSecure => "imp.secure",
     BannerSize => "imp.banner.w|h",
     BannerFormat => "imp.banner.format",
     BannerPos => "imp.banner.pos",

@@ -119,6 +119,16 @@ pub struct Imp<'a> {
     /// Ad slot / tag id.
     #[serde(borrow, default, deserialize_with = "f::imp_str")]
     pub tagid: Cow<'a, str>,
+    /// 1 = the page is https: markup, creatives and trackers must be too.
+    #[serde(default, deserialize_with = "f::secure")]
+    pub secure: Option<u8>,
+}
+
+impl Imp<'_> {
+    /// Whether everything the bid loads must be https.
+    pub fn is_secure(&self) -> bool {
+        self.secure == Some(1)
+    }
 }
 
 fn usd<'a>() -> Cow<'a, str> {
