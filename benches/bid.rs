@@ -166,6 +166,27 @@ fn bench_json(c: &mut Criterion, ix: &Index) {
             r.imp.len() + out.len()
         })
     });
+    // What `Accept-Encoding: gzip` adds to that answer (the shard's reused
+    // encoder, level 1), and the sizes, printed once.
+    out.clear();
+    encode_json(&resp, &mut out);
+    let mut gz = adshard::http::gzip::Gzip::default();
+    let mut once = out.clone();
+    gz.encode(&mut once);
+    eprintln!(
+        "bid response: {} bytes, gzipped {} bytes",
+        out.len(),
+        once.len()
+    );
+    let mut buf = Vec::with_capacity(8192);
+    g.bench_function("gzip/2.5_simple-banner_response", |b| {
+        b.iter(|| {
+            buf.clear();
+            buf.extend_from_slice(black_box(&out));
+            gz.encode(&mut buf);
+            buf.len()
+        })
+    });
     g.finish();
 }
 

@@ -780,3 +780,92 @@ fn admin_authorises_on_the_head_and_serves_connections_concurrently() {
     drop(stalled);
     app.stop();
 }
+
+/// Bid responses (and any other of at least `limits.gzip_min_bytes`) are
+/// gzipped when the exchange accepts it, and only then.
+#[test]
+fn responses_are_gzipped_when_the_request_accepts_it() {
+    let app = start_api("[limits]\ngzip_min_bytes = 200\n");
+    let a = app.local_addr();
+    let mut r = Reader::new(connect(a));
+    let body = std::fs::read(format!("{FIXTURES}/bid-request-2.5_simple-banner.json")).unwrap();
+    let plain = post_bid(&mut r, &body);
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-encoding"), None);
+    let gz = post(
+        &mut r,
+        "/openrtb2/bid",
+        "application/json",
+        "Accept-Encoding: br, gzip\r\n",
+        &body,
+    );
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.header("vary"), Some("Accept-Encoding"));
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut json).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(
+        v["id"],
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+    );
+    assert!(
+        gz.body.len() < json.len(),
+        "{} < {}",
+        gz.body.len(),
+        json.len()
+    );
+    // Refused by q=0, or too small to be worth it: as is.
+    let refused = post(
+        &mut r,
+        "/openrtb2/bid",
+        "application/json",
+        "Accept-Encoding: gzip;q=0, *\r\n",
+        &body,
+    );
+    assert_eq!(refused.header("content-encoding"), None);
+    r.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    let small = r.response();
+    assert_eq!(
+        (small.header("content-encoding"), small.body.as_slice()),
+        (None, &b"{\"ok\":true}"[..])
+    );
+    app.stop();
+}
+
+/// With `bidder.nbr`, a no-bid is a 200 carrying the OpenRTB no-bid reason
+/// (for exchanges that ask for one), else an empty 204.
+#[test]
+fn no_bids_carry_their_reason_where_configured() {
+    let app = start_api("[bidder]\nnbr = true\n");
+    let mut r = Reader::new(connect(app.local_addr()));
+    for (req, nbr) in [
+        // No campaign buys a 1x1 banner.
+        (
+            r#"{"id":"n1","imp":[{"id":"1","banner":{"w":1,"h":1}}]}"#,
+            500,
+        ),
+        // Below the tmax we can meet: a technical error.
+        (
+            r#"{"id":"n2","tmax":1,"imp":[{"id":"1","banner":{"w":300,"h":250}}]}"#,
+            1,
+        ),
+        // Every impression dropped as unusable: an invalid request.
+        (r#"{"id":"n3","imp":[{"id":"1"}]}"#, 2),
+    ] {
+        let resp = post_bid(&mut r, req.as_bytes());
+        assert_eq!(resp.status, 200, "{req}");
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(v["nbr"], nbr, "{req}: {v}");
+        assert_eq!(v["seatbid"], serde_json::json!([]));
+    }
+    app.stop();
+    let app = start_api("");
+    let mut r = Reader::new(connect(app.local_addr()));
+    let resp = post_bid(
+        &mut r,
+        br#"{"id":"n1","imp":[{"id":"1","banner":{"w":1,"h":1}}]}"#,
+    );
+    assert_eq!((resp.status, resp.body.len()), (204, 0), "the default: 204");
+    app.stop();
+}

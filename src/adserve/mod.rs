@@ -77,6 +77,37 @@ impl NoBid {
     pub const fn index(self) -> usize {
         self as usize
     }
+
+    /// The OpenRTB no-bid reason code (2.6 list "No-Bid Reason Codes"; 500+
+    /// are ours): 1 technical error (we cannot answer within `tmax`), 2
+    /// invalid request (a currency we do not know), 500 no campaign
+    /// targets it, 501 none passed floors, budgets, caps or blocks, 502 a
+    /// secure impression we cannot serve over https.
+    pub const fn nbr(self) -> u16 {
+        match self {
+            NoBid::Tmax => 1,
+            NoBid::Currency => 2,
+            NoBid::NoCandidate => 500,
+            NoBid::Filtered => 501,
+            NoBid::Insecure => 502,
+        }
+    }
+
+    /// The reason a whole request goes without a bid, from its
+    /// impressions' (the most telling first); none (every impression was
+    /// dropped): 2, invalid request.
+    pub fn of_request(why: &[NoBid]) -> u16 {
+        [
+            NoBid::Tmax,
+            NoBid::Currency,
+            NoBid::Insecure,
+            NoBid::Filtered,
+            NoBid::NoCandidate,
+        ]
+        .into_iter()
+        .find(|r| why.contains(r))
+        .map_or(2, NoBid::nbr)
+    }
 }
 
 /// The winner of one impression's auction. Positions refer to the index

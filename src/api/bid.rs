@@ -30,11 +30,13 @@ impl Api {
             }
         };
         let tell = (br.test == 1 && !dropped.is_empty() && !capnp).then_some(&dropped);
+        // No-bid reasons in a JSON body, where configured (Cap'n Proto: 204).
+        let nbr = self.cfg.bidder.nbr && !capnp;
         // The shard lags more than the exchange waits: a bid would come too late.
         if br.tmax.is_some_and(|t| self.load.too_late_for(t)) {
             self.metrics
                 .no_bid(adserve::NoBid::Tmax, br.imp.len() as u64);
-            resp.status = 204;
+            self.no_bid(&br.id, &[adserve::NoBid::Tmax], nbr, tell, resp);
             return;
         }
         let mut cache = self.index.borrow_mut();
@@ -73,13 +75,31 @@ impl Api {
                     }
                 }
             }
-            None if tell.is_some() => {
-                // A test request with drops learns them with its no-bid.
-                let body = serde_json::json!({ "id": br.id, "seatbid": [] }).to_string();
-                resp.set(200, "application/json", body.as_bytes());
-                told(&mut resp.body, tell.map_or(&[][..], |d| d));
-            }
-            None => resp.status = 204,
+            None => self.no_bid(&br.id, &d.no_bids, nbr, tell, resp),
+        }
+    }
+
+    /// A no-bid: 204, or 200 with the reason (`nbr`: `bidder.nbr` on a JSON
+    /// request), and with what was dropped for a test request.
+    fn no_bid(
+        &self,
+        id: &str,
+        why: &[adserve::NoBid],
+        nbr: bool,
+        tell: Option<&Vec<openrtb::lenient::Dropped>>,
+        resp: &mut Response,
+    ) {
+        if !nbr && tell.is_none() {
+            resp.status = 204;
+            return;
+        }
+        let mut body = serde_json::json!({ "id": id, "seatbid": [] });
+        if nbr {
+            body["nbr"] = adserve::NoBid::of_request(why).into();
+        }
+        resp.set(200, "application/json", body.to_string().as_bytes());
+        if let Some(d) = tell {
+            told(&mut resp.body, d);
         }
     }
 }

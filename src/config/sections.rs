@@ -270,6 +270,9 @@ pub struct BidderConfig {
     /// (`imp.secure = 1`) when `public_url` is plain http: `https://...`.
     /// Unset with an http `public_url`: secure impressions get no bid.
     pub secure_url: String,
+    /// Answer a no-bid with 200 `{"id":..,"nbr":code}` (the OpenRTB no-bid
+    /// reason) instead of an empty 204, for exchanges that ask for it.
+    pub nbr: bool,
 }
 
 /// Shortest notice key accepted, in bytes.
@@ -344,6 +347,7 @@ impl Default for BidderConfig {
             max_scored: 32,
             hold_ms: 5_000,
             secure_url: String::new(),
+            nbr: false,
         }
     }
 }
@@ -414,6 +418,9 @@ pub struct Limits {
     pub max_headers: usize,
     /// Largest body, on the wire or inflated; larger gets 413.
     pub max_body_bytes: usize,
+    /// Responses of at least this many bytes are gzipped when the request
+    /// accepts it (`Accept-Encoding`); 0: never.
+    pub gzip_min_bytes: usize,
 }
 
 /// Hard ceiling on `limits.max_headers` (the parser's stack storage).
@@ -425,6 +432,7 @@ impl Default for Limits {
             max_header_bytes: 8 * 1024,
             max_headers: 64,
             max_body_bytes: 1024 * 1024,
+            gzip_min_bytes: 1024,
         }
     }
 }

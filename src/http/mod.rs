@@ -7,6 +7,7 @@
 //! maps to a status code, so the request path never allocates to report one.
 
 pub mod body;
+pub mod gzip;
 pub mod parse;
 pub mod query;
 pub mod reader;

@@ -78,6 +78,13 @@ impl Response {
         self.headers.extend_from_slice(b"\r\n");
     }
 
+    /// Whether a handler already set a `Content-Encoding`.
+    pub fn encoded(&self) -> bool {
+        self.headers
+            .split(|&b| b == b'\n')
+            .any(|l| l.len() > 17 && l[..17].eq_ignore_ascii_case(b"content-encoding:"))
+    }
+
     /// Appends the serialised response to `out`. `head_only` for HEAD requests.
     pub fn write_to(&self, out: &mut Vec<u8>, date: &HttpDate, keep_alive: bool, head_only: bool) {
         out.extend_from_slice(b"HTTP/1.1 ");

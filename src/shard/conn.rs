@@ -35,6 +35,8 @@ pub(crate) struct ShardRt<S> {
     pub(crate) svc: S,
     pub(crate) metrics: Rc<LocalMetrics>,
     pub(crate) date: RefCell<http::write::HttpDate>,
+    /// The shard's gzip encoder (responses, see `limits.gzip_min_bytes`).
+    pub(crate) gzip: RefCell<http::gzip::Gzip>,
     /// Open connections: fd and whether it is idle between requests.
     pub(crate) conns: RefCell<HashMap<u64, ConnEntry>>,
     pub(crate) next_conn: Cell<u64>,
@@ -418,6 +420,18 @@ fn dispatch<S: Service>(
             rt.svc.handle(req, body, resp) + 1
         }
     };
+    let min = rt.cfg.limits.gzip_min_bytes;
+    if min > 0
+        && resp.body.len() >= min
+        && resp.status == 200
+        && resp.hold.is_none()
+        && !resp.encoded()
+        && http::gzip::accepts_gzip(req.header("accept-encoding"))
+    {
+        rt.gzip.borrow_mut().encode(&mut resp.body);
+        resp.header("Content-Encoding", b"gzip");
+        resp.header("Vary", b"Accept-Encoding");
+    }
     let keep_alive = framing.keep_alive && !rt.shared.draining.load(Ordering::Relaxed);
     if let Some(hold) = resp.hold.take() {
         *held = Some(Held {

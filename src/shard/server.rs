@@ -219,6 +219,7 @@ pub(crate) async fn run_shard<S, F>(
         svc,
         metrics: metrics.clone(),
         date: RefCell::new(Default::default()),
+        gzip: RefCell::new(Default::default()),
         conns: RefCell::new(HashMap::new()),
         next_conn: Cell::new(0),
         load: load.clone(),
