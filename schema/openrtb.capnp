@@ -21,6 +21,9 @@ struct BidRequest {
   badv @14 :List(Text);
   bapp @15 :List(Text);
   coppa @16 :UInt8;
+  # regs.gdpr (1 = subject to GDPR) and a US Privacy sale opt-out.
+  gdpr @17 :UInt8;
+  usPrivacyOptOut @18 :Bool;
 }
 
 struct Imp {
@@ -105,6 +108,9 @@ struct Device {
   model @5 :Text;
   connectiontype @6 :UInt8;
   geo @7 :Geo;
+  # 1 = limit ad tracking / do not track.
+  lmt @8 :UInt8;
+  dnt @9 :UInt8;
 }
 
 struct User {

@@ -11,6 +11,7 @@ use crate::adserve::{NoBid, Reason};
 use crate::events::Kind;
 use crate::http::HttpError;
 use crate::openrtb::lenient::Dropped;
+use crate::openrtb::Contextual;
 use crate::prom::family;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -52,6 +53,9 @@ pub const NOTICE_REJECTS: [&str; Reason::ALL.len()] = labels!(Reason);
 /// Labels of `adshard_request_values_dropped_total{field}`: the fields a
 /// bid request may hold unusable values in.
 pub const REQUEST_DROPS: [&str; Dropped::ALL.len()] = labels!(Dropped);
+/// Labels of `adshard_contextual_requests_total{signal}`: the privacy
+/// signals that limit a request to contextual bidding.
+pub const CONTEXTUAL: [&str; Contextual::ALL.len()] = labels!(Contextual);
 
 /// Bumps a single-writer counter. Only the owning shard calls this.
 #[inline]
@@ -83,6 +87,8 @@ pub struct ShardCounters {
     pub no_bids: [AtomicU64; NO_BID_REASONS.len()],
     /// Unusable values dropped from bid requests, by field (see [`REQUEST_DROPS`]).
     pub request_drops: [AtomicU64; REQUEST_DROPS.len()],
+    /// Bid requests answered contextually only, by privacy signal.
+    pub contextual: [AtomicU64; CONTEXTUAL.len()],
     /// Notices that were duplicates (idempotent no-ops).
     pub duplicate_notices: AtomicU64,
     /// Notices refused, by reason (see [`NOTICE_REJECTS`]).
@@ -126,6 +132,7 @@ impl ShardCounters {
             events: Default::default(),
             no_bids: Default::default(),
             request_drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            contextual: Default::default(),
             duplicate_notices: AtomicU64::new(0),
             notice_rejects: Default::default(),
             spend_micros: AtomicU64::new(0),
@@ -308,7 +315,7 @@ impl Registry {
             &'static [&'static str],
             fn(&ShardCounters) -> &[AtomicU64],
         );
-        let labeled: [Labeled; 4] = [
+        let labeled: [Labeled; 5] = [
             (
                 "adshard_events_total",
                 "kind",
@@ -336,6 +343,13 @@ impl Registry {
                 "Bid request values (or impressions, deals, objects) dropped as unusable, by field; the rest of the request was answered.",
                 &REQUEST_DROPS,
                 |s| &s.request_drops,
+            ),
+            (
+                "adshard_contextual_requests_total",
+                "signal",
+                "Bid requests answered contextually only (no user id for frequency caps or events, no audience segments), by the privacy signal that required it.",
+                &CONTEXTUAL,
+                |s| &s.contextual,
             ),
         ];
         for (name, label, help, values, get) in labeled {
@@ -499,6 +513,11 @@ impl LocalMetrics {
     #[inline]
     pub fn no_bid(&self, why: NoBid, n: u64) {
         bump(&self.counters.no_bids[why.index()], n);
+    }
+
+    /// Counts a bid request answered contextually only.
+    pub fn contextual(&self, c: Contextual) {
+        bump(&self.counters.contextual[c as usize], 1);
     }
 
     /// Counts a value dropped from a bid request.

@@ -869,3 +869,34 @@ fn no_bids_carry_their_reason_where_configured() {
     assert_eq!((resp.status, resp.body.len()), (204, 0), "the default: 204");
     app.stop();
 }
+
+/// A request under GDPR (consent strings are not decoded) or with a privacy
+/// opt-out is answered contextually, and counted by signal.
+#[test]
+fn privacy_signals_are_counted() {
+    let app = start_api("");
+    let a = app.local_addr();
+    let mut r = Reader::new(connect(a));
+    let body = std::fs::read(format!("{FIXTURES}/bid-request-2.5_simple-banner.json")).unwrap();
+    let mut req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    req["regs"] = serde_json::json!({ "ext": { "gdpr": 1 } });
+    req["user"] = serde_json::json!({ "id": "u-1", "ext": { "consent": "CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA" } });
+    assert_eq!(
+        post_bid(&mut r, &serde_json::to_vec(&req).unwrap()).status,
+        200,
+        "contextual bids still go out"
+    );
+    req["regs"] = serde_json::json!({ "us_privacy": "1YYN" });
+    post_bid(&mut r, &serde_json::to_vec(&req).unwrap());
+    req["regs"] = serde_json::json!({});
+    post_bid(&mut r, &serde_json::to_vec(&req).unwrap());
+    let m = get(a, "/metrics").text();
+    let n = |s: &str| {
+        metric(
+            &m,
+            &format!("adshard_contextual_requests_total{{shard=\"0\",signal=\"{s}\"}}"),
+        )
+    };
+    assert_eq!((n("gdpr"), n("us_privacy"), n("lmt")), (1, 1, 0));
+    app.stop();
+}

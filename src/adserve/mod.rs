@@ -151,6 +151,8 @@ pub struct Decision {
     pub events: Vec<Event>,
     /// Per-impression no-bid reasons.
     pub no_bids: Vec<NoBid>,
+    /// The privacy signal that made this a contextual-only decision.
+    pub contextual: Option<crate::openrtb::Contextual>,
     /// Candidates scored by the CTR model.
     pub scored: u32,
     /// Model runs that failed (rule-based values were used instead).
@@ -258,10 +260,13 @@ fn decide_inner(
         return d;
     };
     let usd_per_cur = ix.currencies.get(&cur).copied().unwrap_or(1.0);
-    let coppa = req.regs.is_some_and(|r| r.coppa == 1);
+    // COPPA, GDPR (consent is not decoded), a US Privacy opt-out, lmt or
+    // dnt: contextual only (no user id for caps or events, no segments).
+    d.contextual = req.contextual();
+    let contextual = d.contextual.is_some();
     let user = req.user.as_ref().and_then(|u| {
         let id = if u.id.is_empty() { &u.buyeruid } else { &u.id };
-        (!id.is_empty() && !coppa).then(|| xxhash_rust::xxh3::xxh3_64(id.as_bytes()))
+        (!id.is_empty() && !contextual).then(|| xxhash_rust::xxh3::xxh3_64(id.as_bytes()))
     });
     let ctx = Ctx {
         ix,
@@ -273,7 +278,7 @@ fn decide_inner(
         usd_per_cur,
         exhaustive,
     };
-    let mut plan = targeting(ix, st, req, coppa);
+    let mut plan = targeting(ix, st, req, contextual);
     let mut fmts = Vec::new();
     for i in 0..req.imp.len() {
         if req.imp[i].is_secure() && cfg.secure_base().is_none() {

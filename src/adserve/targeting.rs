@@ -61,7 +61,7 @@ pub(super) fn targeting<'a>(
     ix: &'a Index,
     st: &mut ShardState,
     req: &BidRequest<'_>,
-    coppa: bool,
+    contextual: bool,
 ) -> Plan<'a> {
     let mut plan = Plan::default();
     plan.and(if req.app.is_some() {
@@ -70,7 +70,7 @@ pub(super) fn targeting<'a>(
         &ix.on_site
     });
     restrict_place(ix, st, req, &mut plan);
-    restrict_content(ix, st, req, coppa, &mut plan);
+    restrict_content(ix, st, req, contextual, &mut plan);
     apply_blocks(ix, req, &mut plan);
     plan
 }
@@ -126,13 +126,14 @@ fn restrict_place<'a>(
 }
 
 /// What it would show beside, and to whom: content categories (a
-/// subcategory also matches its parent) and audience segments; under COPPA
-/// no segment is used and segment-targeted campaigns sit out.
+/// subcategory also matches its parent) and audience segments; when the
+/// request is contextual only (COPPA, GDPR, a privacy opt-out) no segment
+/// is used and segment-targeted campaigns sit out.
 fn restrict_content<'a>(
     ix: &'a Index,
     st: &mut ShardState,
     req: &BidRequest<'_>,
-    coppa: bool,
+    contextual: bool,
     plan: &mut Plan<'a>,
 ) {
     let keys = &mut st.keys;
@@ -145,7 +146,7 @@ fn restrict_content<'a>(
     }
     restrict(&ix.category, keys.iter().map(String::as_str), plan);
     keys.clear();
-    if !coppa {
+    if !contextual {
         if let Some(u) = &req.user {
             keys.extend(
                 u.data
@@ -155,8 +156,8 @@ fn restrict_content<'a>(
         }
     }
     restrict(&ix.segment, keys.iter().map(String::as_str), plan);
-    if coppa {
-        // COPPA: no behavioural targeting, so segment-targeted campaigns sit out.
+    if contextual {
+        // No behavioural targeting, so segment-targeted campaigns sit out.
         plan.and(&ix.no_segments);
     }
 }

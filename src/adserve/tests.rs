@@ -460,6 +460,62 @@ fn targeting_dimensions_each_exclude() {
     assert!(run(&ix, &mut st(), &coppa).response.is_none());
 }
 
+/// Privacy signals limit a request to contextual bidding: no audience
+/// segments (the segment campaign sits out) and no user id (a capped
+/// campaign cannot bid); one that allows tracking changes nothing.
+#[test]
+fn privacy_signals_mean_contextual_bidding_only() {
+    use crate::openrtb::Contextual as C;
+    let ix = Index::load(TARGETED, "t.toml", 1).unwrap();
+    let good = r#"{"id":"r","imp":[{"id":"1","banner":{"w":320,"h":50}}],"app":{"bundle":"com.news","cat":["IAB2-3"]},"device":{"devicetype":4,"os":"iOS","geo":{"country":"USA"}},"user":{"id":"u1","data":[{"id":"d","segment":[{"id":"auto"}]}]}}"#;
+    let with = |regs: &str, device: &str| {
+        good.replace("\"user\"", &format!("\"regs\":{{{regs}}},\"user\""))
+            .replace("\"devicetype\":4", &format!("\"devicetype\":4{device}"))
+    };
+    for (req, signal) in [
+        (with(r#""gdpr":1"#, ""), Some(C::Gdpr)),
+        (with(r#""ext":{"gdpr":1}"#, ""), Some(C::Gdpr)),
+        (
+            with(r#""gpp":"DBABMA~x","gpp_sid":[2,6]"#, ""),
+            Some(C::Gdpr),
+        ),
+        (with(r#""us_privacy":"1YYN""#, ""), Some(C::UsPrivacy)),
+        (
+            with(r#""ext":{"us_privacy":"1NYY"}"#, ""),
+            Some(C::UsPrivacy),
+        ),
+        (with("", r#","lmt":1"#), Some(C::Lmt)),
+        (with("", r#","dnt":1"#), Some(C::Dnt)),
+        (with(r#""coppa":1,"gdpr":1"#, ""), Some(C::Coppa)),
+        (
+            with(
+                r#""gdpr":0,"us_privacy":"1YNN","gpp_sid":[7]"#,
+                r#","lmt":0,"dnt":0"#,
+            ),
+            None,
+        ),
+        (with(r#""us_privacy":"1---""#, ""), None),
+    ] {
+        let r = run(&ix, &mut st(), &req);
+        assert_eq!(r.contextual, signal, "{req}");
+        assert_eq!(r.response.is_some(), signal.is_none(), "{req}");
+    }
+    // A capped campaign needs the user id: contextual requests skip it.
+    let capped = Index::load(
+        &TARGETED.replace("segments = [\"auto\"], ", "").replace(
+            "targeting = {",
+            "frequency_cap = { max = 5, window_secs = 3600 }\ntargeting = {",
+        ),
+        "t.toml",
+        1,
+    )
+    .unwrap();
+    assert!(run(&capped, &mut st(), good).response.is_some());
+    assert!(run(&capped, &mut st(), &with(r#""gdpr":1"#, ""))
+        .response
+        .is_none());
+}
+
 #[test]
 fn frequency_cap_per_user() {
     let text = TARGETED.replace(

@@ -61,6 +61,9 @@ impl Api {
             model,
         );
         self.record(&mut d);
+        if let Some(c) = d.contextual {
+            self.metrics.contextual(c);
+        }
         match adserve::bid_response(ix, &br, &d, &self.cfg.bidder, &self.deps.keys) {
             Some(r) => {
                 resp.status = 200;

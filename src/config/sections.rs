@@ -432,7 +432,7 @@ impl Default for Limits {
             max_header_bytes: 8 * 1024,
             max_headers: 64,
             max_body_bytes: 1024 * 1024,
-            gzip_min_bytes: 1024,
+            gzip_min_bytes: 2048,
         }
     }
 }

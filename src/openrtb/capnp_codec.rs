@@ -183,6 +183,8 @@ pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> 
             } else {
                 None
             },
+            lmt: (d.get_lmt() != 0).then_some(d.get_lmt()),
+            dnt: (d.get_dnt() != 0).then_some(d.get_dnt()),
         })
     } else {
         None
@@ -228,6 +230,9 @@ pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> 
         bapp: texts(r.get_bapp())?,
         regs: Some(Regs {
             coppa: r.get_coppa(),
+            gdpr: (r.get_gdpr() != 0).then_some(r.get_gdpr()),
+            us_privacy_opt_out: r.get_us_privacy_opt_out(),
+            ..Default::default()
         }),
     };
     req.sanitize()?;
@@ -250,6 +255,11 @@ pub fn encode_request(req: &BidRequest<'_>, out: &mut Vec<u8>) {
     r.set_tmax(req.tmax.unwrap_or(0));
     r.set_cattax(req.cattax.unwrap_or(0));
     r.set_coppa(req.regs.map_or(0, |x| x.coppa));
+    // The 2.5 `ext` locations travel in the 2.6 fields.
+    let regs = req.regs.unwrap_or_default();
+    let ext = regs.ext.unwrap_or_default();
+    r.set_gdpr(regs.gdpr.or(ext.gdpr).unwrap_or(u8::from(regs.gpp_tcf)));
+    r.set_us_privacy_opt_out(regs.us_privacy_opt_out || ext.us_privacy_opt_out);
     set_texts(r.reborrow().init_wseat(req.wseat.len() as u32), &req.wseat);
     set_texts(r.reborrow().init_bseat(req.bseat.len() as u32), &req.bseat);
     set_texts(r.reborrow().init_cur(req.cur.len() as u32), &req.cur);
@@ -332,6 +342,8 @@ pub fn encode_request(req: &BidRequest<'_>, out: &mut Vec<u8>) {
         db.set_make(d.make.as_ref());
         db.set_model(d.model.as_ref());
         db.set_connectiontype(d.connectiontype.unwrap_or(0));
+        db.set_lmt(d.lmt.unwrap_or(0));
+        db.set_dnt(d.dnt.unwrap_or(0));
         if let Some(g) = &d.geo {
             let mut gb = db.init_geo();
             gb.set_country(g.country.as_ref());

@@ -3,8 +3,8 @@
 
 use super::lenient::{self, Dropped as X, Got};
 use super::{
-    App, Banner, Data, Deal, Device, Format, Geo, Imp, Native, Pmp, Publisher, Regs, Segment, Site,
-    User, Video,
+    App, Banner, Data, Deal, Device, Format, Geo, Imp, Native, Pmp, Publisher, Regs, RegsExt,
+    Segment, Site, User, Video,
 };
 use serde::Deserializer;
 use std::borrow::Cow;
@@ -74,6 +74,7 @@ num! {
     duration: u32 => VideoDuration;
     device_num: u8 => DeviceNumbers;
     secure: u8 => ImpSecure;
+    flag: u8 => Privacy;
 }
 
 num_or_zero! {
@@ -186,6 +187,40 @@ pub(super) fn protocols<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::E
 /// Banner sizes; elements that are not objects are dropped.
 pub(super) fn formats<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Format>, D::Error> {
     lenient::objs(d, X::BannerFormat)
+}
+
+/// A US Privacy string (`1YNN`: version, notice, opt-out of sale, LSPA):
+/// whether it says the user opted out. One that is not such a string is
+/// dropped (noted) and read as no opt-out.
+pub(super) fn us_privacy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let Some(s) = lenient::string(d)?.keep(X::Privacy) else {
+        return Ok(false);
+    };
+    let b = s.as_bytes();
+    if b.is_empty() {
+        return Ok(false);
+    }
+    let valid = b.len() == 4
+        && b[0] == b'1'
+        && b[1..]
+            .iter()
+            .all(|c| matches!(c.to_ascii_uppercase(), b'Y' | b'N' | b'-'));
+    if valid {
+        Ok(b[2].eq_ignore_ascii_case(&b'Y'))
+    } else {
+        lenient::note(X::Privacy);
+        Ok(false)
+    }
+}
+
+/// GPP section ids: whether they include the EU TCF v2 section (2).
+pub(super) fn gpp_tcf<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(lenient::nums::<D, u16>(d, X::Privacy)?.contains(&2))
+}
+
+/// `regs.ext`.
+pub(super) fn regs_ext<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RegsExt>, D::Error> {
+    Ok(lenient::obj(d)?.keep(X::Regs))
 }
 
 /// Regulations.

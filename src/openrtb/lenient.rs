@@ -76,6 +76,7 @@ fields! {
     UserIds => "user.id|buyeruid",
     UserData => "user.data",
     Regs => "regs",
+    Privacy => "regs.gdpr|us_privacy|gpp_sid|ext, device.lmt|dnt",
 }
 
 thread_local! {
