@@ -161,11 +161,15 @@ impl ShardState {
 
     /// This shard's spend on campaign `id` today and in total (micro-USD).
     pub fn spent(&self, ix: &Index, id: u64, now: Now) -> Option<(i64, i64)> {
+        self.row(ix, id).map(|s| s.get(now.day()))
+    }
+
+    /// Campaign `id`'s spend row, if this shard follows `ix` and it is there.
+    fn row(&self, ix: &Index, id: u64) -> Option<&super::spend::SpendRow> {
         ix.by_id
             .get(&id)
             .filter(|_| self.spend.version == ix.version)
             .and_then(|&p| self.spend.rows.get(p as usize))
-            .map(|s| s.get(now.day()))
     }
 
     /// Deducts `micros` (micro-USD) from this shard's slice of campaign `id`.
@@ -228,16 +232,11 @@ impl ShardState {
         }
     }
 
-    fn release(&mut self, ix: &Index, campaign: u64, micros: i64) {
+    fn release(&self, ix: &Index, campaign: u64, micros: i64) {
         if micros == 0 {
             return;
         }
-        if let Some(row) = ix
-            .by_id
-            .get(&campaign)
-            .filter(|_| self.spend.version == ix.version)
-            .and_then(|&p| self.spend.rows.get(p as usize))
-        {
+        if let Some(row) = self.row(ix, campaign) {
             // Never below nothing (a campaign dropped and added back
             // starts its row afresh).
             row.hold(-micros.min(row.held()));

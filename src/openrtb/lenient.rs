@@ -324,65 +324,13 @@ pub(super) fn obj<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d.deserialize_any(ObjV(PhantomData))
 }
 
-struct SeqV<T>(PhantomData<T>, Dropped);
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for SeqV<T> {
-    type Value = Vec<T>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any value")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Vec<T>, A::Error> {
-        let mut out = Vec::with_capacity(s.size_hint().unwrap_or(0).min(64));
-        while let Some(Elem(e)) = s.next_element::<Elem<T>>()? {
-            if let Some(v) = e.keep(self.1) {
-                out.push(v);
-            }
-        }
-        Ok(out)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
-        d.deserialize_any(self)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Vec<T>, A::Error> {
-        skip_map(m)?;
-        note(self.1);
-        Ok(Vec::new())
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Vec<T>, E> {
-        note(self.1);
-        Ok(Vec::new())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Vec<T>, E> {
-        note(self.1);
-        Ok(Vec::new())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Vec<T>, E> {
-        note(self.1);
-        Ok(Vec::new())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Vec<T>, E> {
-        note(self.1);
-        Ok(Vec::new())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<T>, E> {
-        note(self.1);
-        Ok(Vec::new())
-    }
-}
-
 /// Any value, as an array of objects `T`: `null` is empty, what is not an
 /// array or not an object is dropped (noted as `d`).
 pub(super) fn objs<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
     what: Dropped,
 ) -> Result<Vec<T>, D::Error> {
-    d.deserialize_any(SeqV(PhantomData, what))
+    d.deserialize_any(ListV::<Elem<T>>(PhantomData, what))
 }
 
 /// A string element of a lenient array (borrowed when unescaped).
@@ -414,6 +362,13 @@ trait Item<'de>: Deserialize<'de> {
 impl<'de: 'a, 'a> Item<'de> for StrElem<'a> {
     type Out = Cow<'a, str>;
     fn got(self) -> Got<Cow<'a, str>> {
+        self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Item<'de> for Elem<T> {
+    type Out = T;
+    fn got(self) -> Got<T> {
         self.0
     }
 }
