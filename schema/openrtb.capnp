@@ -36,6 +36,9 @@ struct Imp {
   pmp @6 :Pmp;
   instl @7 :UInt8;
   tagid @8 :Text;
+  # 1 = https page (0 = absent).
+  secure @9 :UInt8;
+  audio @10 :Audio;
 }
 
 struct Format {
@@ -57,9 +60,21 @@ struct Video {
   minduration @3 :UInt32;
   maxduration @4 :UInt32;
   protocols @5 :List(UInt8);
+  # OpenRTB 2.6 plcmt (a 2.5 placement is sent mapped to it).
+  plcmt @6 :UInt8;
+  rqddurs @7 :List(UInt32);
+}
+
+struct Audio {
+  mimes @0 :List(Text);
+  minduration @1 :UInt32;
+  maxduration @2 :UInt32;
+  protocols @3 :List(UInt8);
+  rqddurs @4 :List(UInt32);
 }
 
 struct Native {
+  # The native request as JSON text.
   request @0 :Text;
   ver @1 :Text;
 }

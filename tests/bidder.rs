@@ -231,10 +231,10 @@ fn unusable_values_are_dropped_and_counted_not_the_request() {
     for (field, n) in [
         ("imp.banner.pos", 1),
         ("imp.bidfloor", 1),
-        ("imp.video.minduration|maxduration", 1),
-        ("imp.banner|video|native", 1),
+        ("imp.video.minduration|maxduration|rqddurs", 1),
+        ("imp.banner|video|audio|native", 1),
         ("imp.id", 1),
-        ("imp.video.protocols", 0),
+        ("imp.video.protocols|protocol", 0),
     ] {
         let series =
             format!("adshard_request_values_dropped_total{{shard=\"0\",field=\"{field}\"}}");
@@ -254,10 +254,10 @@ fn unusable_values_are_dropped_and_counted_not_the_request() {
         v["ext"]["adshard"]["dropped"],
         serde_json::json!([
             "imp.banner.pos",
-            "imp.banner|video|native",
+            "imp.banner|video|audio|native",
             "imp.bidfloor",
             "imp.id",
-            "imp.video.minduration|maxduration"
+            "imp.video.minduration|maxduration|rqddurs"
         ]),
         "{v}"
     );
@@ -275,7 +275,7 @@ fn unusable_values_are_dropped_and_counted_not_the_request() {
     assert_eq!(v["seatbid"], serde_json::json!([]));
     assert_eq!(
         v["ext"]["adshard"]["dropped"],
-        serde_json::json!(["imp", "imp.banner|video|native"])
+        serde_json::json!(["imp", "imp.banner|video|audio|native"])
     );
     let resp = post(
         &mut r,

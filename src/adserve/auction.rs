@@ -10,7 +10,7 @@ use super::plan::Plan;
 use super::targeting::{eligible, offered, Ctx};
 use super::{event_id, Decision, NoBid, ShardState, Winner};
 use crate::events::{Event, Kind};
-use crate::index::{Campaign, CreativeFormat, FormatKey, Hot, Index};
+use crate::index::{Campaign, Creative, CreativeFormat, FormatKey, Hot, Index};
 use crate::openrtb::{Imp, Pmp};
 use crate::scoring::{calibrate, CtrModel};
 
@@ -503,6 +503,7 @@ pub(super) fn mtype(f: CreativeFormat) -> u8 {
     match f {
         CreativeFormat::Banner => 1,
         CreativeFormat::Video => 2,
+        CreativeFormat::Audio => 3,
         CreativeFormat::Native => 4,
     }
 }
@@ -517,7 +518,10 @@ fn deal_allows(ix: &Index, pos: usize, deal: Option<usize>, pmp: Option<&Pmp<'_>
         && (dl.wadomain.is_empty() || c.adomain.iter().any(|a| dl.wadomain.iter().any(|w| w == a)))
 }
 
-/// First creative of `c` that fits an offered format and the imp's constraints.
+/// First creative of `c` that fits an offered format and the imp's
+/// constraints: https assets on a secure page; for video and audio the
+/// durations, MIME types, a markup version the player takes and (video)
+/// the placement; for native every required asset filled.
 fn pick_creative(c: &Campaign, imp: &Imp<'_>, fmts: &[FormatKey]) -> Option<(usize, FormatKey)> {
     c.creatives.iter().enumerate().find_map(|(i, cr)| {
         let key = cr.format_key();
@@ -526,21 +530,66 @@ fn pick_creative(c: &Campaign, imp: &Imp<'_>, fmts: &[FormatKey]) -> Option<(usi
         }
         // A secure page loads only https assets.
         let https = |u: &Option<String>| u.as_deref().is_none_or(|u| u.starts_with("https://"));
-        if imp.is_secure() && !(https(&cr.image_url) && https(&cr.video_url)) {
+        if imp.is_secure()
+            && ![&cr.image_url, &cr.video_url, &cr.audio_url, &cr.icon_url]
+                .into_iter()
+                .all(https)
+        {
             return None;
         }
-        if let (CreativeFormat::Video, Some(v)) = (cr.format, &imp.video) {
-            let dur = cr.duration.unwrap_or(0);
-            if v.minduration.is_some_and(|m| dur < m)
-                || v.maxduration.is_some_and(|m| m > 0 && dur > m)
-            {
-                return None;
+        let fits = match (cr.format, &imp.video, &imp.audio, &imp.native) {
+            (CreativeFormat::Video, Some(v), _, _) => {
+                let media = Media {
+                    mimes: &v.mimes,
+                    min: v.minduration,
+                    max: v.maxduration,
+                    exact: &v.rqddurs,
+                    protocols: &v.protocols,
+                };
+                media.fits(cr, "video/mp4", false)
+                    && v.plcmt()
+                        .is_none_or(|p| cr.plcmt.is_empty() || cr.plcmt.contains(&p))
             }
-            let mime = cr.mime.as_deref().unwrap_or("video/mp4");
-            if !v.mimes.is_empty() && !v.mimes.iter().any(|m| m == mime) {
-                return None;
+            (CreativeFormat::Audio, _, Some(a), _) => Media {
+                mimes: &a.mimes,
+                min: a.minduration,
+                max: a.maxduration,
+                exact: &a.rqddurs,
+                protocols: &a.protocols,
             }
-        }
-        Some((i, key))
+            .fits(cr, "audio/mpeg", true),
+            (CreativeFormat::Native, _, _, Some(n)) => n
+                .spec
+                .as_ref()
+                .is_none_or(|spec| super::native::fill(spec, cr).is_some()),
+            _ => true,
+        };
+        fits.then_some((i, key))
     })
+}
+
+/// A video or audio offer's constraints.
+struct Media<'r> {
+    mimes: &'r [std::borrow::Cow<'r, str>],
+    min: Option<u32>,
+    max: Option<u32>,
+    exact: &'r [u32],
+    protocols: &'r [u8],
+}
+
+impl Media<'_> {
+    /// Whether the creative's duration, MIME type (`default_mime` when it
+    /// names none) and a markup version we write suit the player.
+    fn fits(&self, cr: &Creative, default_mime: &str, audio: bool) -> bool {
+        let dur = cr.duration.unwrap_or(0);
+        let dur_ok = if self.exact.is_empty() {
+            !(self.min.is_some_and(|m| dur < m) || self.max.is_some_and(|m| m > 0 && dur > m))
+        } else {
+            self.exact.contains(&dur)
+        };
+        let mime = cr.mime.as_deref().unwrap_or(default_mime);
+        dur_ok
+            && (self.mimes.is_empty() || self.mimes.iter().any(|m| m.eq_ignore_ascii_case(mime)))
+            && super::vast::Vast::for_protocols(self.protocols, audio).is_some()
+    }
 }

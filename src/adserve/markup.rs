@@ -1,10 +1,14 @@
-//! Ad markup (banner HTML, VAST 3.0, native 1.2 JSON) and the notice and
+//! Ad markup (banner HTML; VAST and DAAST by [`super::vast`], native by
+//! [`super::native`]) and the notice and
 //! tracking URLs placed in it. Every id that goes into a URL is
 //! percent-encoded; every value that goes into HTML or XML is escaped.
 
+use super::native;
 use super::signing::{NoticeKeys, Signed};
+use super::vast::{self, Doc, Vast};
 use crate::http::query::encode_into;
 use crate::index::{Creative, CreativeFormat};
+use crate::openrtb::{Imp, NativeSpec};
 use std::fmt::Write as _;
 
 /// What a bid's notice URLs carry, all of it signed.
@@ -139,23 +143,32 @@ fn push_escaped(o: &mut String, s: &str) {
     }
 }
 
+/// Where a creative is shown: the slot size, the impression it answers
+/// (for its video, audio or native constraints; none for `/ad`) and our
+/// bid id.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot<'a> {
+    /// Width of the slot or player.
+    pub w: Option<u32>,
+    /// Height.
+    pub h: Option<u32>,
+    /// The impression, when answering a bid request.
+    pub imp: Option<&'a Imp<'a>>,
+    /// Bid id (VAST 4.1+ `AdServingId`).
+    pub bid: &'a str,
+}
+
 /// The markup for a creative, with our impression and click trackers
 /// (signed by `t`: channel `mk` for a bid's markup, `ad` for `/ad`).
-pub fn adm(
-    base: &str,
-    cr: &Creative,
-    t: &Tracker,
-    campaign: u64,
-    w: Option<u32>,
-    h: Option<u32>,
-) -> String {
+pub fn adm(base: &str, cr: &Creative, t: &Tracker, campaign: u64, slot: &Slot<'_>) -> String {
     let imp = notice_url(base, "imp", t, "");
     let click = notice_url(base, "click", t, "");
-    let img = cr.image_url.as_deref().unwrap_or_default();
+    let (w, h) = (slot.w, slot.h);
     match cr.format {
         // Single-quoted attributes: no escaping when the markup is put in
         // a JSON string.
         CreativeFormat::Banner => {
+            let img = cr.image_url.as_deref().unwrap_or_default();
             let title = cr.title.as_deref().unwrap_or_default();
             let mut o = String::with_capacity(240 + 2 * imp.len() + img.len() + title.len());
             o.push_str("<a href='");
@@ -177,35 +190,31 @@ pub fn adm(
             o.push_str("' width='1' height='1' style='display:none' alt=''>");
             o
         }
-        CreativeFormat::Video => {
-            let d = cr.duration.unwrap_or(0);
-            format!(
-                "<?xml version='1.0' encoding='UTF-8'?><VAST version='3.0'><Ad id='{cid}'><InLine><AdSystem>adshard</AdSystem><AdTitle>{title}</AdTitle><Impression><![CDATA[{imp}]]></Impression><Creatives><Creative id='{crid}'><Linear><Duration>{hh:02}:{mm:02}:{ss:02}</Duration><VideoClicks><ClickThrough><![CDATA[{click}]]></ClickThrough></VideoClicks><MediaFiles><MediaFile delivery='progressive' type='{mime}' width='{w}' height='{h}'><![CDATA[{media}]]></MediaFile></MediaFiles></Linear></Creative></Creatives></InLine></Ad></VAST>",
-                cid = campaign,
-                title = escape(cr.title.as_deref().unwrap_or("ad")),
-                crid = escape(&cr.id),
-                hh = d / 3600,
-                mm = d / 60 % 60,
-                ss = d % 60,
-                mime = escape(cr.mime.as_deref().unwrap_or("video/mp4")),
-                w = w.unwrap_or(640),
-                h = h.unwrap_or(360),
-                media = cr.video_url.as_deref().unwrap_or_default(),
-            )
+        CreativeFormat::Video | CreativeFormat::Audio => {
+            let audio = cr.format == CreativeFormat::Audio;
+            let protocols = slot.imp.map_or(&[][..], |i| match (&i.video, &i.audio) {
+                (Some(v), _) if !audio => &v.protocols[..],
+                (_, Some(a)) if audio => &a.protocols[..],
+                _ => &[],
+            });
+            let doc = Doc {
+                version: Vast::for_protocols(protocols, audio).unwrap_or(Vast::V3),
+                campaign,
+                serving_id: slot.bid,
+                imp: &imp,
+                click: &click,
+                w: w.unwrap_or(640),
+                h: h.unwrap_or(360),
+            };
+            vast::render(&doc, cr, audio)
         }
-        CreativeFormat::Native => serde_json::json!({
-            "native": {
-                "ver": "1.2",
-                "assets": [
-                    { "id": 1, "required": 1, "title": { "text": cr.title.as_deref().unwrap_or_default() } },
-                    { "id": 2, "required": 1, "img": { "url": img, "w": cr.w.unwrap_or(1200), "h": cr.h.unwrap_or(627) } },
-                    { "id": 3, "data": { "value": cr.description.as_deref().unwrap_or_default() } }
-                ],
-                "link": { "url": click },
-                "imptrackers": [imp]
+        CreativeFormat::Native => {
+            let spec = slot.imp.and_then(|i| i.native.as_ref()?.spec.as_ref());
+            match spec {
+                Some(spec) => native::render(spec, cr, &imp, &click),
+                None => native::render(&NativeSpec::standard(), cr, &imp, &click),
             }
-        })
-        .to_string(),
+        }
     }
 }
 

@@ -10,13 +10,15 @@
 //! - `auction`: channels, valuation (CTR model for CPC), pricing, creative.
 //! - [`response`]: the bid response rendered once from the winners; `/ad`
 //!   renders its own answer from the same winners.
-//! - [`markup`]: banner HTML, VAST and native markup, notice URLs.
+//! - [`markup`]: banner HTML and the markup of each format, notice URLs;
+//!   [`native`] fills a native request's assets, [`vast`] writes VAST/DAAST.
 //! - [`notices`](notice): wins, bills, losses, impressions and clicks.
 
 mod auction;
 pub mod dedupe;
 pub mod fleet;
 pub mod markup;
+pub mod native;
 mod notices;
 mod plan;
 pub mod response;
@@ -24,6 +26,7 @@ pub mod signing;
 pub mod spend;
 mod state;
 mod targeting;
+pub mod vast;
 
 pub use crate::config::BidderConfig;
 pub use notices::{notice, Notice, NoticeError, NoticeKind, NoticeOutcome, Reason};

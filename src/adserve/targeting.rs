@@ -53,6 +53,9 @@ pub(super) fn offered(imp: &Imp<'_>, out: &mut Vec<FormatKey>) {
     if imp.native.is_some() {
         out.push(FormatKey::Native);
     }
+    if imp.audio.is_some() {
+        out.push(FormatKey::Audio);
+    }
 }
 
 /// The plan of the campaigns whose request-wide targeting matches, less

@@ -65,13 +65,25 @@ fn ad_answer(
                 CreativeFormat::Banner => "banner",
                 CreativeFormat::Video => "video",
                 CreativeFormat::Native => "native",
+                CreativeFormat::Audio => "audio",
             },
             "w": w.w,
             "h": w.h,
         },
         "price_cpm": w.price,
         "bid_id": w.bid_id,
-        "markup": markup::adm(base, cr, &t, c.id, w.w, w.h),
+        "markup": markup::adm(
+            base,
+            cr,
+            &t,
+            c.id,
+            &markup::Slot {
+                w: w.w,
+                h: w.h,
+                imp: br.imp.get(w.imp),
+                bid: &w.bid_id,
+            },
+        ),
         "impression_url": markup::notice_url(base, "imp", &t, ""),
         "click_url": markup::notice_url(base, "click", &t, ""),
         "adomain": c.adomain,
@@ -85,7 +97,8 @@ fn ad_request(
     id: String,
 ) -> Result<BidRequest<'static>, (&'static str, String)> {
     use crate::openrtb::{
-        App as OApp, Banner, Data, Device, Geo, Imp, Native, Segment, Site, User, Video,
+        App as OApp, Audio, Banner, Data, Device, Geo, Imp, Native, NativeSpec, Segment, Site,
+        User, Video,
     };
     let q = req.query;
     let get = |k: &str| {
@@ -116,7 +129,7 @@ fn ad_request(
             if w.is_none() || h.is_none() {
                 return Err((
                     "w",
-                    "a banner needs w and h (or format=video|native)".into(),
+                    "a banner needs w and h (or format=video|audio|native)".into(),
                 ));
             }
             imp.banner = Some(Banner {
@@ -132,11 +145,17 @@ fn ad_request(
                 ..Default::default()
             })
         }
-        Some("native") => imp.native = Some(Native::default()),
+        Some("native") => {
+            imp.native = Some(Native {
+                spec: Some(NativeSpec::standard()),
+                ..Default::default()
+            })
+        }
+        Some("audio") => imp.audio = Some(Audio::default()),
         Some(other) => {
             return Err((
                 "format",
-                format!("unknown format {other:?}; use banner, video or native"),
+                format!("unknown format {other:?}; use banner, video, audio or native"),
             ))
         }
     }

@@ -128,6 +128,7 @@ impl Creative {
             CreativeFormat::Banner => FormatKey::Banner(self.w.unwrap_or(0), self.h.unwrap_or(0)),
             CreativeFormat::Video => FormatKey::Video,
             CreativeFormat::Native => FormatKey::Native,
+            CreativeFormat::Audio => FormatKey::Audio,
         }
     }
 }
@@ -141,6 +142,8 @@ pub enum FormatKey {
     Video,
     /// Native.
     Native,
+    /// Audio.
+    Audio,
 }
 
 /// Why a campaigns file was refused. The old index stays in service.
@@ -497,12 +500,13 @@ fn validate(c: &Campaign) -> Result<(), IndexError> {
             CreativeFormat::Banner => cr.w.is_some() && cr.h.is_some() && cr.image_url.is_some(),
             CreativeFormat::Video => cr.video_url.is_some() && cr.duration.is_some(),
             CreativeFormat::Native => cr.title.is_some() && cr.image_url.is_some(),
+            CreativeFormat::Audio => cr.audio_url.is_some() && cr.duration.is_some(),
         };
         if !ok {
             return Err(IndexError::Invalid {
                 id: c.id,
                 message: format!(
-                    "creative {}: banner needs w, h, image_url; video needs video_url, duration; native needs title, image_url",
+                    "creative {}: banner needs w, h, image_url; video needs video_url, duration; native needs title, image_url; audio needs audio_url, duration",
                     cr.id
                 ),
             });

@@ -196,19 +196,22 @@ pub struct Daypart {
 }
 
 /// Creative format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CreativeFormat {
     /// Display banner.
+    #[default]
     Banner,
     /// VAST video.
     Video,
     /// Native.
     Native,
+    /// Audio (VAST / DAAST audio).
+    Audio,
 }
 
 /// One creative.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Creative {
     /// Creative id.
@@ -229,16 +232,36 @@ pub struct Creative {
     /// Media file (video).
     #[serde(default)]
     pub video_url: Option<String>,
-    /// Video MIME type.
+    /// Media file (audio).
+    #[serde(default)]
+    pub audio_url: Option<String>,
+    /// MIME type of the media file (default `video/mp4`, `audio/mpeg`).
     #[serde(default)]
     pub mime: Option<String>,
-    /// Video duration in seconds.
+    /// Video or audio duration in seconds.
     #[serde(default)]
     pub duration: Option<u32>,
     /// Title (native; alt text for banners).
     #[serde(default)]
     pub title: Option<String>,
-    /// Description (native).
+    /// Description (native data type 2).
     #[serde(default)]
     pub description: Option<String>,
+    /// Icon or logo image (native image type 1).
+    #[serde(default)]
+    pub icon_url: Option<String>,
+    /// Side of the (square) icon in pixels.
+    #[serde(default)]
+    pub icon_size: Option<u32>,
+    /// Brand name for "sponsored by" (native data type 1).
+    #[serde(default)]
+    pub sponsored: Option<String>,
+    /// Call-to-action text (native data type 12).
+    #[serde(default)]
+    pub cta: Option<String>,
+    /// Video placements (OpenRTB 2.6 `plcmt`: 1 instream, 2 accompanying
+    /// content, 3 interstitial, 4 no content / standalone) it may run in;
+    /// empty: any.
+    #[serde(default)]
+    pub plcmt: Vec<u8>,
 }

@@ -96,6 +96,7 @@ pub fn campaigns(n: usize, seed: u64) -> CampaignFile {
                     duration: None,
                     title: Some(format!("Campaign {id}")),
                     description: None,
+                    ..Default::default()
                 }
             } else if kind < 9 {
                 Creative {
@@ -110,6 +111,7 @@ pub fn campaigns(n: usize, seed: u64) -> CampaignFile {
                     duration: Some([15, 30][r.below(2) as usize]),
                     title: Some(format!("Campaign {id}")),
                     description: None,
+                    ..Default::default()
                 }
             } else {
                 Creative {
@@ -124,6 +126,8 @@ pub fn campaigns(n: usize, seed: u64) -> CampaignFile {
                     duration: None,
                     title: Some(format!("Campaign {id}")),
                     description: Some("Synthetic native ad".into()),
+                    sponsored: Some(format!("Advertiser {}", id % 997)),
+                    ..Default::default()
                 }
             };
             creatives.push(cr);

@@ -106,14 +106,29 @@ pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> 
                 minduration: nz(v.get_minduration()),
                 maxduration: nz(v.get_maxduration()),
                 protocols: v.get_protocols().map_err(bad)?.iter().collect(),
+                rqddurs: v.get_rqddurs().map_err(bad)?.iter().collect(),
+                plcmt: (v.get_plcmt() != 0).then_some(v.get_plcmt()),
+                ..Default::default()
             });
         }
+        if i.has_audio() {
+            let a = i.get_audio().map_err(bad)?;
+            imp.audio = Some(Audio {
+                mimes: texts(a.get_mimes())?,
+                minduration: nz(a.get_minduration()),
+                maxduration: nz(a.get_maxduration()),
+                protocols: a.get_protocols().map_err(bad)?.iter().collect(),
+                rqddurs: a.get_rqddurs().map_err(bad)?.iter().collect(),
+            });
+        }
+        imp.secure = (i.get_secure() != 0).then_some(i.get_secure());
         if i.has_native() {
             let n = i.get_native().map_err(bad)?;
             let ver = text(n.get_ver())?;
             imp.native = Some(Native {
-                request: text(n.get_request())?,
+                request: serde_json::from_str(&text(n.get_request())?).ok(),
                 ver: (!ver.is_empty()).then_some(ver),
+                spec: None,
             });
         }
         if i.has_pmp() {
@@ -293,14 +308,39 @@ pub fn encode_request(req: &BidRequest<'_>, out: &mut Vec<u8>) {
             vb.set_minduration(v.minduration.unwrap_or(0));
             vb.set_maxduration(v.maxduration.unwrap_or(0));
             set_texts(vb.reborrow().init_mimes(v.mimes.len() as u32), &v.mimes);
+            vb.set_plcmt(v.plcmt().unwrap_or(0));
+            let mut dl = vb.reborrow().init_rqddurs(v.rqddurs.len() as u32);
+            for (j, d) in v.rqddurs.iter().enumerate() {
+                dl.set(j as u32, *d);
+            }
             let mut pl = vb.init_protocols(v.protocols.len() as u32);
             for (j, p) in v.protocols.iter().enumerate() {
                 pl.set(j as u32, *p);
             }
         }
+        if let Some(a) = &imp.audio {
+            let mut ab = i.reborrow().init_audio();
+            ab.set_minduration(a.minduration.unwrap_or(0));
+            ab.set_maxduration(a.maxduration.unwrap_or(0));
+            set_texts(ab.reborrow().init_mimes(a.mimes.len() as u32), &a.mimes);
+            let mut dl = ab.reborrow().init_rqddurs(a.rqddurs.len() as u32);
+            for (j, d) in a.rqddurs.iter().enumerate() {
+                dl.set(j as u32, *d);
+            }
+            let mut pl = ab.init_protocols(a.protocols.len() as u32);
+            for (j, p) in a.protocols.iter().enumerate() {
+                pl.set(j as u32, *p);
+            }
+        }
+        i.set_secure(imp.secure.unwrap_or(0));
         if let Some(n) = &imp.native {
             let mut nb = i.reborrow().init_native();
-            nb.set_request(n.request.as_ref());
+            let text = match (&n.spec, &n.request) {
+                (Some(spec), _) => spec.to_json(),
+                (None, Some(v)) => v.to_string(),
+                (None, None) => String::new(),
+            };
+            nb.set_request(text.as_str());
             nb.set_ver(n.ver.as_deref().unwrap_or(""));
         }
         if let Some(p) = &imp.pmp {

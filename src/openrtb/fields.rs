@@ -3,8 +3,8 @@
 
 use super::lenient::{self, Dropped as X, Got};
 use super::{
-    App, Banner, Data, Deal, Device, Format, Geo, Imp, Native, Pmp, Publisher, Regs, RegsExt,
-    Segment, Site, User, Video,
+    App, Audio, Banner, Data, Deal, Device, Format, Geo, Imp, Native, Pmp, Publisher, Regs,
+    RegsExt, Segment, Site, User, Video,
 };
 use serde::Deserializer;
 use std::borrow::Cow;
@@ -72,6 +72,9 @@ num! {
     pos: u8 => BannerPos;
     video_size: u32 => VideoSize;
     duration: u32 => VideoDuration;
+    protocol: u8 => VideoProtocols;
+    placement: u8 => VideoPlacement;
+    audio_duration: u32 => AudioFields;
     device_num: u8 => DeviceNumbers;
     secure: u8 => ImpSecure;
     flag: u8 => Privacy;
@@ -90,7 +93,6 @@ string! {
     imp_id => ImpId;
     imp_str => ImpStrings;
     banner_id => BannerId;
-    native_str => NativeRequest;
     deal_id => DealStrings;
     site_str => SiteStrings;
     app_str => AppStrings;
@@ -104,6 +106,7 @@ string! {
 strings! {
     lists => Lists;
     mimes => VideoMimes;
+    audio_mimes => AudioFields;
     deal_list => DealStrings;
     site_list => SiteStrings;
     app_list => AppStrings;
@@ -117,6 +120,7 @@ object! {
     banner: Banner => ImpMedia;
     video: Video => ImpMedia;
     native: Native => ImpMedia;
+    audio: Audio => ImpMedia;
     pmp: Pmp => Pmp;
     publisher: Publisher => Publisher;
     geo: Geo => Geo;
@@ -172,6 +176,24 @@ pub(super) fn deal_cur<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a
     currency(d, X::DealStrings)
 }
 
+/// The native request: a JSON string holding the request object (as the
+/// spec says), or the object itself; anything else is read as absent (and
+/// noted when the impression is sanitized).
+pub(super) fn native_request<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    use serde::Deserialize as _;
+    use serde_json::Value;
+    Ok(match Value::deserialize(d)? {
+        Value::Null => None,
+        Value::String(s) => serde_json::from_str::<Value>(&s)
+            .ok()
+            .filter(Value::is_object),
+        v @ Value::Object(_) => Some(v),
+        _ => None,
+    })
+}
+
 /// The native spec version.
 pub(super) fn native_ver<'de: 'a, 'a, D: Deserializer<'de>>(
     d: D,
@@ -182,6 +204,21 @@ pub(super) fn native_ver<'de: 'a, 'a, D: Deserializer<'de>>(
 /// Video protocols; elements that are not protocol numbers are dropped.
 pub(super) fn protocols<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
     lenient::nums(d, X::VideoProtocols)
+}
+
+/// Exact video durations; elements that are not durations are dropped.
+pub(super) fn rqddurs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+    lenient::nums(d, X::VideoDuration)
+}
+
+/// Audio protocols; elements that are not protocol numbers are dropped.
+pub(super) fn audio_protocols<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    lenient::nums(d, X::AudioFields)
+}
+
+/// Exact audio durations.
+pub(super) fn audio_rqddurs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+    lenient::nums(d, X::AudioFields)
 }
 
 /// Banner sizes; elements that are not objects are dropped.

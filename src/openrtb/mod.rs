@@ -15,11 +15,13 @@ pub mod capnp_codec;
 mod fields;
 mod json;
 pub mod lenient;
+pub mod native;
 mod privacy;
 
 use fields as f;
 
 pub use json::{decode_json, encode_json, JsonDecoder};
+pub use native::NativeSpec;
 pub use privacy::{Contextual, Regs, RegsExt};
 
 /// A string from the request: borrowed from the body unless it had escapes.
@@ -104,8 +106,9 @@ pub struct Imp<'a> {
     /// Native offer.
     #[serde(borrow, default, deserialize_with = "f::native")]
     pub native: Option<Native<'a>>,
-    /// Audio offer (we never bid on audio, but accept it).
-    pub audio: Option<serde::de::IgnoredAny>,
+    /// Audio offer.
+    #[serde(borrow, default, deserialize_with = "f::audio")]
+    pub audio: Option<Audio<'a>>,
     /// Minimum bid, CPM in `bidfloorcur` (a negative one is dropped).
     #[serde(default, deserialize_with = "f::bidfloor")]
     pub bidfloor: f64,
@@ -186,20 +189,75 @@ pub struct Video<'a> {
     /// Maximum duration, seconds.
     #[serde(default, deserialize_with = "f::duration")]
     pub maxduration: Option<u32>,
-    /// Supported VAST protocols.
+    /// Supported VAST protocols (list 5.8).
     #[serde(default, deserialize_with = "f::protocols")]
+    pub protocols: Vec<u8>,
+    /// The one protocol of 2.2-era requests (deprecated; read into
+    /// `protocols` when that is empty).
+    #[serde(default, deserialize_with = "f::protocol")]
+    pub protocol: Option<u8>,
+    /// Exact durations allowed, seconds (2.6; instead of min/max).
+    #[serde(default, deserialize_with = "f::rqddurs")]
+    pub rqddurs: Vec<u32>,
+    /// Placement (2.5 list 5.9: 1 in-stream, 2 in-banner, 3 in-article,
+    /// 4 in-feed, 5 interstitial/slider/floating).
+    #[serde(default, deserialize_with = "f::placement")]
+    pub placement: Option<u8>,
+    /// Placement (2.6 `plcmt`: 1 instream, 2 accompanying content, 3
+    /// interstitial, 4 no content / standalone); wins over `placement`.
+    #[serde(default, deserialize_with = "f::placement")]
+    pub plcmt: Option<u8>,
+}
+
+impl Video<'_> {
+    /// The 2.6 placement: `plcmt`, else `placement` mapped as the 2.6
+    /// guidance maps it (in-stream 1 -> 1, interstitial 5 -> 3, in-banner,
+    /// in-article and in-feed -> 4 no content / standalone).
+    pub fn plcmt(&self) -> Option<u8> {
+        self.plcmt.or(match self.placement? {
+            1 => Some(1),
+            2..=4 => Some(4),
+            5 => Some(3),
+            _ => None,
+        })
+    }
+}
+
+/// Audio (3.2.8).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Audio<'a> {
+    /// Accepted MIME types.
+    #[serde(borrow, default, deserialize_with = "f::audio_mimes")]
+    pub mimes: Vec<Cow<'a, str>>,
+    /// Minimum duration, seconds.
+    #[serde(default, deserialize_with = "f::audio_duration")]
+    pub minduration: Option<u32>,
+    /// Maximum duration, seconds.
+    #[serde(default, deserialize_with = "f::audio_duration")]
+    pub maxduration: Option<u32>,
+    /// Exact durations allowed, seconds (2.6).
+    #[serde(default, deserialize_with = "f::audio_rqddurs")]
+    pub rqddurs: Vec<u32>,
+    /// Supported protocols (VAST and DAAST, list 5.8).
+    #[serde(default, deserialize_with = "f::audio_protocols")]
     pub protocols: Vec<u8>,
 }
 
 /// Native (3.2.9).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Native<'a> {
-    /// The native request (a JSON string).
-    #[serde(borrow, default, deserialize_with = "f::native_str")]
-    pub request: Cow<'a, str>,
+    /// The native request as sent: a JSON string decoded, or an object
+    /// (some exchanges send one). Read into [`Native::spec`] by
+    /// [`BidRequest::sanitize`], once `ver` is known too.
+    #[serde(default, deserialize_with = "f::native_request")]
+    pub request: Option<serde_json::Value>,
     /// Native spec version.
     #[serde(borrow, default, deserialize_with = "f::native_ver")]
     pub ver: Option<Cow<'a, str>>,
+    /// The request's assets and trackers; `None` until sanitized (an
+    /// impression whose native request is unusable loses its native offer).
+    #[serde(skip)]
+    pub spec: Option<NativeSpec>,
 }
 
 /// Private marketplace (3.2.11).
@@ -543,6 +601,26 @@ impl BidRequest<'_> {
                 note(why);
                 self.imp.remove(i);
                 continue;
+            }
+            let imp = &mut self.imp[i];
+            if let Some(v) = imp.video.as_mut().filter(|v| v.protocols.is_empty()) {
+                v.protocols.extend(v.protocol);
+            }
+            if let Some(n) = imp.native.as_mut().filter(|n| n.spec.is_none()) {
+                n.spec = n
+                    .request
+                    .take()
+                    .and_then(|v| NativeSpec::from_value(&v, n.ver.as_deref()).ok());
+                if n.spec.is_none() {
+                    // Nothing we could fill: the native offer goes, the rest stays.
+                    note(X::NativeRequest);
+                    imp.native = None;
+                    if imp.banner.is_none() && imp.video.is_none() && imp.audio.is_none() {
+                        note(X::ImpMedia);
+                        self.imp.remove(i);
+                        continue;
+                    }
+                }
             }
             if let Some(pmp) = &mut self.imp[i].pmp {
                 pmp.deals.retain(|d| {
