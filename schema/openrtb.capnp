@@ -24,6 +24,16 @@ struct BidRequest {
   # regs.gdpr (1 = subject to GDPR) and a US Privacy sale opt-out.
   gdpr @17 :UInt8;
   usPrivacyOptOut @18 :Bool;
+  # source.schain (or the 2.5 source.ext.schain); no nodes = absent.
+  schainComplete @19 :UInt8;
+  schainNodes @20 :List(SChainNode);
+}
+
+struct SChainNode {
+  asi @0 :Text;
+  sid @1 :Text;
+  hp @2 :UInt8;
+  domain @3 :Text;
 }
 
 struct Imp {

@@ -72,8 +72,7 @@ fn request(r: &mut Rng, n: u64) -> serde_json::Value {
                 });
             }
             _ => {
-                imp["native"] =
-                    json!({ "request": "{\"ver\":\"1.2\",\"assets\":[]}", "ver": "1.2" });
+                imp["native"] = json!({ "request": "{\"ver\":\"1.2\",\"assets\":[{\"id\":1,\"required\":1,\"title\":{\"len\":90}},{\"id\":2,\"required\":1,\"img\":{\"type\":3,\"wmin\":600,\"hmin\":300}},{\"id\":3,\"data\":{\"type\":1}}]}", "ver": "1.2" });
             }
         }
         if r.chance(70) {

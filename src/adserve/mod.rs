@@ -352,4 +352,6 @@ pub fn node_id() -> u64 {
 #[cfg(test)]
 mod money_tests;
 #[cfg(test)]
+mod supply_tests;
+#[cfg(test)]
 mod tests;

@@ -200,8 +200,36 @@ fn apply_blocks<'a>(ix: &'a Index, req: &BidRequest<'_>, plan: &mut Plan<'a>) {
         plan,
     );
     block(&ix.seat, &mut req.bseat.iter().map(|b| b.to_string()), plan);
+    apply_schain(ix, req, plan);
     if !req.wseat.is_empty() {
         plan.any_of(req.wseat.iter().filter_map(|w| ix.seat.get(w.as_ref())));
+    }
+}
+
+/// The supply chain: campaigns needing a complete one sit out without it;
+/// a blocked seller or seller domain anywhere in it blocks its campaigns.
+fn apply_schain<'a>(ix: &'a Index, req: &BidRequest<'_>, plan: &mut Plan<'a>) {
+    let chain = req.schain();
+    if let Some(need) = &ix.schain_required {
+        if !chain.is_some_and(|c| c.is_complete()) {
+            plan.and_not(need);
+        }
+    }
+    let Some(chain) = chain else { return };
+    for n in &chain.nodes {
+        if !ix.seller_block.is_empty() && !n.sid.is_empty() {
+            let key = crate::index::seller_key(&format!("{}:{}", n.asi, n.sid));
+            if let Some(b) = ix.seller_block.get(&key) {
+                plan.and_not(b);
+            }
+        }
+        if !ix.seller_domain_block.is_empty() {
+            for d in [&n.asi, &n.domain] {
+                if let Some(b) = ix.seller_domain_block.get(&crate::index::norm_domain(d)) {
+                    plan.and_not(b);
+                }
+            }
+        }
     }
 }
 

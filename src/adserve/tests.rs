@@ -78,7 +78,7 @@ pub(super) fn keys() -> signing::NoticeKeys {
 pub(super) const NOON: u64 = 1_795_392_000 + 12 * 3600;
 
 /// A decision and the bid response rendered from it.
-struct Ran {
+pub(super) struct Ran {
     response: Option<crate::openrtb::BidResponse<'static>>,
     d: Decision,
 }
@@ -90,7 +90,7 @@ impl std::ops::Deref for Ran {
     }
 }
 
-fn run(ix: &Index, st: &mut ShardState, json: &str) -> Ran {
+pub(super) fn run(ix: &Index, st: &mut ShardState, json: &str) -> Ran {
     let req = decode_json(json.as_bytes()).unwrap();
     let d = decide(ix, st, &req, &cfg(), Now::at(NOON));
     Ran {
@@ -126,7 +126,7 @@ pub(super) fn banner(extra: &str) -> String {
     )
 }
 
-fn winner(d: &Ran) -> Option<(String, f64)> {
+pub(super) fn winner(d: &Ran) -> Option<(String, f64)> {
     d.response
         .as_ref()
         .map(|r| (r.seatbid[0].bid[0].cid.clone(), r.seatbid[0].bid[0].price))

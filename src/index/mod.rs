@@ -221,6 +221,12 @@ pub struct Index {
     pub app_bundle: HashMap<String, Bitset>,
     /// Campaigns by buyer seat, for `wseat` / `bseat`.
     pub seat: HashMap<String, Bitset>,
+    /// Campaigns that need a complete supply chain (`None`: no campaign does).
+    pub schain_required: Option<Bitset>,
+    /// Campaigns by the seller (`asi:sid`, `asi` lower-case) they block.
+    pub seller_block: HashMap<String, Bitset>,
+    /// Campaigns by the seller system or business domain (lower-case) they block.
+    pub seller_domain_block: HashMap<String, Bitset>,
     /// Per-campaign data the auction reads for every candidate, packed
     /// together so candidate scans stay in cache.
     pub hot: Vec<Hot>,
@@ -243,6 +249,13 @@ pub fn norm_upper(s: &str) -> String {
 pub fn norm_domain(s: &str) -> String {
     let s = s.trim().to_ascii_lowercase();
     s.strip_prefix("www.").map(str::to_string).unwrap_or(s)
+}
+/// A seller as `asi:sid`, the system's domain lower-case, the id as is.
+pub fn seller_key(s: &str) -> String {
+    match s.split_once(':') {
+        Some((asi, sid)) => format!("{}:{}", norm_domain(asi), sid.trim()),
+        None => s.trim().to_string(),
+    }
 }
 fn same(s: &str) -> String {
     s.to_string()
@@ -308,6 +321,9 @@ impl Index {
             adomain: HashMap::new(),
             app_bundle: HashMap::new(),
             seat: HashMap::new(),
+            schain_required: None,
+            seller_block: HashMap::new(),
+            seller_domain_block: HashMap::new(),
             hot: Vec::with_capacity(n),
             campaigns: Vec::new(),
             at: Vec::new(),
@@ -351,6 +367,17 @@ impl Index {
                 post(&mut ix.app_bundle, b.clone());
             }
             post(&mut ix.seat, c.seat.clone());
+            if t.require_complete_schain {
+                ix.schain_required
+                    .get_or_insert_with(|| Bitset::new(n))
+                    .set(pos);
+            }
+            for s in &t.blocked_sellers {
+                post(&mut ix.seller_block, seller_key(s));
+            }
+            for d in &t.blocked_seller_domains {
+                post(&mut ix.seller_domain_block, norm_domain(d));
+            }
             ix.cattax
                 .entry(c.cattax)
                 .or_insert_with(|| Bitset::new(n))
@@ -483,6 +510,14 @@ fn validate(c: &Campaign) -> Result<(), IndexError> {
         if f.max == 0 || f.window_secs == 0 {
             return bad("frequency_cap.max and window_secs must be positive");
         }
+    }
+    if let Some(s) = c.targeting.blocked_sellers.iter().find(|s| {
+        !s.split_once(':')
+            .is_some_and(|(a, b)| !a.trim().is_empty() && !b.trim().is_empty())
+    }) {
+        return bad(&format!(
+            "targeting.blocked_sellers: {s:?} is not asi:sid (e.g. \"exchange.com:1234\")"
+        ));
     }
     for d in &c.targeting.dayparts {
         if d.start_hour >= d.end_hour || d.end_hour > 24 || d.days.iter().any(|&x| x > 6) {

@@ -179,6 +179,19 @@ pub struct Targeting {
     /// Sites, apps or both.
     #[serde(default)]
     pub inventory: Inventory,
+    /// Bid only where the request's supply chain (`source.schain`) is
+    /// complete back to the publisher, every node naming its system and
+    /// seller id.
+    #[serde(default)]
+    pub require_complete_schain: bool,
+    /// Sellers never bought from, as `asi:sid` (the advertising system's
+    /// domain and the seller id in its sellers.json), anywhere in the chain.
+    #[serde(default)]
+    pub blocked_sellers: Vec<String>,
+    /// Advertising systems or seller business domains never bought from,
+    /// anywhere in the chain (a node's `asi` or `domain`).
+    #[serde(default)]
+    pub blocked_seller_domains: Vec<String>,
 }
 
 /// A window of the week: `days` (0 = Monday .. 6 = Sunday), hours

@@ -6,6 +6,7 @@
 //! JSON, so both encodings are held to the same rules.
 
 use super::lenient::Dropped;
+use super::schain::{SChain, SChainNode, Source};
 use super::*;
 use crate::schema::openrtb_capnp as s;
 use capnp::message::{Builder, ReaderOptions};
@@ -249,9 +250,32 @@ pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> 
             us_privacy_opt_out: r.get_us_privacy_opt_out(),
             ..Default::default()
         }),
+        source: source(&r)?,
     };
     req.sanitize()?;
     Ok(req)
+}
+
+fn source(r: &s::bid_request::Reader<'_>) -> Result<Option<Source<'static>>, RequestError> {
+    if !r.has_schain_nodes() {
+        return Ok(None);
+    }
+    let mut nodes = Vec::new();
+    for n in r.get_schain_nodes().map_err(bad)?.iter() {
+        nodes.push(SChainNode {
+            asi: text(n.get_asi())?,
+            sid: text(n.get_sid())?,
+            hp: n.get_hp(),
+            domain: text(n.get_domain())?,
+        });
+    }
+    Ok(Some(Source {
+        schain: Some(SChain {
+            complete: r.get_schain_complete(),
+            nodes,
+        }),
+        ext: None,
+    }))
 }
 
 fn set_texts<'a>(mut l: capnp::text_list::Builder<'a>, v: &[impl AsRef<str>]) {
@@ -275,6 +299,17 @@ pub fn encode_request(req: &BidRequest<'_>, out: &mut Vec<u8>) {
     let ext = regs.ext.unwrap_or_default();
     r.set_gdpr(regs.gdpr.or(ext.gdpr).unwrap_or(u8::from(regs.gpp_tcf)));
     r.set_us_privacy_opt_out(regs.us_privacy_opt_out || ext.us_privacy_opt_out);
+    if let Some(sc) = req.schain() {
+        r.set_schain_complete(sc.complete);
+        let mut nl = r.reborrow().init_schain_nodes(sc.nodes.len() as u32);
+        for (j, n) in sc.nodes.iter().enumerate() {
+            let mut x = nl.reborrow().get(j as u32);
+            x.set_asi(n.asi.as_ref());
+            x.set_sid(n.sid.as_ref());
+            x.set_hp(n.hp);
+            x.set_domain(n.domain.as_ref());
+        }
+    }
     set_texts(r.reborrow().init_wseat(req.wseat.len() as u32), &req.wseat);
     set_texts(r.reborrow().init_bseat(req.bseat.len() as u32), &req.bseat);
     set_texts(r.reborrow().init_cur(req.cur.len() as u32), &req.cur);
@@ -532,6 +567,55 @@ mod tests {
                 b.device.as_ref().map(|d| d.os.clone())
             );
         }
+    }
+
+    #[test]
+    fn corpus_media_and_supply_chain_roundtrip() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name == "expect.json" || !name.ends_with(".json") {
+                continue;
+            }
+            let body = std::fs::read(&p).unwrap();
+            let a = decode_json(&body).unwrap();
+            let mut wire = Vec::new();
+            encode_request(&a, &mut wire);
+            let b = decode_request(&wire).unwrap();
+            assert_eq!(a.imp.len(), b.imp.len(), "{name}");
+            for (x, y) in a.imp.iter().zip(&b.imp) {
+                let spec = |i: &Imp<'_>| i.native.as_ref().and_then(|n| n.spec.clone());
+                assert_eq!(spec(x), spec(y), "{name}: native");
+                let audio = |i: &Imp<'_>| {
+                    i.audio
+                        .as_ref()
+                        .map(|a| (a.protocols.clone(), a.mimes.join(","), a.minduration))
+                };
+                assert_eq!(audio(x), audio(y), "{name}: audio");
+                let video = |i: &Imp<'_>| {
+                    i.video
+                        .as_ref()
+                        .map(|v| (v.protocols.clone(), v.rqddurs.clone(), v.plcmt()))
+                };
+                assert_eq!(video(x), video(y), "{name}: video");
+                assert_eq!(x.secure, y.secure, "{name}: secure");
+            }
+            let chain = |r: &BidRequest<'_>| {
+                r.schain().map(|c| {
+                    let nodes: Vec<String> = c
+                        .nodes
+                        .iter()
+                        .map(|n| format!("{}:{}", n.asi, n.sid))
+                        .collect();
+                    (c.is_complete(), nodes)
+                })
+            };
+            assert_eq!(chain(&a), chain(&b), "{name}: schain");
+            n += 1;
+        }
+        assert!(n >= 20);
     }
 
     #[test]

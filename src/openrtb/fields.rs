@@ -2,6 +2,7 @@
 //! when the value cannot be used (see [`super::lenient`]).
 
 use super::lenient::{self, Dropped as X, Got};
+use super::schain::{SChain, SChainNode, Source, SourceExt};
 use super::{
     App, Audio, Banner, Data, Deal, Device, Format, Geo, Imp, Native, Pmp, Publisher, Regs,
     RegsExt, Segment, Site, User, Video,
@@ -86,6 +87,7 @@ num_or_zero! {
     format_size: u32 => BannerFormat;
     private_auction: u8 => Pmp;
     coppa: u8 => Regs;
+    schain_flag: u8 => Source;
 }
 
 string! {
@@ -100,6 +102,7 @@ string! {
     device_str => DeviceStrings;
     geo_str => Geo;
     user_id => UserIds;
+    schain_str => Source;
     data_str => UserData;
 }
 
@@ -124,6 +127,9 @@ object! {
     pmp: Pmp => Pmp;
     publisher: Publisher => Publisher;
     geo: Geo => Geo;
+    source: Source => Source;
+    source_ext: SourceExt => Source;
+    schain: SChain => Source;
 }
 
 objects! {
@@ -131,6 +137,7 @@ objects! {
     deals: Deal => Deal;
     data: Data => UserData;
     segments: Segment => UserData;
+    schain_nodes: SChainNode => Source;
 }
 
 /// Auction type; unusable: second price, the default.

@@ -77,6 +77,7 @@ fields! {
     User => "user",
     UserIds => "user.id|buyeruid",
     UserData => "user.data",
+    Source => "source.schain|ext.schain",
     Regs => "regs",
     Privacy => "regs.gdpr|us_privacy|gpp_sid|ext, device.lmt|dnt",
 }

@@ -8,21 +8,26 @@
 //! This module knows the wire format only; it never touches the campaign
 //! index and does no I/O.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::borrow::Cow;
 
 pub mod capnp_codec;
 mod fields;
 mod json;
 pub mod lenient;
+mod media;
 pub mod native;
 mod privacy;
+mod response;
+pub mod schain;
 
 use fields as f;
 
 pub use json::{decode_json, encode_json, JsonDecoder};
+pub use media::{Audio, Banner, Format, Native, Video};
 pub use native::NativeSpec;
 pub use privacy::{Contextual, Regs, RegsExt};
+pub use response::{Bid, BidResponse, SeatBid};
 
 /// A string from the request: borrowed from the body unless it had escapes.
 /// (Fields spell out `Cow<'a, str>`: serde's `borrow` recognises that type by
@@ -85,6 +90,9 @@ pub struct BidRequest<'a> {
     /// Regulations.
     #[serde(default, deserialize_with = "f::regs")]
     pub regs: Option<Regs>,
+    /// Source of the request: the supply chain.
+    #[serde(borrow, default, deserialize_with = "f::source")]
+    pub source: Option<schain::Source<'a>>,
 }
 
 fn second_price() -> u16 {
@@ -138,126 +146,6 @@ impl Imp<'_> {
 
 fn usd<'a>() -> Cow<'a, str> {
     Cow::Borrowed("USD")
-}
-
-/// Banner (3.2.6).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Banner<'a> {
-    /// Width.
-    #[serde(default, deserialize_with = "f::banner_size")]
-    pub w: Option<u32>,
-    /// Height.
-    #[serde(default, deserialize_with = "f::banner_size")]
-    pub h: Option<u32>,
-    /// Allowed sizes.
-    #[serde(default, deserialize_with = "f::formats")]
-    pub format: Vec<Format>,
-    /// Position.
-    #[serde(default, deserialize_with = "f::pos")]
-    pub pos: Option<u8>,
-    /// Banner id.
-    #[serde(borrow, default, deserialize_with = "f::banner_id")]
-    pub id: Cow<'a, str>,
-}
-
-/// One allowed size (3.2.10).
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-pub struct Format {
-    /// Width.
-    #[serde(default, deserialize_with = "f::format_size")]
-    pub w: u32,
-    /// Height.
-    #[serde(default, deserialize_with = "f::format_size")]
-    pub h: u32,
-}
-
-/// Video (3.2.7).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Video<'a> {
-    /// Accepted MIME types.
-    #[serde(borrow, default, deserialize_with = "f::mimes")]
-    pub mimes: Vec<Cow<'a, str>>,
-    /// Player width.
-    #[serde(default, deserialize_with = "f::video_size")]
-    pub w: Option<u32>,
-    /// Player height.
-    #[serde(default, deserialize_with = "f::video_size")]
-    pub h: Option<u32>,
-    /// Minimum duration, seconds.
-    #[serde(default, deserialize_with = "f::duration")]
-    pub minduration: Option<u32>,
-    /// Maximum duration, seconds.
-    #[serde(default, deserialize_with = "f::duration")]
-    pub maxduration: Option<u32>,
-    /// Supported VAST protocols (list 5.8).
-    #[serde(default, deserialize_with = "f::protocols")]
-    pub protocols: Vec<u8>,
-    /// The one protocol of 2.2-era requests (deprecated; read into
-    /// `protocols` when that is empty).
-    #[serde(default, deserialize_with = "f::protocol")]
-    pub protocol: Option<u8>,
-    /// Exact durations allowed, seconds (2.6; instead of min/max).
-    #[serde(default, deserialize_with = "f::rqddurs")]
-    pub rqddurs: Vec<u32>,
-    /// Placement (2.5 list 5.9: 1 in-stream, 2 in-banner, 3 in-article,
-    /// 4 in-feed, 5 interstitial/slider/floating).
-    #[serde(default, deserialize_with = "f::placement")]
-    pub placement: Option<u8>,
-    /// Placement (2.6 `plcmt`: 1 instream, 2 accompanying content, 3
-    /// interstitial, 4 no content / standalone); wins over `placement`.
-    #[serde(default, deserialize_with = "f::placement")]
-    pub plcmt: Option<u8>,
-}
-
-impl Video<'_> {
-    /// The 2.6 placement: `plcmt`, else `placement` mapped as the 2.6
-    /// guidance maps it (in-stream 1 -> 1, interstitial 5 -> 3, in-banner,
-    /// in-article and in-feed -> 4 no content / standalone).
-    pub fn plcmt(&self) -> Option<u8> {
-        self.plcmt.or(match self.placement? {
-            1 => Some(1),
-            2..=4 => Some(4),
-            5 => Some(3),
-            _ => None,
-        })
-    }
-}
-
-/// Audio (3.2.8).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Audio<'a> {
-    /// Accepted MIME types.
-    #[serde(borrow, default, deserialize_with = "f::audio_mimes")]
-    pub mimes: Vec<Cow<'a, str>>,
-    /// Minimum duration, seconds.
-    #[serde(default, deserialize_with = "f::audio_duration")]
-    pub minduration: Option<u32>,
-    /// Maximum duration, seconds.
-    #[serde(default, deserialize_with = "f::audio_duration")]
-    pub maxduration: Option<u32>,
-    /// Exact durations allowed, seconds (2.6).
-    #[serde(default, deserialize_with = "f::audio_rqddurs")]
-    pub rqddurs: Vec<u32>,
-    /// Supported protocols (VAST and DAAST, list 5.8).
-    #[serde(default, deserialize_with = "f::audio_protocols")]
-    pub protocols: Vec<u8>,
-}
-
-/// Native (3.2.9).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Native<'a> {
-    /// The native request as sent: a JSON string decoded, or an object
-    /// (some exchanges send one). Read into [`Native::spec`] by
-    /// [`BidRequest::sanitize`], once `ver` is known too.
-    #[serde(default, deserialize_with = "f::native_request")]
-    pub request: Option<serde_json::Value>,
-    /// Native spec version.
-    #[serde(borrow, default, deserialize_with = "f::native_ver")]
-    pub ver: Option<Cow<'a, str>>,
-    /// The request's assets and trackers; `None` until sanitized (an
-    /// impression whose native request is unusable loses its native offer).
-    #[serde(skip)]
-    pub spec: Option<NativeSpec>,
 }
 
 /// Private marketplace (3.2.11).
@@ -424,114 +312,6 @@ pub struct Segment<'a> {
     pub id: Cow<'a, str>,
 }
 
-/// Bid response (4.2.1). Borrows what it echoes from the request and the
-/// campaign index (no copies on the bid path); `into_owned` detaches it.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct BidResponse<'a> {
-    /// Echo of the request id.
-    pub id: Cow<'a, str>,
-    /// One seatbid per seat.
-    pub seatbid: Vec<SeatBid<'a>>,
-    /// Our id for this response.
-    pub bidid: Cow<'a, str>,
-    /// Currency of all prices.
-    pub cur: Cow<'a, str>,
-}
-
-/// Seat bid (4.2.2).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct SeatBid<'a> {
-    /// Buyer seat.
-    pub seat: Cow<'a, str>,
-    /// Bids.
-    pub bid: Vec<Bid<'a>>,
-}
-
-/// Bid (4.2.3).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Bid<'a> {
-    /// Bid id.
-    pub id: Cow<'a, str>,
-    /// Impression bid on.
-    pub impid: Cow<'a, str>,
-    /// CPM price.
-    pub price: f64,
-    /// Win notice URL (carries `${AUCTION_PRICE}`).
-    pub nurl: String,
-    /// Billing notice URL (carries `${AUCTION_PRICE}`).
-    pub burl: String,
-    /// Loss notice URL (carries `${AUCTION_LOSS}`).
-    pub lurl: String,
-    /// Markup: banner HTML, VAST XML or native JSON.
-    pub adm: String,
-    /// Advertiser domains.
-    pub adomain: Cow<'a, [String]>,
-    /// Campaign id.
-    pub cid: String,
-    /// Creative id.
-    pub crid: Cow<'a, str>,
-    /// Creative categories.
-    pub cat: Cow<'a, [String]>,
-    /// Taxonomy of `cat` (2.6).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cattax: Option<u16>,
-    /// Width.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub w: Option<u32>,
-    /// Height.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub h: Option<u32>,
-    /// Deal id, when bidding on a deal.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dealid: Option<Cow<'a, str>>,
-    /// Markup type (2.6): 1 banner, 2 video, 3 audio, 4 native.
-    pub mtype: u8,
-}
-
-fn owned<T: ?Sized + ToOwned>(c: Cow<'_, T>) -> Cow<'static, T> {
-    Cow::Owned(c.into_owned())
-}
-
-impl BidResponse<'_> {
-    /// The same response, owning all of its data.
-    pub fn into_owned(self) -> BidResponse<'static> {
-        BidResponse {
-            id: owned(self.id),
-            bidid: owned(self.bidid),
-            cur: owned(self.cur),
-            seatbid: self
-                .seatbid
-                .into_iter()
-                .map(|s| SeatBid {
-                    seat: owned(s.seat),
-                    bid: s
-                        .bid
-                        .into_iter()
-                        .map(|b| Bid {
-                            id: owned(b.id),
-                            impid: owned(b.impid),
-                            adomain: owned(b.adomain),
-                            crid: owned(b.crid),
-                            cat: owned(b.cat),
-                            dealid: b.dealid.map(owned),
-                            price: b.price,
-                            nurl: b.nurl,
-                            burl: b.burl,
-                            lurl: b.lurl,
-                            adm: b.adm,
-                            cid: b.cid,
-                            cattax: b.cattax,
-                            w: b.w,
-                            h: b.h,
-                            mtype: b.mtype,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }
-    }
-}
-
 /// A request that is well-formed JSON but breaks the spec, or is not JSON.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
@@ -634,6 +414,11 @@ impl BidRequest<'_> {
             i += 1;
         }
         Ok(())
+    }
+
+    /// The supply chain, from either location.
+    pub fn schain(&self) -> Option<&schain::SChain<'_>> {
+        self.source.as_ref().and_then(|s| s.chain())
     }
 
     /// Content categories of the site or app.
