@@ -27,6 +27,9 @@ struct BidRequest {
   # source.schain (or the 2.5 source.ext.schain); no nodes = absent.
   schainComplete @19 :UInt8;
   schainNodes @20 :List(SChainNode);
+  # IAB TCF v2 TC string (user.consent or user.ext.consent) and GPP string.
+  consent @21 :Text;
+  gpp @22 :Text;
 }
 
 struct SChainNode {

@@ -263,9 +263,9 @@ fn decide_inner(
         return d;
     };
     let usd_per_cur = ix.currencies.get(&cur).copied().unwrap_or(1.0);
-    // COPPA, GDPR (consent is not decoded), a US Privacy opt-out, lmt or
-    // dnt: contextual only (no user id for caps or events, no segments).
-    d.contextual = req.contextual();
+    // COPPA, GDPR without our vendor's consent, a US Privacy or GPP opt-out,
+    // lmt or dnt: contextual only (no user id for caps or events, no segments).
+    d.contextual = req.contextual(cfg.tcf_vendor_id);
     let contextual = d.contextual.is_some();
     let user = req.user.as_ref().and_then(|u| {
         let id = if u.id.is_empty() { &u.buyeruid } else { &u.id };
@@ -351,6 +351,8 @@ pub fn node_id() -> u64 {
 
 #[cfg(test)]
 mod money_tests;
+#[cfg(test)]
+mod privacy_tests;
 #[cfg(test)]
 mod supply_tests;
 #[cfg(test)]

@@ -79,7 +79,7 @@ pub(super) const NOON: u64 = 1_795_392_000 + 12 * 3600;
 
 /// A decision and the bid response rendered from it.
 pub(super) struct Ran {
-    response: Option<crate::openrtb::BidResponse<'static>>,
+    pub(super) response: Option<crate::openrtb::BidResponse<'static>>,
     d: Decision,
 }
 
@@ -100,7 +100,13 @@ pub(super) fn run(ix: &Index, st: &mut ShardState, json: &str) -> Ran {
 }
 
 /// `decide` and the response rendered from its decision.
-fn ran(ix: &Index, st: &mut ShardState, req: &BidRequest<'_>, cfg: &BidderConfig, now: Now) -> Ran {
+pub(super) fn ran(
+    ix: &Index,
+    st: &mut ShardState,
+    req: &BidRequest<'_>,
+    cfg: &BidderConfig,
+    now: Now,
+) -> Ran {
     ran_with(ix, st, req, cfg, now, None)
 }
 
@@ -399,7 +405,7 @@ fn tmax_and_sizes() {
     );
 }
 
-const TARGETED: &str = r#"
+pub(super) const TARGETED: &str = r#"
 [[campaign]]
 id = 10
 name = "targeted"

@@ -273,6 +273,10 @@ pub struct BidderConfig {
     /// Answer a no-bid with 200 `{"id":..,"nbr":code}` (the OpenRTB no-bid
     /// reason) instead of an empty 204, for exchanges that ask for it.
     pub nbr: bool,
+    /// Our IAB TCF v2 vendor id (Global Vendor List). Under GDPR a user id
+    /// and segments are used only with this vendor's consent and consent
+    /// to purposes 1, 3 and 4 in the request's TC string; 0 (unset): never.
+    pub tcf_vendor_id: u16,
 }
 
 /// Shortest notice key accepted, in bytes.
@@ -348,6 +352,7 @@ impl Default for BidderConfig {
             hold_ms: 5_000,
             secure_url: String::new(),
             nbr: false,
+            tcf_vendor_id: 0,
         }
     }
 }

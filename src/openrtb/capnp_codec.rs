@@ -223,9 +223,19 @@ pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> 
             } else {
                 None
             },
+            ..Default::default()
         })
     } else {
         None
+    };
+    let consent = text(r.get_consent())?;
+    let user = match user {
+        _ if consent.is_empty() => user,
+        Some(u) => Some(User { consent, ..u }),
+        None => Some(User {
+            consent,
+            ..Default::default()
+        }),
     };
     let mut req = BidRequest {
         id: text(r.get_id())?,
@@ -248,9 +258,11 @@ pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> 
             coppa: r.get_coppa(),
             gdpr: (r.get_gdpr() != 0).then_some(r.get_gdpr()),
             us_privacy_opt_out: r.get_us_privacy_opt_out(),
+            gpp: text(r.get_gpp())?.into_owned(),
             ..Default::default()
         }),
         source: source(&r)?,
+        consent: Default::default(),
     };
     req.sanitize()?;
     Ok(req)
@@ -293,9 +305,18 @@ pub fn encode_request(req: &BidRequest<'_>, out: &mut Vec<u8>) {
     r.set_at(req.at);
     r.set_tmax(req.tmax.unwrap_or(0));
     r.set_cattax(req.cattax.unwrap_or(0));
-    r.set_coppa(req.regs.map_or(0, |x| x.coppa));
+    r.set_coppa(req.regs.as_ref().map_or(0, |x| x.coppa));
     // The 2.5 `ext` locations travel in the 2.6 fields.
-    let regs = req.regs.unwrap_or_default();
+    let regs = req.regs.clone().unwrap_or_default();
+    r.set_gpp(regs.gpp.as_str());
+    if let Some(u) = &req.user {
+        let ext = u.ext.as_ref().map_or("", |e| &e.consent);
+        r.set_consent(if u.consent.is_empty() {
+            ext
+        } else {
+            &u.consent
+        });
+    }
     let ext = regs.ext.unwrap_or_default();
     r.set_gdpr(regs.gdpr.or(ext.gdpr).unwrap_or(u8::from(regs.gpp_tcf)));
     r.set_us_privacy_opt_out(regs.us_privacy_opt_out || ext.us_privacy_opt_out);

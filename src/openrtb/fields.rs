@@ -5,7 +5,7 @@ use super::lenient::{self, Dropped as X, Got};
 use super::schain::{SChain, SChainNode, Source, SourceExt};
 use super::{
     App, Audio, Banner, Data, Deal, Device, Format, Geo, Imp, Native, Pmp, Publisher, Regs,
-    RegsExt, Segment, Site, User, Video,
+    RegsExt, Segment, Site, User, UserExt, Video,
 };
 use serde::Deserializer;
 use std::borrow::Cow;
@@ -102,6 +102,7 @@ string! {
     device_str => DeviceStrings;
     geo_str => Geo;
     user_id => UserIds;
+    consent => Consent;
     schain_str => Source;
     data_str => UserData;
 }
@@ -120,6 +121,7 @@ object! {
     app: App => App;
     device: Device => Device;
     user: User => User;
+    user_ext: UserExt => User;
     banner: Banner => ImpMedia;
     video: Video => ImpMedia;
     native: Native => ImpMedia;
@@ -260,6 +262,14 @@ pub(super) fn us_privacy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Err
 /// GPP section ids: whether they include the EU TCF v2 section (2).
 pub(super) fn gpp_tcf<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     Ok(lenient::nums::<D, u16>(d, X::Privacy)?.contains(&2))
+}
+
+/// The GPP string (owned: `Regs` is kept apart from the body's lifetime).
+pub(super) fn gpp<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(lenient::string(d)?
+        .keep(X::Consent)
+        .map(Cow::into_owned)
+        .unwrap_or_default())
 }
 
 /// `regs.ext`.

@@ -79,6 +79,7 @@ fields! {
     UserData => "user.data",
     Source => "source.schain|ext.schain",
     Regs => "regs",
+    Consent => "user.consent|ext.consent, regs.gpp",
     Privacy => "regs.gdpr|us_privacy|gpp_sid|ext, device.lmt|dnt",
 }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use std::borrow::Cow;
 
 pub mod capnp_codec;
+pub mod consent;
 mod fields;
 mod json;
 pub mod lenient;
@@ -23,6 +24,7 @@ pub mod schain;
 
 use fields as f;
 
+pub use consent::Consent;
 pub use json::{decode_json, encode_json, JsonDecoder};
 pub use media::{Audio, Banner, Format, Native, Video};
 pub use native::NativeSpec;
@@ -93,6 +95,9 @@ pub struct BidRequest<'a> {
     /// Source of the request: the supply chain.
     #[serde(borrow, default, deserialize_with = "f::source")]
     pub source: Option<schain::Source<'a>>,
+    /// What the consent strings say (read by [`BidRequest::sanitize`]).
+    #[serde(skip)]
+    pub consent: consent::Consent,
 }
 
 fn second_price() -> u16 {
@@ -291,6 +296,20 @@ pub struct User<'a> {
     /// Home geo.
     #[serde(borrow, default, deserialize_with = "f::geo")]
     pub geo: Option<Geo<'a>>,
+    /// IAB TCF v2 consent string (2.6).
+    #[serde(borrow, default, deserialize_with = "f::consent")]
+    pub consent: Cow<'a, str>,
+    /// 2.5 location of the consent string.
+    #[serde(borrow, default, deserialize_with = "f::user_ext")]
+    pub ext: Option<UserExt<'a>>,
+}
+
+/// `user.ext` (OpenRTB 2.5 as Prebid sends it).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UserExt<'a> {
+    /// IAB TCF v2 consent string.
+    #[serde(borrow, default, deserialize_with = "f::consent")]
+    pub consent: Cow<'a, str>,
 }
 
 /// Data provider (3.2.21).
@@ -413,6 +432,7 @@ impl BidRequest<'_> {
             }
             i += 1;
         }
+        self.read_consent();
         Ok(())
     }
 

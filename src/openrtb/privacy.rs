@@ -2,12 +2,13 @@
 //! Prebid uses, and `device.lmt` / `dnt`), and the rule that turns them
 //! into contextual-only bidding.
 
+use super::consent::Consent;
 use super::fields as f;
 use super::BidRequest;
 use serde::Deserialize;
 
 /// Regulations (3.2.3), with the 2.5 `ext` locations Prebid uses.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Regs {
     /// 1 = subject to COPPA.
     #[serde(default, deserialize_with = "f::coppa")]
@@ -23,6 +24,9 @@ pub struct Regs {
     /// TCF v2 section (2).
     #[serde(default, rename = "gpp_sid", deserialize_with = "f::gpp_tcf")]
     pub gpp_tcf: bool,
+    /// The GPP string (2.6), read in [`BidRequest::sanitize`].
+    #[serde(default, deserialize_with = "f::gpp")]
+    pub gpp: String,
     /// 2.5 locations: `regs.ext.gdpr`, `regs.ext.us_privacy`.
     #[serde(default, deserialize_with = "f::regs_ext")]
     pub ext: Option<RegsExt>,
@@ -45,10 +49,12 @@ pub struct RegsExt {
 pub enum Contextual {
     /// `regs.coppa = 1`.
     Coppa,
-    /// `regs.gdpr = 1` (or `ext.gdpr`, or GPP section 2): consent strings
-    /// are not decoded, so none can be relied on.
+    /// `regs.gdpr = 1` (or `ext.gdpr`, or GPP section 2) without TCF
+    /// consent for our vendor and the purposes personalisation needs
+    /// ([`super::consent`]), or with no vendor id configured.
     Gdpr,
-    /// A US Privacy string with the sale opt-out.
+    /// A US Privacy string with the sale opt-out, or a GPP US section with
+    /// a sale, sharing or targeted advertising opt-out.
     UsPrivacy,
     /// `device.lmt = 1` (limit ad tracking).
     Lmt,
@@ -79,17 +85,49 @@ impl Contextual {
 }
 
 impl BidRequest<'_> {
+    /// Whether GDPR applies: `regs.gdpr`, `regs.ext.gdpr`, or GPP section 2
+    /// in force.
+    pub fn gdpr_applies(&self) -> bool {
+        self.regs.as_ref().is_some_and(|r| {
+            r.gdpr == Some(1) || r.ext.is_some_and(|e| e.gdpr == Some(1)) || r.gpp_tcf
+        })
+    }
+
+    /// Reads the consent strings (`user.consent` or `user.ext.consent`, and
+    /// `regs.gpp`) into [`BidRequest::consent`]; one that does not decode
+    /// is noted.
+    pub(super) fn read_consent(&mut self) {
+        let tc = self.user.as_ref().map_or("", |u| {
+            if u.consent.is_empty() {
+                u.ext.as_ref().map_or("", |e| &e.consent)
+            } else {
+                &u.consent
+            }
+        });
+        let gpp = self.regs.as_ref().map_or("", |r| &r.gpp);
+        if tc.is_empty() && gpp.is_empty() {
+            return;
+        }
+        let (c, errors) = Consent::read(tc, gpp);
+        if !errors.is_empty() {
+            super::lenient::note(super::lenient::Dropped::Consent);
+        }
+        self.consent = c;
+    }
+
     /// The first privacy signal that limits this request to contextual
-    /// bidding, if any.
-    pub fn contextual(&self) -> Option<Contextual> {
-        let r = self.regs.unwrap_or_default();
+    /// bidding, if any. `tcf_vendor` is our IAB TCF vendor id (0: none, so
+    /// no GDPR consent can be ours).
+    pub fn contextual(&self, tcf_vendor: u16) -> Option<Contextual> {
+        let none = Regs::default();
+        let r = self.regs.as_ref().unwrap_or(&none);
         let ext = r.ext.unwrap_or_default();
         let d = self.device.as_ref();
         if r.coppa == 1 {
             Some(Contextual::Coppa)
-        } else if r.gdpr == Some(1) || ext.gdpr == Some(1) || r.gpp_tcf {
+        } else if self.gdpr_applies() && !(tcf_vendor != 0 && self.consent.tcf_allows(tcf_vendor)) {
             Some(Contextual::Gdpr)
-        } else if r.us_privacy_opt_out || ext.us_privacy_opt_out {
+        } else if r.us_privacy_opt_out || ext.us_privacy_opt_out || self.consent.us_opt_out {
             Some(Contextual::UsPrivacy)
         } else if d.is_some_and(|d| d.lmt == Some(1)) {
             Some(Contextual::Lmt)

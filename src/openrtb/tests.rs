@@ -270,3 +270,23 @@ fn deep_nesting_is_decoded_without_recursing_to_a_crash() {
         same_as_reference(body.as_bytes());
     }
 }
+
+#[test]
+fn consent_strings_that_do_not_decode_are_noted() {
+    let (r, log) = lenient(
+        r#"{"id":"a","imp":[{"id":"1","banner":{}}],"regs":{"gdpr":1,"gpp":"nope","gpp_sid":[2]},"user":{"consent":"BOgus"}}"#,
+    );
+    assert_eq!(log, vec!["user.consent|ext.consent, regs.gpp"]);
+    assert!(r.consent.tcf.is_none());
+    let tc = crate::testkit::tcf::Tc {
+        purposes: vec![1, 3, 4],
+        vendors: vec![9],
+        restrictions: vec![],
+    }
+    .encode();
+    let (r, log) = lenient(&format!(
+        r#"{{"id":"a","imp":[{{"id":"1","banner":{{}}}}],"regs":{{"gdpr":1}},"user":{{"ext":{{"consent":"{tc}"}}}}}}"#
+    ));
+    assert!(log.is_empty(), "{log:?}");
+    assert!(r.consent.tcf_allows(9));
+}

@@ -8,6 +8,7 @@
 //! - [`cassandra`]: a real Cassandra node (deploy/cassandra/cassandra.sh).
 //! - [`events`]: event builders.
 //! - [`process`]: `adshard serve` as a child process.
+//! - [`tcf`]: TCF v2 consent strings with chosen purposes and vendors.
 //! - here: scraping `/metrics`, waiting for a condition, the clock.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
@@ -15,6 +16,7 @@ pub mod cassandra;
 pub mod events;
 pub mod fixtures;
 pub mod process;
+pub mod tcf;
 pub mod wire;
 
 pub use wire::*;
