@@ -21,8 +21,9 @@ fn scoring_reloads_and_refuses_corrupt_models() {
         model.to_str().unwrap()
     ));
     let a = app.local_addr();
-    // The native fixture reaches the CPC native campaign (1003): it is scored.
-    let body = fixtures::read("bid-request-2.5_native-ad.json");
+    // The native example (with its assets) reaches the CPC native campaign
+    // (1003): it is scored.
+    let body = fixtures::corpus("native-1.0_iab-2.5-example-with-assets.json");
     let mut r = Reader::new(connect(a));
     let bid = |r: &mut Reader| {
         r.send(format!("POST /openrtb2/bid HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
@@ -148,7 +149,7 @@ fn scored_bids_never_exceed_their_cap() {
     );
     // The native fixture reaches campaign 1003 ($0.80 CPC, expected_ctr
     // 0.004, no max_cpm): at most 9.6 CPM where it bid 142 uncalibrated.
-    let native = fixtures::read("bid-request-2.5_native-ad.json");
+    let native = fixtures::corpus("native-1.0_iab-2.5-example-with-assets.json");
     let req = adshard::openrtb::decode_json(&native).unwrap();
     let d = decide_with(
         &embedded,

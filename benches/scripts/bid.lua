@@ -10,7 +10,8 @@
 local dir = os.getenv("FIXTURES") or "tests/fixtures/openrtb"
 local names = {
   "bid-request-2.5_expandable-creative.json", "bid-request-2.5_mobile.json",
-  "bid-request-2.5_native-ad.json", "bid-request-2.5_pmp-with-direct-deal.json",
+  -- The IAB native example elides its assets; the corpus copy has them.
+  "../corpus/native-1.0_iab-2.5-example-with-assets.json", "bid-request-2.5_pmp-with-direct-deal.json",
   "bid-request-2.5_simple-banner.json", "bid-request-2.5_video.json",
   "bid-request-2.6_expandable-creative.json", "bid-request-2.6_mobile.json",
   "bid-request-2.6_pmp-with-direct-deal.json", "bid-request-2.6_simple-banner.json",

@@ -31,6 +31,11 @@ pub fn read(name: &str) -> Vec<u8> {
     std::fs::read(format!("{DIR}/{name}")).unwrap()
 }
 
+/// One request of the corpus (tests/fixtures/corpus) by file name.
+pub fn corpus(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/corpus/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
 /// The simple banner request (2.5), the one most wire tests send.
 pub fn simple_banner() -> Vec<u8> {
     read("bid-request-2.5_simple-banner.json")
