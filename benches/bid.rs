@@ -295,6 +295,49 @@ fn print_row(name: &str, h: &hdrhistogram::Histogram<u64>, bid: &str) {
     );
 }
 
+/// The invalid-traffic check of one bid request that passes (the common
+/// case, every check run): a browser user agent, a public IP, a user id;
+/// 256 IPs and users cycled so the rate table is not one hot slot. And the
+/// same request from a crawler (stops at the user agent).
+fn bench_ivt(c: &mut Criterion) {
+    use adshard::quality::{Checker, Lists};
+    let lists = Lists::shipped();
+    let cfg = adshard::config::IvtConfig {
+        max_per_ip: u32::MAX,
+        max_per_device: u32::MAX,
+        ..Default::default()
+    };
+    let mut checker = Checker::new(&cfg);
+    let bodies: Vec<String> = (0..256)
+        .map(|i| {
+            format!(
+                r#"{{"id":"r","imp":[{{"id":"1","banner":{{"w":300,"h":250}}}}],"site":{{"domain":"news.example"}},"device":{{"ua":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36","ip":"81.2.{}.{}"}},"user":{{"id":"user-{i}"}}}}"#,
+                i / 16,
+                i % 16 + 1
+            )
+        })
+        .collect();
+    let reqs: Vec<_> = bodies
+        .iter()
+        .map(|b| adshard::openrtb::decode_json(b.as_bytes()).unwrap())
+        .collect();
+    let bot_body = bodies[0].replace("Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "Mozilla/5.0 (compatible; AhrefsBot/7.0)");
+    let bot = adshard::openrtb::decode_json(bot_body.as_bytes()).unwrap();
+    let mut g = c.benchmark_group("ivt");
+    let mut i = 0u64;
+    g.bench_function("check/browser_public_ip", |b| {
+        b.iter(|| {
+            i += 1;
+            let r = &reqs[(i & 255) as usize];
+            checker.check(&lists, black_box(r), 1_800_000_000_000 + i)
+        })
+    });
+    g.bench_function("check/crawler", |b| {
+        b.iter(|| checker.check(&lists, black_box(&bot), 1_800_000_000_000))
+    });
+    g.finish();
+}
+
 fn main() {
     let ix = Index::build(synth::campaigns(10_000, 1), 1).unwrap();
     let big = Index::build(synth::campaigns(100_000, 1), 1).unwrap();
@@ -306,6 +349,7 @@ fn main() {
     bench_decide(&mut c, &big);
     bench_json(&mut c, &ix);
     bench_signing(&mut c);
+    bench_ivt(&mut c);
     bench_build(&mut c);
     c.final_summary();
     // `cargo bench` passes --bench; `cargo test --benches` (test mode) does not.

@@ -1,5 +1,5 @@
 # Events that leave a shard through its sink (bid, win, bill, loss,
-# impression, click). Framed with the standard capnp stream framing in the
+# impression, click, invalid click). Framed with the standard capnp stream framing in the
 # spool file. Event ids make storage and replay idempotent.
 @0xe2c0e87839cca6c7;
 
@@ -10,6 +10,7 @@ enum EventKind {
   loss @3;
   impression @4;
   click @5;
+  invalidClick @6;
 }
 
 struct Event {

@@ -139,6 +139,8 @@ struct Device {
   # 1 = limit ad tracking / do not track.
   lmt @8 :UInt8;
   dnt @9 :UInt8;
+  ipv6 @10 :Text;
+  ifa @11 :Text;
 }
 
 struct User {

@@ -12,6 +12,9 @@
 //! - [`adserve`]: decisions, synchronous and pure: shard state (budget
 //!   slices, pacing, frequency), targeting, the auction and pricing, markup,
 //!   notices.
+//! - [`quality`]: invalid traffic (bots, reserved and data-centre IPs,
+//!   device signals, request rates) and click validation; per-campaign
+//!   hourly reports.
 //! - [`openrtb`]: OpenRTB 2.5/2.6 types, validation, JSON and Cap'n Proto
 //!   codecs.
 //! - [`http`]: HTTP/1.1 bytes only: head parser, framing, the socket-free
@@ -39,6 +42,7 @@ pub mod index;
 pub mod metrics;
 pub mod openrtb;
 pub mod prom;
+pub mod quality;
 pub mod schema;
 pub mod scoring;
 pub mod shard;

@@ -12,6 +12,8 @@ use crate::events::Kind;
 use crate::http::HttpError;
 use crate::openrtb::lenient::Dropped;
 use crate::openrtb::Contextual;
+use crate::quality::clicks::InvalidClick;
+use crate::quality::Ivt;
 use crate::prom::family;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -57,6 +59,12 @@ pub const REQUEST_DROPS: [&str; Dropped::ALL.len()] = labels!(Dropped);
 /// signals that limit a request to contextual bidding.
 pub const CONTEXTUAL: [&str; Contextual::ALL.len()] = labels!(Contextual);
 
+/// Labels of `adshard_ivt_requests_total{reason}`: why a bid request was
+/// invalid traffic.
+pub const IVT: [&str; Ivt::ALL.len()] = labels!(Ivt);
+/// Labels of `adshard_invalid_clicks_total{reason}`.
+pub const INVALID_CLICKS: [&str; InvalidClick::ALL.len()] = labels!(InvalidClick);
+
 /// Bumps a single-writer counter. Only the owning shard calls this.
 #[inline]
 pub fn bump(c: &AtomicU64, by: u64) {
@@ -89,6 +97,10 @@ pub struct ShardCounters {
     pub request_drops: [AtomicU64; REQUEST_DROPS.len()],
     /// Bid requests answered contextually only, by privacy signal.
     pub contextual: [AtomicU64; CONTEXTUAL.len()],
+    /// Bid requests refused as invalid traffic, by reason.
+    pub ivt: [AtomicU64; IVT.len()],
+    /// Invalid clicks, by reason.
+    pub invalid_clicks: [AtomicU64; INVALID_CLICKS.len()],
     /// Notices that were duplicates (idempotent no-ops).
     pub duplicate_notices: AtomicU64,
     /// Notices refused, by reason (see [`NOTICE_REJECTS`]).
@@ -133,6 +145,8 @@ impl ShardCounters {
             no_bids: Default::default(),
             request_drops: std::array::from_fn(|_| AtomicU64::new(0)),
             contextual: Default::default(),
+            ivt: Default::default(),
+            invalid_clicks: Default::default(),
             duplicate_notices: AtomicU64::new(0),
             notice_rejects: Default::default(),
             spend_micros: AtomicU64::new(0),
@@ -315,7 +329,7 @@ impl Registry {
             &'static [&'static str],
             fn(&ShardCounters) -> &[AtomicU64],
         );
-        let labeled: [Labeled; 5] = [
+        let labeled: [Labeled; 7] = [
             (
                 "adshard_events_total",
                 "kind",
@@ -350,6 +364,20 @@ impl Registry {
                 "Bid requests answered contextually only (no user id for frequency caps or events, no audience segments), by the privacy signal that required it.",
                 &CONTEXTUAL,
                 |s| &s.contextual,
+            ),
+            (
+                "adshard_ivt_requests_total",
+                "reason",
+                "Bid requests answered without a bid as invalid traffic (GIVT), by reason.",
+                &IVT,
+                |s| &s.ivt,
+            ),
+            (
+                "adshard_invalid_clicks_total",
+                "reason",
+                "Clicks that do not count (never charged, not clicks in reports), by reason.",
+                &INVALID_CLICKS,
+                |s| &s.invalid_clicks,
             ),
         ];
         for (name, label, help, values, get) in labeled {
@@ -518,6 +546,16 @@ impl LocalMetrics {
     /// Counts a bid request answered contextually only.
     pub fn contextual(&self, c: Contextual) {
         bump(&self.counters.contextual[c as usize], 1);
+    }
+
+    /// Counts a bid request refused as invalid traffic.
+    pub fn ivt(&self, why: Ivt) {
+        bump(&self.counters.ivt[why as usize], 1);
+    }
+
+    /// Counts an invalid click.
+    pub fn invalid_click(&self, why: InvalidClick) {
+        bump(&self.counters.invalid_clicks[why as usize], 1);
     }
 
     /// Counts a value dropped from a bid request.

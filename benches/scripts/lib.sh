@@ -7,6 +7,13 @@ need() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
 }
 
+# The IAB examples the benchmarks send carry no device and few IPs: the IVT
+# device check is off, and the rate checks count every request (the table is
+# exercised) against a limit no run reaches. The bot and IP-range checks run.
+export ADSHARD__IVT__REQUIRE_DEVICE=false
+export ADSHARD__IVT__MAX_PER_IP=${IVT_MAX_PER_IP:-4000000000}
+export ADSHARD__IVT__MAX_PER_DEVICE=${IVT_MAX_PER_DEVICE:-4000000000}
+
 # Builds the release binary (BIN) and points CTR scoring at the libonnxruntime
 # deploy/dev.sh extracted; without one, benchmarks run with rule-based pricing
 # and say so.

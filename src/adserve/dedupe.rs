@@ -106,6 +106,19 @@ impl Dedupe {
         }
     }
 
+    /// Whether `key` is remembered (claims nothing). `now` is the current
+    /// Unix hour.
+    pub fn contains(&self, key: u64, now: u64) -> bool {
+        let now = now as u16;
+        let fp = key & !0xffff;
+        let fp = if fp == 0 { 1 << 16 } else { fp };
+        let start = (key as usize) & self.mask;
+        (0..PROBES).any(|k| {
+            let v = self.slots[(start + k) & self.mask].load(Ordering::Acquire);
+            v != 0 && live(v as u16, now) && v & !0xffff == fp
+        })
+    }
+
     /// Forgets a claim (its notice was not recorded and may be retried).
     pub fn release(&self, c: Claim) {
         let _ =

@@ -53,16 +53,20 @@ pub enum NoBid {
     /// A secure impression, and no https base for our URLs
     /// (`bidder.secure_url`).
     Insecure,
+    /// The request is invalid traffic (see `quality`; the response's `nbr`
+    /// names the kind).
+    Ivt,
 }
 
 impl NoBid {
     /// Every reason, in the order of [`NoBid::index`].
-    pub const ALL: [NoBid; 5] = [
+    pub const ALL: [NoBid; 6] = [
         NoBid::NoCandidate,
         NoBid::Filtered,
         NoBid::Tmax,
         NoBid::Currency,
         NoBid::Insecure,
+        NoBid::Ivt,
     ];
 
     /// The reason's metrics label.
@@ -73,6 +77,7 @@ impl NoBid {
             NoBid::Tmax => "tmax",
             NoBid::Currency => "currency",
             NoBid::Insecure => "insecure",
+            NoBid::Ivt => "ivt",
         }
     }
 
@@ -93,6 +98,7 @@ impl NoBid {
             NoBid::NoCandidate => 500,
             NoBid::Filtered => 501,
             NoBid::Insecure => 502,
+            NoBid::Ivt => 4,
         }
     }
 
@@ -101,6 +107,7 @@ impl NoBid {
     /// dropped): 2, invalid request.
     pub fn of_request(why: &[NoBid]) -> u16 {
         [
+            NoBid::Ivt,
             NoBid::Tmax,
             NoBid::Currency,
             NoBid::Insecure,

@@ -16,6 +16,7 @@ use super::signing::{NoticeKeys, Rejected, Signed};
 use super::{event_id, Now, ShardState};
 use crate::events::{Event, Kind};
 use crate::index::Index;
+use crate::quality::clicks::{ImpTimes, InvalidClick};
 
 /// Notices a shard receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +270,9 @@ pub struct NoticeOutcome {
     /// exchange's template, not a loss): ignored, nothing recorded, so the
     /// real loss notice is not taken for a duplicate.
     pub unsubstituted: bool,
+    /// Why a click is invalid (recorded as an invalid click, or, repeated,
+    /// not recorded again).
+    pub invalid_click: Option<InvalidClick>,
 }
 
 /// A decimal price from a notice, or why not.
@@ -285,10 +289,12 @@ fn price(param: &'static str, v: &str) -> Result<f64, NoticeError> {
 
 /// Verifies and prices a notice, de-duplicates it by bid id, and builds
 /// its event and charge (not yet applied).
+#[allow(clippy::too_many_arguments)]
 pub fn notice(
     ix: &Index,
     st: &mut ShardState,
     dedupe: &Dedupe,
+    imps: &ImpTimes,
     keys: &NoticeKeys,
     kind: NoticeKind,
     n: &Notice,
@@ -366,10 +372,33 @@ pub fn notice(
     match dedupe.claim(dedupe::key(kind.event().label(), &n.bid), until, hour) {
         Seen::Again => {
             out.duplicate = true;
+            if kind == NoticeKind::Click {
+                out.invalid_click = Some(InvalidClick::Repeated);
+            }
             return Ok(out);
         }
         Seen::Full => return Err(full()),
         Seen::New(c) => out.claims.push(c),
+    }
+    let now_ms = (now.micros / 1000).max(0) as u64;
+    let bid_key = dedupe::key("imp-time", &n.bid);
+    let mut event_kind = kind.event();
+    match kind {
+        NoticeKind::Imp => imps.record(bid_key, now_ms),
+        NoticeKind::Click => {
+            let imp = dedupe.contains(dedupe::key(Kind::Impression.label(), &n.bid), hour);
+            out.invalid_click = if !imp {
+                Some(InvalidClick::NoImpression)
+            } else if imps.get(bid_key).is_some_and(|t| imps.too_fast(t, now_ms)) {
+                Some(InvalidClick::TooFast)
+            } else {
+                None
+            };
+            if out.invalid_click.is_some() {
+                event_kind = Kind::InvalidClick;
+            }
+        }
+        _ => {}
     }
     let mut spend = 0i64;
     if let (Some(cpm), false) = (charged_cpm, n.test) {
@@ -391,7 +420,7 @@ pub fn notice(
     st.seq += 1;
     out.event = Some(Event {
         id: event_id(st.shard, st.seq, now),
-        kind: kind.event(),
+        kind: event_kind,
         ts_micros: now.micros,
         shard: st.shard,
         auction_id: n.auction.clone(),

@@ -152,6 +152,10 @@ pub struct Deps {
     pub db: Option<Arc<crate::events::db::DbStats>>,
     /// Budgets shared with other nodes, when a database is configured.
     pub fleet: Option<Arc<crate::adserve::fleet::Fleet>>,
+    /// Invalid-traffic lists (bot patterns, IP ranges) and their reloads.
+    pub ivt: Arc<crate::quality::IvtLists>,
+    /// Impression times, for click validation; shared by all shards.
+    pub imps: Arc<crate::quality::clicks::ImpTimes>,
 }
 
 /// The running application: shards plus the index loader.
@@ -289,7 +293,14 @@ impl App {
             }
             None => {}
         }
+        let ivt = crate::quality::IvtLists::start(&cfg.ivt).map_err(|(k, e)| invalid(k, e))?;
+        let imps = Arc::new(crate::quality::clicks::ImpTimes::new(
+            cfg.bidder.dedupe_slots,
+            cfg.ivt.min_click_delay_ms,
+        ));
         let deps = Deps {
+            ivt,
+            imps,
             index,
             dedupe: Arc::new(dedupe),
             keys: Arc::new(keys),

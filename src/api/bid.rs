@@ -39,6 +39,20 @@ impl Api {
             self.no_bid(&br.id, &[adserve::NoBid::Tmax], nbr, tell, resp);
             return;
         }
+        // Invalid traffic: a no-bid naming the kind (`nbr` 3, 4 or 5).
+        let now = Now::wall();
+        let lists = self.deps.ivt.lists.load();
+        let ivt = self
+            .ivt
+            .borrow_mut()
+            .check(&lists, &br, (now.micros / 1000).max(0) as u64);
+        if let Some(why) = ivt {
+            self.metrics.ivt(why);
+            self.metrics
+                .no_bid(adserve::NoBid::Ivt, br.imp.len() as u64);
+            self.no_bid_code(&br.id, why.nbr(), nbr, tell, resp);
+            return;
+        }
         let mut cache = self.index.borrow_mut();
         let ix = cache.load();
         let mut scorer = self.scorer.borrow_mut();
@@ -57,7 +71,7 @@ impl Api {
             &mut self.state.borrow_mut(),
             &br,
             &self.cfg.bidder,
-            Now::wall(),
+            now,
             model,
         );
         self.record(&mut d);
@@ -92,13 +106,25 @@ impl Api {
         tell: Option<&Vec<openrtb::lenient::Dropped>>,
         resp: &mut Response,
     ) {
+        self.no_bid_code(id, adserve::NoBid::of_request(why), nbr, tell, resp);
+    }
+
+    /// A no-bid whose OpenRTB reason is `code`.
+    fn no_bid_code(
+        &self,
+        id: &str,
+        code: u16,
+        nbr: bool,
+        tell: Option<&Vec<openrtb::lenient::Dropped>>,
+        resp: &mut Response,
+    ) {
         if !nbr && tell.is_none() {
             resp.status = 204;
             return;
         }
         let mut body = serde_json::json!({ "id": id, "seatbid": [] });
         if nbr {
-            body["nbr"] = adserve::NoBid::of_request(why).into();
+            body["nbr"] = code.into();
         }
         resp.set(200, "application/json", body.to_string().as_bytes());
         if let Some(d) = tell {

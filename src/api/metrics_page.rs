@@ -24,6 +24,7 @@ impl Api {
         self.shared.registry.render(&mut text);
         self.deps.index.status.load().render(&mut text);
         self.deps.dedupe.render(&mut text);
+        self.deps.ivt.render(&mut text);
         self.deps.restored.render(&mut text);
         SpoolStats::render(&self.deps.spool, &mut text);
         if let Some(db) = &self.deps.db {

@@ -219,6 +219,8 @@ pub struct Api {
     json: RefCell<crate::openrtb::JsonDecoder>,
     /// Where this shard's events go.
     sink: Option<Sink>,
+    /// This shard's invalid-traffic checker (its rate table).
+    ivt: RefCell<crate::quality::Checker>,
 }
 
 impl std::fmt::Debug for Api {
@@ -260,6 +262,7 @@ impl Api {
             load: ctx.load.clone(),
             json: RefCell::default(),
             sink,
+            ivt: RefCell::new(crate::quality::Checker::new(&cfg.ivt)),
             cfg,
         }
     }

@@ -51,6 +51,7 @@ impl Api {
                 ix,
                 &mut self.state.borrow_mut(),
                 &self.deps.dedupe,
+                &self.deps.imps,
                 &self.deps.keys,
                 kind,
                 &n,
@@ -63,6 +64,9 @@ impl Api {
         };
         if out.duplicate {
             bump(&self.metrics.counters.duplicate_notices, 1);
+        }
+        if let Some(why) = out.invalid_click {
+            self.metrics.invalid_click(why);
         }
         if let Some((campaign, micros)) = out.charge {
             self.state.borrow_mut().charge(ix, campaign, micros, now);

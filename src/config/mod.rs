@@ -6,10 +6,12 @@
 //! operator can fix the file without reading code.
 
 mod cores;
+mod quality;
 mod sections;
 mod validate;
 
 pub use cores::{parse_core_spec, CoreSpec, Cores, ShardOverride, ShardSettings};
+pub use quality::IvtConfig;
 pub use sections::*;
 
 use serde::Deserialize;
@@ -107,6 +109,9 @@ pub struct Config {
     /// Budgets shared across nodes through `[events.db]`.
     #[serde(default)]
     pub fleet: FleetConfig,
+    /// Invalid traffic filtering.
+    #[serde(default)]
+    pub ivt: IvtConfig,
 }
 
 impl Config {

@@ -27,6 +27,16 @@ impl Config {
                 "must be between 1 and 1 GiB (0 would refuse every bid request)",
             ));
         }
+        let v = &self.ivt;
+        if v.rate_window_secs == 0 || v.rate_window_secs > 3600 {
+            return Err(invalid("ivt.rate_window_secs", "must be between 1 and 3600"));
+        }
+        if v.rate_slots < 64 || v.rate_slots > 1 << 26 {
+            return Err(invalid("ivt.rate_slots", "must be between 64 and 67108864"));
+        }
+        if v.reload_poll_ms == 0 {
+            return Err(invalid("ivt.reload_poll_ms", "must be positive"));
+        }
         let t = &self.timeouts;
         for (k, v) in [
             ("timeouts.header_read_ms", t.header_read_ms),

@@ -45,20 +45,25 @@ pub enum Kind {
     Impression,
     /// The ad was clicked.
     Click,
+    /// A click that does not count: no impression before it, or too soon
+    /// after it (see `quality::clicks`). Never charged.
+    InvalidClick,
 }
 
 impl Kind {
     /// Every kind, in the order of [`Kind::index`].
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Bid,
         Kind::Win,
         Kind::Bill,
         Kind::Loss,
         Kind::Impression,
         Kind::Click,
+        Kind::InvalidClick,
     ];
 
-    /// The kind's name: `bid`, `win`, `bill`, `loss`, `impression`, `click`.
+    /// The kind's name: `bid`, `win`, `bill`, `loss`, `impression`,
+    /// `click`, `invalid_click`.
     pub const fn label(self) -> &'static str {
         match self {
             Kind::Bid => "bid",
@@ -67,6 +72,7 @@ impl Kind {
             Kind::Loss => "loss",
             Kind::Impression => "impression",
             Kind::Click => "click",
+            Kind::InvalidClick => "invalid_click",
         }
     }
 
@@ -91,7 +97,7 @@ mod kind_tests {
         let labels: Vec<_> = Kind::ALL.iter().map(|k| k.label()).collect();
         assert_eq!(
             labels,
-            ["bid", "win", "bill", "loss", "impression", "click"]
+            ["bid", "win", "bill", "loss", "impression", "click", "invalid_click"]
         );
     }
 }

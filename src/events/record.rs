@@ -76,6 +76,7 @@ fn kind_to_capnp(k: Kind) -> EventKind {
         Kind::Loss => EventKind::Loss,
         Kind::Impression => EventKind::Impression,
         Kind::Click => EventKind::Click,
+        Kind::InvalidClick => EventKind::InvalidClick,
     }
 }
 
@@ -87,6 +88,7 @@ fn kind_from_capnp(k: EventKind) -> Kind {
         EventKind::Loss => Kind::Loss,
         EventKind::Impression => Kind::Impression,
         EventKind::Click => Kind::Click,
+        EventKind::InvalidClick => Kind::InvalidClick,
     }
 }
 

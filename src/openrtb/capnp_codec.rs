@@ -189,6 +189,8 @@ pub fn decode_request(body: &[u8]) -> Result<BidRequest<'static>, RequestError> 
         Some(Device {
             ua: text(d.get_ua())?,
             ip: text(d.get_ip())?,
+            ipv6: text(d.get_ipv6())?,
+            ifa: text(d.get_ifa())?,
             devicetype: (d.get_devicetype() != 0).then_some(d.get_devicetype()),
             os: text(d.get_os())?,
             make: text(d.get_make())?,
@@ -433,6 +435,8 @@ pub fn encode_request(req: &BidRequest<'_>, out: &mut Vec<u8>) {
         let mut db = r.reborrow().init_device();
         db.set_ua(d.ua.as_ref());
         db.set_ip(d.ip.as_ref());
+        db.set_ipv6(d.ipv6.as_ref());
+        db.set_ifa(d.ifa.as_ref());
         db.set_devicetype(d.devicetype.unwrap_or(0));
         db.set_os(d.os.as_ref());
         db.set_make(d.make.as_ref());

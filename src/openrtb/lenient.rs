@@ -71,7 +71,7 @@ fields! {
     Publisher => "site|app.publisher",
     AppStrings => "app.id|bundle|domain|cat",
     Device => "device",
-    DeviceStrings => "device.ua|ip|os|make|model",
+    DeviceStrings => "device.ua|ip|ipv6|ifa|os|make|model",
     DeviceNumbers => "device.devicetype|connectiontype",
     Geo => "device|user.geo",
     User => "user",

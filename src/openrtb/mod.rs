@@ -241,6 +241,12 @@ pub struct Device<'a> {
     /// IPv4 address.
     #[serde(borrow, default, deserialize_with = "f::device_str")]
     pub ip: Cow<'a, str>,
+    /// IPv6 address.
+    #[serde(borrow, default, deserialize_with = "f::device_str")]
+    pub ipv6: Cow<'a, str>,
+    /// Advertising id (IDFA, AAID, ...).
+    #[serde(borrow, default, deserialize_with = "f::device_str")]
+    pub ifa: Cow<'a, str>,
     /// Device type (list 5.21): 1 mobile/tablet, 2 PC, 3 CTV, 4 phone, 5 tablet, ...
     #[serde(default, deserialize_with = "f::device_num")]
     pub devicetype: Option<u8>,

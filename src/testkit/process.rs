@@ -25,8 +25,8 @@ impl Server {
     }
 }
 
-/// Starts `bin serve` on 127.0.0.1:0, one shard on core 0, scoring and
-/// overload shedding off, its spool in `spool`, with `env` on top; returns
+/// Starts `bin serve` on 127.0.0.1:0, one shard on core 0, scoring,
+/// overload shedding and the IVT device and rate checks off, its spool in `spool`, with `env` on top; returns
 /// once it has logged its address.
 pub fn serve(bin: &str, spool: &Path, env: &[(&str, &str)]) -> (Server, SocketAddr) {
     let mut cmd = Command::new(bin);
@@ -36,6 +36,10 @@ pub fn serve(bin: &str, spool: &Path, env: &[(&str, &str)]) -> (Server, SocketAd
         .env("ADSHARD__SCORING__ENABLED", "false")
         .env("ADSHARD__OVERLOAD__ENABLED", "false")
         .env("ADSHARD__EVENTS__SPOOL_DIR", spool)
+        // As in the in-process test config (testkit::wire::TEST_TOML).
+        .env("ADSHARD__IVT__REQUIRE_DEVICE", "false")
+        .env("ADSHARD__IVT__MAX_PER_IP", "0")
+        .env("ADSHARD__IVT__MAX_PER_DEVICE", "0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (k, v) in env {

@@ -31,6 +31,13 @@ publish_interval_ms = 50
 enabled = false
 [overload]
 enabled = false
+# The IAB examples most tests send carry no device, and tests send
+# thousands of requests from one IP: the IVT checks that would refuse them
+# are turned on by the tests of IVT itself.
+[ivt]
+require_device = false
+max_per_ip = 0
+max_per_device = 0
 "#;
 
 /// A fresh spool directory per server, so servers in one test process never

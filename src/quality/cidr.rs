@@ -1,0 +1,210 @@
+//! IP ranges by tag (`reserved`, `datacenter`, or any word an operator
+//! uses): a file of `CIDR tag` lines (`#` comments), IPv4 and IPv6, looked
+//! up by binary search over disjoint ranges. Where ranges nest, the more
+//! specific wins, so a data-centre block inside a wider one keeps its tag.
+
+use std::net::IpAddr;
+
+/// The shipped ranges: reserved and special-purpose blocks (no data-centre
+/// ranges: `deploy/ivt/datacenter-ranges.sh` writes those from the cloud
+/// providers' published lists).
+pub const DEFAULT: &str = include_str!("../../configs/ivt/ip-ranges.txt");
+
+/// A set of tagged ranges.
+#[derive(Debug, Clone, Default)]
+pub struct Ranges {
+    /// Disjoint, sorted: (first, last, tag index).
+    spans: Vec<(u128, u128, u16)>,
+    tags: Vec<String>,
+    lines: usize,
+}
+
+/// Why a ranges file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct RangesError {
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// An address as a point on one line: IPv4 mapped into IPv6.
+fn point(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v) => u128::from(v.to_ipv6_mapped()),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+fn parse_line(line: &str) -> Result<(u128, u128, &str), String> {
+    let mut parts = line.split_whitespace();
+    let cidr = parts.next().unwrap_or_default();
+    let tag = parts.next().ok_or("missing tag (e.g. `datacenter`)")?;
+    let (addr, len) = cidr.split_once('/').unwrap_or((cidr, ""));
+    let ip: IpAddr = addr.parse().map_err(|_| format!("not an IP address: {addr:?}"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len: u32 = if len.is_empty() {
+        max
+    } else {
+        len.parse()
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or_else(|| format!("bad prefix length {len:?}"))?
+    };
+    let len = len + if ip.is_ipv4() { 96 } else { 0 };
+    let host = if len == 128 { 0 } else { u128::MAX >> len };
+    let first = point(ip) & !host;
+    Ok((first, first | host, tag))
+}
+
+impl Ranges {
+    /// Parses a ranges file.
+    pub fn parse(text: &str) -> Result<Ranges, RangesError> {
+        let mut tags: Vec<String> = Vec::new();
+        let mut raw: Vec<(u128, u128, u16)> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (a, b, tag) = parse_line(line).map_err(|message| RangesError {
+                line: i + 1,
+                message,
+            })?;
+            let t = match tags.iter().position(|x| x == tag) {
+                Some(t) => t,
+                None => {
+                    tags.push(tag.to_string());
+                    tags.len() - 1
+                }
+            };
+            raw.push((a, b, t as u16));
+        }
+        let lines = raw.len();
+        Ok(Ranges {
+            spans: disjoint(raw),
+            tags,
+            lines,
+        })
+    }
+
+    /// The tag of the most specific range holding `ip`.
+    pub fn tag(&self, ip: IpAddr) -> Option<&str> {
+        let p = point(ip);
+        let i = self.spans.partition_point(|s| s.0 <= p);
+        let s = self.spans.get(i.checked_sub(1)?)?;
+        (p <= s.1).then(|| self.tags[s.2 as usize].as_str())
+    }
+
+    /// Ranges read from the file.
+    pub fn len(&self) -> usize {
+        self.lines
+    }
+
+    /// Whether the file held no range.
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+}
+
+/// Nested or overlapping ranges into disjoint spans, the narrowest range
+/// covering each point giving its tag; touching spans of one tag merged.
+fn disjoint(mut raw: Vec<(u128, u128, u16)>) -> Vec<(u128, u128, u16)> {
+    // Widest first among equal starts, so narrower ones come after (and win).
+    raw.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut out: Vec<(u128, u128, u16)> = Vec::new();
+    // The ranges open at the cursor, narrowest last (CIDR blocks nest or
+    // are apart: they never partly overlap).
+    let mut open: Vec<(u128, u128, u16)> = Vec::new();
+    let mut cursor = 0u128;
+    let emit = |out: &mut Vec<(u128, u128, u16)>, a: u128, b: u128, t: u16| {
+        if a > b {
+            return;
+        }
+        match out.last_mut() {
+            Some(l) if l.2 == t && l.1.checked_add(1) == Some(a) => l.1 = b,
+            _ => out.push((a, b, t)),
+        }
+    };
+    for r in raw {
+        // Close what ends before this range starts.
+        while let Some(&top) = open.last() {
+            if top.1 >= r.0 {
+                break;
+            }
+            emit(&mut out, cursor.max(top.0), top.1, top.2);
+            cursor = top.1.saturating_add(1);
+            open.pop();
+        }
+        if let Some(&top) = open.last() {
+            if r.0 > cursor {
+                emit(&mut out, cursor.max(top.0), r.0 - 1, top.2);
+            }
+        }
+        cursor = cursor.max(r.0);
+        if r.1 <= open.last().map_or(u128::MAX, |t| t.1) {
+            open.push(r);
+        }
+    }
+    while let Some(top) = open.pop() {
+        if top.1 >= cursor {
+            emit(&mut out, cursor.max(top.0), top.1, top.2);
+            cursor = top.1.saturating_add(1);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag<'a>(r: &'a Ranges, ip: &str) -> Option<&'a str> {
+        r.tag(ip.parse().unwrap())
+    }
+
+    #[test]
+    fn nested_ranges_the_narrowest_wins() {
+        let r = Ranges::parse(
+            "# test\n10.0.0.0/8 reserved\n10.1.0.0/16 datacenter\n10.1.2.0/24 office # ours\n11.0.0.1 single\n2001:db8::/32 reserved\n",
+        )
+        .unwrap();
+        assert_eq!(r.len(), 5);
+        for (ip, want) in [
+            ("9.255.255.255", None),
+            ("10.0.0.0", Some("reserved")),
+            ("10.0.255.255", Some("reserved")),
+            ("10.1.0.0", Some("datacenter")),
+            ("10.1.2.7", Some("office")),
+            ("10.1.3.0", Some("datacenter")),
+            ("10.2.0.0", Some("reserved")),
+            ("10.255.255.255", Some("reserved")),
+            ("11.0.0.0", None),
+            ("11.0.0.1", Some("single")),
+            ("11.0.0.2", None),
+            ("2001:db8::1", Some("reserved")),
+            ("2001:db9::1", None),
+        ] {
+            assert_eq!(tag(&r, ip), want, "{ip}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_file_holds_the_special_purpose_blocks() {
+        let r = Ranges::parse(DEFAULT).unwrap();
+        for ip in ["10.1.2.3", "192.168.0.1", "127.0.0.1", "100.64.1.1", "203.0.113.7", "::1", "fe80::1"] {
+            assert_eq!(tag(&r, ip), Some("reserved"), "{ip}");
+        }
+        for ip in ["123.145.167.10", "8.8.8.8", "2a00:1450::1"] {
+            assert_eq!(tag(&r, ip), None, "{ip}");
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        assert_eq!(Ranges::parse("1.2.3.0/24 dc\n1.2.3.0/33 dc\n").unwrap_err().line, 2);
+        assert_eq!(Ranges::parse("nope dc\n").unwrap_err().line, 1);
+        assert!(Ranges::parse("1.2.3.0/24\n").unwrap_err().message.contains("tag"));
+    }
+}

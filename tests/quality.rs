@@ -1,0 +1,148 @@
+//! Traffic quality over the wire: invalid traffic gets a no-bid naming the
+//! reason and is counted; clicks without an impression, too fast after it,
+//! or repeated are recorded as invalid, never as clicks.
+#![allow(clippy::unwrap_used)]
+
+use adshard::testkit::*;
+use serde_json::Value;
+
+const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+fn request(id: &str, ua: &str, ip: &str) -> Vec<u8> {
+    format!(
+        r#"{{"id":"{id}","imp":[{{"id":"1","banner":{{"w":300,"h":250}}}}],"site":{{"domain":"news.example","cat":["IAB3-1"]}},"device":{{"ua":"{ua}","ip":"{ip}"}},"user":{{"id":"u-{id}"}}}}"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn invalid_traffic_gets_a_no_bid_with_its_reason() {
+    let app = start_api(
+        "[ivt]\nrequire_device = true\nmax_per_ip = 20\nmax_per_device = 0\n[bidder]\nnbr = true\n",
+    );
+    let a = app.local_addr();
+    let mut r = Reader::new(connect(a));
+    let nbr = |r: &mut Reader, body: &[u8]| -> Option<u64> {
+        let resp = post_bid(r, body);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let v: Value = serde_json::from_slice(&resp.body).unwrap();
+        v["nbr"].as_u64()
+    };
+    // A real browser on a public IP bids.
+    assert_eq!(nbr(&mut r, &request("ok", UA, "81.2.69.142")), None);
+    for (body, code) in [
+        (request("bot", "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", "81.2.69.142"), 3),
+        (request("private", UA, "192.168.1.20"), 4),
+        (request("bad-ip", UA, "81.2.69"), 4),
+        (
+            br#"{"id":"nodev","imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"news.example"}}"#.to_vec(),
+            4,
+        ),
+    ] {
+        assert_eq!(nbr(&mut r, &body), Some(code), "{}", String::from_utf8_lossy(&body));
+    }
+    // One IP past 20 requests a window: the rest are refused.
+    let mut refused = 0;
+    for i in 0..30 {
+        if nbr(&mut r, &request(&format!("burst-{i}"), UA, "81.2.69.200")) == Some(4) {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 10);
+    let m = get(a, "/metrics").text();
+    for (reason, n) in [("bot_ua", 1), ("reserved_ip", 1), ("device", 2), ("rate_ip", 10), ("datacenter_ip", 0)] {
+        assert_eq!(
+            metric(&m, &format!("adshard_ivt_requests_total{{shard=\"0\",reason=\"{reason}\"")),
+            n,
+            "{reason}"
+        );
+    }
+    assert_eq!(metric(&m, "adshard_no_bids_total{shard=\"0\",reason=\"ivt\""), 14);
+    assert!(metric(&m, "adshard_ivt_bot_patterns") > 300);
+    app.stop();
+}
+
+#[test]
+fn a_new_ip_ranges_file_is_picked_up_and_a_bad_one_refused() {
+    let dir = std::env::temp_dir().join(format!("adshard-ivt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ranges.txt");
+    std::fs::write(&file, "10.0.0.0/8 reserved\n").unwrap();
+    let app = start_api(&format!(
+        "[ivt]\nip_ranges_file = {:?}\nreload_poll_ms = 20\n[bidder]\nnbr = true\n",
+        file.to_str().unwrap()
+    ));
+    let a = app.local_addr();
+    // A connection per request: the pauses outlast the test keep-alive.
+    let code = || {
+        let mut r = Reader::new(connect(a));
+        let v: Value =
+            serde_json::from_slice(&post_bid(&mut r, &request("dc", UA, "3.5.141.7")).body).unwrap();
+        v["nbr"].as_u64()
+    };
+    assert_eq!(code(), None);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&file, "10.0.0.0/8 reserved\n3.5.140.0/22 datacenter\n").unwrap();
+    wait_for("the new ranges", 10, || metric(&get(a, "/metrics").text(), "adshard_ivt_lists_reloads_total") >= 1);
+    assert_eq!(code(), Some(5));
+    // A bad file: the old ranges stay, and /metrics says why.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&file, "3.5.140.0/99 datacenter\n").unwrap();
+    wait_for("the refusal", 10, || metric(&get(a, "/metrics").text(), "adshard_ivt_lists_reload_errors_total") >= 1);
+    let m = get(a, "/metrics").text();
+    assert!(m.contains("adshard_ivt_lists_last_error{error=\"ivt.ip_ranges_file: "), "{m}");
+    assert!(m.contains("line 1: bad prefix length"), "{m}");
+    assert_eq!(code(), Some(5));
+    app.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The markup trackers (impression, click) of a bid for `body`.
+fn trackers(r: &mut Reader, body: &[u8]) -> (String, String) {
+    let resp = post_bid(r, body);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    let adm = v["seatbid"][0]["bid"][0]["adm"].as_str().unwrap().to_string();
+    let url = |marker: &str| {
+        let i = adm.find(marker).unwrap();
+        let start = adm[..i].rfind('\'').unwrap() + 1;
+        let end = i + adm[i..].find('\'').unwrap();
+        path(&adm[start..end])
+    };
+    (url("/imp?"), url("/click?"))
+}
+
+#[test]
+fn clicks_without_an_impression_too_fast_or_repeated_are_invalid() {
+    let app = start_api("[ivt]\nmin_click_delay_ms = 300\n");
+    let a = app.local_addr();
+    let mut r = Reader::new(connect(a));
+    let click = |p: &str| {
+        let resp = get(a, p);
+        assert_eq!(resp.status, 302, "{}", resp.text());
+    };
+    // No impression before it.
+    let (_, c1) = trackers(&mut r, &request("c1", UA, "81.2.69.142"));
+    click(&c1);
+    // Too fast after its impression, then repeated.
+    let (i2, c2) = trackers(&mut r, &request("c2", UA, "81.2.69.142"));
+    assert_eq!(get(a, &i2).status, 200);
+    click(&c2);
+    click(&c2);
+    // A real one: impression, a pause, one click.
+    let (i3, c3) = trackers(&mut r, &request("c3", UA, "81.2.69.142"));
+    assert_eq!(get(a, &i3).status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    click(&c3);
+    let m = get(a, "/metrics").text();
+    for (reason, n) in [("no_impression", 1), ("too_fast", 1), ("repeated", 1)] {
+        assert_eq!(
+            metric(&m, &format!("adshard_invalid_clicks_total{{shard=\"0\",reason=\"{reason}\"")),
+            n,
+            "{reason}"
+        );
+    }
+    assert_eq!(metric(&m, "adshard_events_total{shard=\"0\",kind=\"click\""), 1);
+    assert_eq!(metric(&m, "adshard_events_total{shard=\"0\",kind=\"invalid_click\""), 2);
+    app.stop();
+}
