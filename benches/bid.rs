@@ -321,7 +321,10 @@ fn bench_ivt(c: &mut Criterion) {
         .iter()
         .map(|b| adshard::openrtb::decode_json(b.as_bytes()).unwrap())
         .collect();
-    let bot_body = bodies[0].replace("Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "Mozilla/5.0 (compatible; AhrefsBot/7.0)");
+    let bot_body = bodies[0].replace(
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+        "Mozilla/5.0 (compatible; AhrefsBot/7.0)",
+    );
     let bot = adshard::openrtb::decode_json(bot_body.as_bytes()).unwrap();
     let mut g = c.benchmark_group("ivt");
     let mut i = 0u64;

@@ -50,14 +50,26 @@ fn invalid_traffic_gets_a_no_bid_with_its_reason() {
     }
     assert_eq!(refused, 10);
     let m = get(a, "/metrics").text();
-    for (reason, n) in [("bot_ua", 1), ("reserved_ip", 1), ("device", 2), ("rate_ip", 10), ("datacenter_ip", 0)] {
+    for (reason, n) in [
+        ("bot_ua", 1),
+        ("reserved_ip", 1),
+        ("device", 2),
+        ("rate_ip", 10),
+        ("datacenter_ip", 0),
+    ] {
         assert_eq!(
-            metric(&m, &format!("adshard_ivt_requests_total{{shard=\"0\",reason=\"{reason}\"")),
+            metric(
+                &m,
+                &format!("adshard_ivt_requests_total{{shard=\"0\",reason=\"{reason}\"")
+            ),
             n,
             "{reason}"
         );
     }
-    assert_eq!(metric(&m, "adshard_no_bids_total{shard=\"0\",reason=\"ivt\""), 14);
+    assert_eq!(
+        metric(&m, "adshard_no_bids_total{shard=\"0\",reason=\"ivt\""),
+        14
+    );
     assert!(metric(&m, "adshard_ivt_bot_patterns") > 300);
     app.stop();
 }
@@ -77,20 +89,34 @@ fn a_new_ip_ranges_file_is_picked_up_and_a_bad_one_refused() {
     let code = || {
         let mut r = Reader::new(connect(a));
         let v: Value =
-            serde_json::from_slice(&post_bid(&mut r, &request("dc", UA, "3.5.141.7")).body).unwrap();
+            serde_json::from_slice(&post_bid(&mut r, &request("dc", UA, "3.5.141.7")).body)
+                .unwrap();
         v["nbr"].as_u64()
     };
     assert_eq!(code(), None);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     std::fs::write(&file, "10.0.0.0/8 reserved\n3.5.140.0/22 datacenter\n").unwrap();
-    wait_for("the new ranges", 10, || metric(&get(a, "/metrics").text(), "adshard_ivt_lists_reloads_total") >= 1);
+    wait_for("the new ranges", 10, || {
+        metric(
+            &get(a, "/metrics").text(),
+            "adshard_ivt_lists_reloads_total",
+        ) >= 1
+    });
     assert_eq!(code(), Some(5));
     // A bad file: the old ranges stay, and /metrics says why.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     std::fs::write(&file, "3.5.140.0/99 datacenter\n").unwrap();
-    wait_for("the refusal", 10, || metric(&get(a, "/metrics").text(), "adshard_ivt_lists_reload_errors_total") >= 1);
+    wait_for("the refusal", 10, || {
+        metric(
+            &get(a, "/metrics").text(),
+            "adshard_ivt_lists_reload_errors_total",
+        ) >= 1
+    });
     let m = get(a, "/metrics").text();
-    assert!(m.contains("adshard_ivt_lists_last_error{error=\"ivt.ip_ranges_file: "), "{m}");
+    assert!(
+        m.contains("adshard_ivt_lists_last_error{error=\"ivt.ip_ranges_file: "),
+        "{m}"
+    );
     assert!(m.contains("line 1: bad prefix length"), "{m}");
     assert_eq!(code(), Some(5));
     app.stop();
@@ -102,7 +128,10 @@ fn trackers(r: &mut Reader, body: &[u8]) -> (String, String) {
     let resp = post_bid(r, body);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let v: Value = serde_json::from_slice(&resp.body).unwrap();
-    let adm = v["seatbid"][0]["bid"][0]["adm"].as_str().unwrap().to_string();
+    let adm = v["seatbid"][0]["bid"][0]["adm"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let url = |marker: &str| {
         let i = adm.find(marker).unwrap();
         let start = adm[..i].rfind('\'').unwrap() + 1;
@@ -137,12 +166,138 @@ fn clicks_without_an_impression_too_fast_or_repeated_are_invalid() {
     let m = get(a, "/metrics").text();
     for (reason, n) in [("no_impression", 1), ("too_fast", 1), ("repeated", 1)] {
         assert_eq!(
-            metric(&m, &format!("adshard_invalid_clicks_total{{shard=\"0\",reason=\"{reason}\"")),
+            metric(
+                &m,
+                &format!("adshard_invalid_clicks_total{{shard=\"0\",reason=\"{reason}\"")
+            ),
             n,
             "{reason}"
         );
     }
-    assert_eq!(metric(&m, "adshard_events_total{shard=\"0\",kind=\"click\""), 1);
-    assert_eq!(metric(&m, "adshard_events_total{shard=\"0\",kind=\"invalid_click\""), 2);
+    assert_eq!(
+        metric(&m, "adshard_events_total{shard=\"0\",kind=\"click\""),
+        1
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "adshard_events_total{shard=\"0\",kind=\"invalid_click\""
+        ),
+        2
+    );
+    app.stop();
+}
+
+#[test]
+fn a_report_equals_the_events_sent_in_json_and_csv() {
+    let app = start_api(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"report-token\"\n[ivt]\nmin_click_delay_ms = 200\nrequire_device = true\n",
+    );
+    let (a, admin) = (app.local_addr(), app.admin_addr().unwrap());
+    let mut r = Reader::new(connect(a));
+    // Six bids; three won at 0.50 CPM; two impressions; one valid click,
+    // one without an impression; two bot requests refused.
+    let mut bids = Vec::new();
+    for i in 0..6 {
+        let resp = post_bid(&mut r, &request(&format!("rep-{i}"), UA, "81.2.69.142"));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let v: Value = serde_json::from_slice(&resp.body).unwrap();
+        bids.push(v["seatbid"][0]["bid"][0].clone());
+    }
+    let campaign = bids[0]["cid"].as_str().unwrap().to_string();
+    assert!(
+        bids.iter().all(|b| b["cid"] == campaign.as_str()),
+        "one campaign wins them all"
+    );
+    for b in &bids[..3] {
+        let nurl = path(b["nurl"].as_str().unwrap()).replace("${AUCTION_PRICE}", "0.50");
+        assert_eq!(get(a, &nurl).status, 200);
+    }
+    let mk = |b: &Value, which: &str| {
+        let adm = b["adm"].as_str().unwrap();
+        let i = adm.find(which).unwrap();
+        let start = adm[..i].rfind('\'').unwrap() + 1;
+        path(&adm[start..i + adm[i..].find('\'').unwrap()])
+    };
+    assert_eq!(get(a, &mk(&bids[0], "/imp?")).status, 200);
+    assert_eq!(get(a, &mk(&bids[1], "/imp?")).status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    assert_eq!(get(a, &mk(&bids[0], "/click?")).status, 302);
+    assert_eq!(get(a, &mk(&bids[2], "/click?")).status, 302);
+    for i in 0..2 {
+        let bot = request(
+            &format!("bot-{i}"),
+            "Googlebot/2.1 (+http://www.google.com/bot.html)",
+            "81.2.69.142",
+        );
+        assert_eq!(post_bid(&mut r, &bot).status, 204);
+    }
+    let want = serde_json::json!({
+        "bids": 6, "wins": 3, "impressions": 2, "clicks": 1, "invalid_clicks": 1,
+        "spend_micros": 3 * 500, "win_rate": 0.5, "ctr": 0.5, "avg_clearing_cpm": 0.5,
+    });
+    let report = |q: &str| get_auth(admin, &format!("/admin/report?{q}"), "report-token");
+    let mut row = Value::Null;
+    wait_for("the report", 10, || {
+        let v: Value = serde_json::from_slice(&report("by=day").body).unwrap();
+        row = v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["campaign"].as_u64().map(|c| c.to_string()).as_deref() == Some(campaign.as_str())
+            })
+            .cloned()
+            .unwrap_or(Value::Null);
+        row["invalid_clicks"] == 1 && row["wins"] == 3
+    });
+    for (k, v) in want.as_object().unwrap() {
+        assert_eq!(&row[k], v, "{k} in {row}");
+    }
+    let v: Value = serde_json::from_slice(&report("by=day").body).unwrap();
+    let total = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["campaign"] == "all")
+        .unwrap();
+    assert_eq!(
+        (total["ivt_requests"].as_u64(), total["bids"].as_u64()),
+        (Some(2), Some(6))
+    );
+    // By hour and by creative: the same sums.
+    let v: Value =
+        serde_json::from_slice(&report(&format!("creative=true&campaign={campaign}")).body)
+            .unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["creative"].is_string()), "{v}");
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["bids"].as_u64().unwrap())
+            .sum::<u64>(),
+        6
+    );
+    // CSV: a header and rows that parse, with the same figures.
+    let csv = report("by=day&format=csv");
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let text = csv.text();
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let line = lines
+        .find(|l| l.split(',').nth(1) == Some(campaign.as_str()))
+        .unwrap();
+    let cols: Vec<&str> = line.split(',').collect();
+    assert_eq!(cols.len(), head.len());
+    let col = |name: &str| cols[head.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(
+        (col("bids"), col("wins"), col("clicks"), col("spend_micros")),
+        ("6", "3", "1", "1500")
+    );
+    assert_eq!(col("spend_usd").parse::<f64>().unwrap(), 0.0015);
+    // Bad parameters name themselves.
+    let bad = report("from=yesterday");
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("\"param\":\"from\""), "{}", bad.text());
+    assert_eq!(report("by=week").status, 400);
     app.stop();
 }

@@ -35,7 +35,16 @@ fn send(
     now: Now,
 ) -> Result<NoticeOutcome, NoticeError> {
     let n = Notice::parse(Some(query))?;
-    notice(ix, s, dd, &crate::quality::clicks::ImpTimes::new(64, 1000), &keys(), kind, &n, now)
+    notice(
+        ix,
+        s,
+        dd,
+        &crate::quality::clicks::ImpTimes::new(64, 1000),
+        &keys(),
+        kind,
+        &n,
+        now,
+    )
 }
 
 fn reason(r: Result<NoticeOutcome, NoticeError>) -> Reason {

@@ -9,6 +9,7 @@
 //! | `/admin/campaigns` | POST | replace the campaign set (TOML, or JSON with `Content-Type: application/json`); 202, built on the loader thread; `?force=true` past the shrink guard (`campaigns.max_shrink`) |
 //! | `/admin/index` | GET | campaign loader status |
 //! | `/admin/model` | GET | CTR model loader status (404 when scoring is off) |
+//! | `/admin/report` | GET | per campaign (or creative), per hour or day: bids, wins, impressions, clicks, invalid clicks, spend, win rate, CTR, average clearing price, IVT refusals; JSON or CSV (see `api::report`) |
 //! | `/admin/spend` | GET | spend per campaign today (UTC) and lifetime, summed over shards, and what bids awaiting a notice hold (`held_micros`); with `[events.db]` also global spend (every node) and this node's slice; `?campaign=ID` for one |
 
 use super::json_error as json;
@@ -46,6 +47,8 @@ pub struct AdminHandles {
     pub spend: Arc<SpendBoard>,
     /// The fleet's view of global spend, when a database is configured.
     pub fleet: Option<Arc<FleetStatus>>,
+    /// Every shard's hourly report counters.
+    pub report: Arc<crate::quality::report::Board>,
 }
 
 /// The running admin listener. Stopped by [`AdminServer::stop`].
@@ -352,6 +355,11 @@ fn handle(req: &Request<'_, '_>, body: &[u8], deps: &AdminHandles, resp: &mut Re
         "/admin/spend" => {
             if method("GET", resp) {
                 spend(req, &deps.spend, deps.fleet.as_deref(), resp);
+            }
+        }
+        "/admin/report" => {
+            if method("GET", resp) {
+                super::report::report(req, &deps.report, resp);
             }
         }
         _ => json(

@@ -156,6 +156,8 @@ pub struct Deps {
     pub ivt: Arc<crate::quality::IvtLists>,
     /// Impression times, for click validation; shared by all shards.
     pub imps: Arc<crate::quality::clicks::ImpTimes>,
+    /// Every shard's hourly report counters (the admin listener merges them).
+    pub report: Arc<crate::quality::report::Board>,
 }
 
 /// The running application: shards plus the index loader.
@@ -301,6 +303,7 @@ impl App {
         let deps = Deps {
             ivt,
             imps,
+            report: Arc::new(crate::quality::report::Board::new(shards)),
             index,
             dedupe: Arc::new(dedupe),
             keys: Arc::new(keys),
@@ -321,6 +324,7 @@ impl App {
                     models: deps.models.clone(),
                     spend: deps.spend.clone(),
                     fleet: deps.fleet.as_ref().map(|f| f.status.clone()),
+                    report: deps.report.clone(),
                 },
             )
             .map_err(|e| {

@@ -48,6 +48,7 @@ impl Api {
             .check(&lists, &br, (now.micros / 1000).max(0) as u64);
         if let Some(why) = ivt {
             self.metrics.ivt(why);
+            self.hourly.borrow_mut().ivt(now.secs / 3600);
             self.metrics
                 .no_bid(adserve::NoBid::Ivt, br.imp.len() as u64);
             self.no_bid_code(&br.id, why.nbr(), nbr, tell, resp);

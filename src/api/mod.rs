@@ -30,6 +30,7 @@ pub mod health;
 pub mod metrics_page;
 pub mod notices;
 pub mod preflight;
+mod report;
 
 pub use app::{App, Deps, EMBEDDED_CAMPAIGNS};
 
@@ -221,6 +222,8 @@ pub struct Api {
     sink: Option<Sink>,
     /// This shard's invalid-traffic checker (its rate table).
     ivt: RefCell<crate::quality::Checker>,
+    /// This shard's hourly report counters (published to `deps.report`).
+    hourly: Rc<RefCell<crate::quality::report::Hourly>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -229,6 +232,30 @@ impl std::fmt::Debug for Api {
             .field("shard", &self.state.borrow().shard)
             .finish()
     }
+}
+
+/// How often a shard publishes its report counters (when they changed).
+const REPORT_PUBLISH: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The shard's report counters, and the task (on this shard's executor)
+/// that publishes them to `board` when they changed.
+fn publish_reports(
+    shard: usize,
+    board: &Arc<crate::quality::report::Board>,
+) -> Rc<RefCell<crate::quality::report::Hourly>> {
+    let hourly = Rc::new(RefCell::new(crate::quality::report::Hourly::default()));
+    let (h, board) = (hourly.clone(), board.clone());
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(REPORT_PUBLISH).await;
+            let now_hour = crate::adserve::Now::wall().secs / 3600;
+            if let Some(rows) = h.borrow_mut().take_snapshot(now_hour) {
+                board.publish(shard, rows);
+            }
+        }
+    })
+    .detach();
+    hourly
 }
 
 impl Api {
@@ -263,6 +290,7 @@ impl Api {
             json: RefCell::default(),
             sink,
             ivt: RefCell::new(crate::quality::Checker::new(&cfg.ivt)),
+            hourly: publish_reports(ctx.id, &deps.report),
             cfg,
         }
     }
@@ -270,6 +298,7 @@ impl Api {
     /// Counts an event and hands it to the shard's sink.
     fn emit(&self, ev: Event) {
         self.metrics.event(ev.kind);
+        self.hourly.borrow_mut().event(&ev);
         if let Some(sink) = &self.sink {
             sink.push(ev);
         }

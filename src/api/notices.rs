@@ -117,6 +117,8 @@ impl Api {
             return Ok(out);
         };
         let dedupe = &self.deps.dedupe;
+        // Reported once written: a notice refused here is retried.
+        let reported = ev.clone();
         let Some(wait) = sink.push_durable(ev) else {
             out.claims.drain(..).for_each(|c| dedupe.release(c));
             return Err(NoticeError {
@@ -126,14 +128,17 @@ impl Api {
             });
         };
         self.metrics.event(kind);
-        let (claims, dedupe, metrics) = (
+        let (claims, dedupe, metrics, hourly) = (
             std::mem::take(&mut out.claims),
             dedupe.clone(),
             self.metrics.clone(),
+            self.hourly.clone(),
         );
         resp.hold = Some(Hold(Box::pin(async move {
             let written = wait.await;
-            if !written {
+            if written {
+                hourly.borrow_mut().event(&reported);
+            } else {
                 claims.into_iter().for_each(|c| dedupe.release(c));
                 metrics.notice_rejected(Reason::NotRecorded);
             }

@@ -29,7 +29,10 @@ impl Config {
         }
         let v = &self.ivt;
         if v.rate_window_secs == 0 || v.rate_window_secs > 3600 {
-            return Err(invalid("ivt.rate_window_secs", "must be between 1 and 3600"));
+            return Err(invalid(
+                "ivt.rate_window_secs",
+                "must be between 1 and 3600",
+            ));
         }
         if v.rate_slots < 64 || v.rate_slots > 1 << 26 {
             return Err(invalid("ivt.rate_slots", "must be between 64 and 67108864"));

@@ -97,7 +97,15 @@ mod kind_tests {
         let labels: Vec<_> = Kind::ALL.iter().map(|k| k.label()).collect();
         assert_eq!(
             labels,
-            ["bid", "win", "bill", "loss", "impression", "click", "invalid_click"]
+            [
+                "bid",
+                "win",
+                "bill",
+                "loss",
+                "impression",
+                "click",
+                "invalid_click"
+            ]
         );
     }
 }

@@ -115,20 +115,28 @@ mod tests {
             browsers.len(),
             &flagged[..flagged.len().min(5)]
         );
-        for ua in ["Googlebot/2.1 (+http://www.google.com/bot.html)", "curl/8.4.0", "python-requests/2.31"] {
+        for ua in [
+            "Googlebot/2.1 (+http://www.google.com/bot.html)",
+            "curl/8.4.0",
+            "python-requests/2.31",
+        ] {
             assert!(b.is_bot(ua), "{ua}");
         }
     }
 
     #[test]
     fn a_bad_list_is_refused_naming_the_line() {
+        let unclosed = String::from("(") + "unclosed";
         assert_eq!(
-            Bots::new("# c\nbot\n(unclosed\n").unwrap_err(),
+            Bots::new(&format!("# c\nbot\n{unclosed}\n")).unwrap_err(),
             BotsError::Pattern {
                 line: 3,
-                message: regex::Regex::new("(unclosed").unwrap_err().to_string()
+                message: regex::Regex::new(&unclosed).unwrap_err().to_string()
             }
         );
-        assert_eq!(Bots::new("# only comments\n\n").unwrap_err(), BotsError::Empty);
+        assert_eq!(
+            Bots::new("# only comments\n\n").unwrap_err(),
+            BotsError::Empty
+        );
     }
 }

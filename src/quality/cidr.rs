@@ -42,7 +42,9 @@ fn parse_line(line: &str) -> Result<(u128, u128, &str), String> {
     let cidr = parts.next().unwrap_or_default();
     let tag = parts.next().ok_or("missing tag (e.g. `datacenter`)")?;
     let (addr, len) = cidr.split_once('/').unwrap_or((cidr, ""));
-    let ip: IpAddr = addr.parse().map_err(|_| format!("not an IP address: {addr:?}"))?;
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("not an IP address: {addr:?}"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len: u32 = if len.is_empty() {
         max
@@ -193,7 +195,15 @@ mod tests {
     #[test]
     fn the_shipped_file_holds_the_special_purpose_blocks() {
         let r = Ranges::parse(DEFAULT).unwrap();
-        for ip in ["10.1.2.3", "192.168.0.1", "127.0.0.1", "100.64.1.1", "203.0.113.7", "::1", "fe80::1"] {
+        for ip in [
+            "10.1.2.3",
+            "192.168.0.1",
+            "127.0.0.1",
+            "100.64.1.1",
+            "203.0.113.7",
+            "::1",
+            "fe80::1",
+        ] {
             assert_eq!(tag(&r, ip), Some("reserved"), "{ip}");
         }
         for ip in ["123.145.167.10", "8.8.8.8", "2a00:1450::1"] {
@@ -203,8 +213,16 @@ mod tests {
 
     #[test]
     fn bad_lines_are_named() {
-        assert_eq!(Ranges::parse("1.2.3.0/24 dc\n1.2.3.0/33 dc\n").unwrap_err().line, 2);
+        assert_eq!(
+            Ranges::parse("1.2.3.0/24 dc\n1.2.3.0/33 dc\n")
+                .unwrap_err()
+                .line,
+            2
+        );
         assert_eq!(Ranges::parse("nope dc\n").unwrap_err().line, 1);
-        assert!(Ranges::parse("1.2.3.0/24\n").unwrap_err().message.contains("tag"));
+        assert!(Ranges::parse("1.2.3.0/24\n")
+            .unwrap_err()
+            .message
+            .contains("tag"));
     }
 }

@@ -131,10 +131,34 @@ impl IvtLists {
     pub fn render(&self, out: &mut String) {
         use crate::prom::single;
         let l = self.lists.load();
-        single(out, "adshard_ivt_bot_patterns", "gauge", "Bot user-agent patterns in service.", l.bots.patterns());
-        single(out, "adshard_ivt_ip_ranges", "gauge", "IP ranges in service.", l.ranges.len());
-        single(out, "adshard_ivt_lists_reloads_total", "counter", "Successful reloads of the IVT lists.", self.reloads.load(Relaxed));
-        single(out, "adshard_ivt_lists_reload_errors_total", "counter", "Refused reloads of the IVT lists (the old ones stay).", self.errors.load(Relaxed));
+        single(
+            out,
+            "adshard_ivt_bot_patterns",
+            "gauge",
+            "Bot user-agent patterns in service.",
+            l.bots.patterns(),
+        );
+        single(
+            out,
+            "adshard_ivt_ip_ranges",
+            "gauge",
+            "IP ranges in service.",
+            l.ranges.len(),
+        );
+        single(
+            out,
+            "adshard_ivt_lists_reloads_total",
+            "counter",
+            "Successful reloads of the IVT lists.",
+            self.reloads.load(Relaxed),
+        );
+        single(
+            out,
+            "adshard_ivt_lists_reload_errors_total",
+            "counter",
+            "Refused reloads of the IVT lists (the old ones stay).",
+            self.errors.load(Relaxed),
+        );
         if let Some(e) = self.last_error.lock().ok().and_then(|e| e.clone()) {
             crate::prom::error(
                 out,

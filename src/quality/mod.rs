@@ -8,6 +8,7 @@
 //!   sliding window.
 //! - [`lists`]: the lists in service and their reloads.
 //! - [`clicks`]: click validation against the impression it follows.
+//! - [`report`]: per-campaign hourly counters, merged for reports.
 //!
 //! A bid request is invalid when its user agent is a bot's, its device IP
 //! is reserved or a data centre's, its device signals are malformed (an IP
@@ -22,6 +23,7 @@ pub mod cidr;
 pub mod clicks;
 pub mod lists;
 pub mod rate;
+pub mod report;
 
 use crate::config::IvtConfig;
 use crate::openrtb::BidRequest;
@@ -158,13 +160,9 @@ impl Checker {
             }
         }
         let device = if ifa.is_empty() {
-            req.user.as_ref().map_or("", |u| {
-                if u.id.is_empty() {
-                    &u.buyeruid
-                } else {
-                    &u.id
-                }
-            })
+            req.user
+                .as_ref()
+                .map_or("", |u| if u.id.is_empty() { &u.buyeruid } else { &u.id })
         } else {
             ifa
         };

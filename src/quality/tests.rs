@@ -28,16 +28,37 @@ fn each_kind_of_invalid_traffic_is_named() {
     let dev = |ua: &str, ip: &str| format!(r#"{{"ua":"{ua}","ip":"{ip}"}}"#);
     for (json, want) in [
         (req(&dev(GOOD_UA, "81.2.69.142"), ""), None),
-        (req(&dev("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "66.249.66.1"), ""), Some(Ivt::BotUa)),
-        (req(&dev("python-requests/2.31.0", "81.2.69.143"), ""), Some(Ivt::BotUa)),
+        (
+            req(
+                &dev(
+                    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+                    "66.249.66.1",
+                ),
+                "",
+            ),
+            Some(Ivt::BotUa),
+        ),
+        (
+            req(&dev("python-requests/2.31.0", "81.2.69.143"), ""),
+            Some(Ivt::BotUa),
+        ),
         (req(&dev(GOOD_UA, "10.1.2.3"), ""), Some(Ivt::ReservedIp)),
         (req(&dev(GOOD_UA, "192.0.2.44"), ""), Some(Ivt::ReservedIp)),
-        (req(r#"{"ua":"Mozilla/5.0 (X11)","ipv6":"fe80::1"}"#, ""), Some(Ivt::ReservedIp)),
+        (
+            req(r#"{"ua":"Mozilla/5.0 (X11)","ipv6":"fe80::1"}"#, ""),
+            Some(Ivt::ReservedIp),
+        ),
         (req(&dev(GOOD_UA, "999.1.1.1"), ""), Some(Ivt::Device)),
-        (req(&dev("Mozilla/5.0\\u0001", "81.2.69.144"), ""), Some(Ivt::Device)),
+        (
+            req(&dev("Mozilla/5.0\\u0001", "81.2.69.144"), ""),
+            Some(Ivt::Device),
+        ),
         // Missing signals: no user agent on a site, no IP at all.
         (req(r#"{"ip":"81.2.69.145"}"#, ""), Some(Ivt::Device)),
-        (req(&format!(r#"{{"ua":"{GOOD_UA}"}}"#), ""), Some(Ivt::Device)),
+        (
+            req(&format!(r#"{{"ua":"{GOOD_UA}"}}"#), ""),
+            Some(Ivt::Device),
+        ),
     ] {
         assert_eq!(check(&mut c, &json, 1_000), want, "{json}");
     }
@@ -49,8 +70,14 @@ fn each_kind_of_invalid_traffic_is_named() {
         require_device: false,
         ..cfg()
     });
-    assert_eq!(check(&mut lax, &req(r#"{"ip":"81.2.69.147"}"#, ""), 1_000), None);
-    assert_eq!(check(&mut lax, &req(r#"{"ip":"1.2.3"}"#, ""), 1_000), Some(Ivt::Device));
+    assert_eq!(
+        check(&mut lax, &req(r#"{"ip":"81.2.69.147"}"#, ""), 1_000),
+        None
+    );
+    assert_eq!(
+        check(&mut lax, &req(r#"{"ip":"1.2.3"}"#, ""), 1_000),
+        Some(Ivt::Device)
+    );
 }
 
 #[test]
@@ -63,7 +90,10 @@ fn a_data_centre_range_is_its_own_reason() {
     let json = req(&format!(r#"{{"ua":"{GOOD_UA}","ip":"3.5.141.7"}}"#), "");
     let r = decode_json(json.as_bytes()).unwrap();
     assert_eq!(c.check(&lists, &r, 0), Some(Ivt::DatacenterIp));
-    assert_eq!((Ivt::DatacenterIp.nbr(), Ivt::BotUa.nbr(), Ivt::RateIp.nbr()), (5, 3, 4));
+    assert_eq!(
+        (Ivt::DatacenterIp.nbr(), Ivt::BotUa.nbr(), Ivt::RateIp.nbr()),
+        (5, 3, 4)
+    );
 }
 
 #[test]
@@ -83,7 +113,11 @@ fn rates_per_ip_and_per_device_over_a_sliding_window() {
     let mut hits = Vec::new();
     for i in 0..4 {
         let d = format!(r#"{{"ua":"{GOOD_UA}","ip":"81.2.70.{i}"}}"#);
-        hits.push(check(&mut c, &req(&d, r#","user":{"id":"u-9"}"#), 300_000 + i));
+        hits.push(check(
+            &mut c,
+            &req(&d, r#","user":{"id":"u-9"}"#),
+            300_000 + i,
+        ));
     }
     assert_eq!(hits, [None, None, None, Some(Ivt::RateDevice)]);
     // Off: nothing is counted.

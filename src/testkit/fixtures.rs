@@ -33,7 +33,11 @@ pub fn read(name: &str) -> Vec<u8> {
 
 /// One request of the corpus (tests/fixtures/corpus) by file name.
 pub fn corpus(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/corpus/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/corpus/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 /// The simple banner request (2.5), the one most wire tests send.

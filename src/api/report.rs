@@ -1,0 +1,275 @@
+//! `GET /admin/report` on the admin listener: per campaign (or creative),
+//! per hour or day, for a time range: bids, wins, impressions, clicks,
+//! invalid clicks, spend, win rate, CTR, average clearing price; a total
+//! row per period adds the bid requests refused as invalid traffic. JSON
+//! (default) or CSV (`format=csv`). Figures are the shards' own counters
+//! (`quality::report`), merged across shards: this process's last
+//! [`KEEP_HOURS`](crate::quality::report::KEEP_HOURS) hours.
+//!
+//! Query: `from`, `to` (UTC `2026-11-30`, `2026-11-30T13`, or Unix
+//! seconds; default today so far), `by=hour|day`, `creative=true` (a row
+//! per creative), `campaign=ID`, `format=json|csv`.
+
+use super::json_error as json;
+use crate::http::query;
+use crate::http::{Request, Response};
+use crate::quality::report::{Board, Counts, Key};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date of a day number.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A time parameter as a Unix hour.
+fn parse_hour(v: &str) -> Option<u64> {
+    if v.bytes().all(|b| b.is_ascii_digit()) {
+        return v.parse::<u64>().ok().map(|s| s / 3600);
+    }
+    let (date, hour) = v.split_once('T').unwrap_or((v, "0"));
+    let mut p = date.split('-');
+    let y: i64 = p.next()?.parse().ok()?;
+    let m: u32 = p.next()?.parse().ok().filter(|m| (1..=12).contains(m))?;
+    let d: u32 = p.next()?.parse().ok().filter(|d| (1..=31).contains(d))?;
+    let h: u64 = hour
+        .trim_end_matches('Z')
+        .split(':')
+        .next()?
+        .parse()
+        .ok()
+        .filter(|h| *h < 24)?;
+    let days = days_from_civil(y, m, d);
+    (days >= 0).then(|| days as u64 * 24 + h)
+}
+
+/// The period label of a Unix hour.
+fn period(hour: u64, by_day: bool) -> String {
+    let (y, m, d) = civil_from_days((hour / 24) as i64);
+    if by_day {
+        format!("{y:04}-{m:02}-{d:02}")
+    } else {
+        format!("{y:04}-{m:02}-{d:02}T{:02}:00:00Z", hour % 24)
+    }
+}
+
+/// One report row.
+struct Row {
+    period: String,
+    campaign: Option<u64>,
+    creative: Option<String>,
+    c: Counts,
+}
+
+impl Row {
+    fn ratio(n: u64, d: u64) -> f64 {
+        if d == 0 {
+            0.0
+        } else {
+            n as f64 / d as f64
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let c = &self.c;
+        let mut v = serde_json::json!({
+            "period": self.period,
+            "campaign": self.campaign.map_or(serde_json::Value::from("all"), serde_json::Value::from),
+            "bids": c.bids,
+            "wins": c.wins,
+            "impressions": c.impressions,
+            "clicks": c.clicks,
+            "invalid_clicks": c.invalid_clicks,
+            "spend_micros": c.spend_micros,
+            "spend_usd": c.spend_micros as f64 / 1e6,
+            "win_rate": Row::ratio(c.wins, c.bids),
+            "ctr": Row::ratio(c.clicks, c.impressions),
+            "avg_clearing_cpm": if c.wins == 0 { 0.0 } else { c.clearing_micros as f64 / c.wins as f64 / 1e6 },
+        });
+        if let Some(cr) = &self.creative {
+            v["creative"] = cr.clone().into();
+        }
+        if self.campaign.is_none() {
+            v["ivt_requests"] = c.ivt_requests.into();
+        }
+        v
+    }
+}
+
+const CSV_HEAD: &str = "period,campaign,creative,bids,wins,impressions,clicks,invalid_clicks,spend_micros,spend_usd,win_rate,ctr,avg_clearing_cpm,ivt_requests";
+
+/// A CSV field: quoted when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Answers `GET /admin/report`.
+pub(super) fn report(req: &Request<'_, '_>, board: &Board, resp: &mut Response) {
+    let get = |k: &str| query::get(req.query, k).map(|v| v.into_owned());
+    let now_hour = crate::adserve::Now::wall().secs / 3600;
+    let bad = |resp: &mut Response, param: &str, why: &str| {
+        json(
+            resp,
+            400,
+            serde_json::json!({ "error": format!("{param}: {why}"), "param": param }),
+        );
+    };
+    let from = match get("from") {
+        None => now_hour / 24 * 24,
+        Some(v) => match parse_hour(&v) {
+            Some(h) => h,
+            None => return bad(resp, "from", "not a UTC date, date and hour, or Unix time"),
+        },
+    };
+    let to = match get("to") {
+        None => now_hour + 1,
+        Some(v) => match parse_hour(&v) {
+            Some(h) => h,
+            None => return bad(resp, "to", "not a UTC date, date and hour, or Unix time"),
+        },
+    };
+    if to <= from {
+        return bad(resp, "to", "must be after from");
+    }
+    let by_day = match get("by").as_deref() {
+        None | Some("hour") => false,
+        Some("day") => true,
+        Some(_) => return bad(resp, "by", "hour or day"),
+    };
+    let per_creative = matches!(get("creative").as_deref(), Some("true" | "1"));
+    let only = match get("campaign") {
+        None => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(id) => Some(id),
+            Err(_) => return bad(resp, "campaign", "not a campaign id"),
+        },
+    };
+    let csv = match get("format").as_deref() {
+        None => req
+            .header("accept")
+            .is_some_and(|a| a.starts_with(b"text/csv")),
+        Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return bad(resp, "format", "json or csv"),
+    };
+    // Group: (period start hour, campaign or total, creative).
+    let mut groups: BTreeMap<(u64, Option<u64>, Option<String>), Counts> = BTreeMap::new();
+    for (
+        Key {
+            hour,
+            campaign,
+            creative,
+        },
+        c,
+    ) in board.merged(from, to)
+    {
+        let start = if by_day { hour / 24 * 24 } else { hour };
+        groups.entry((start, None, None)).or_default().add(&c);
+        if campaign == 0 || only.is_some_and(|id| id != campaign) {
+            continue;
+        }
+        let cr = per_creative.then_some(creative);
+        groups
+            .entry((start, Some(campaign), cr))
+            .or_default()
+            .add(&c);
+    }
+    let rows: Vec<Row> = groups
+        .into_iter()
+        .filter(|((_, campaign, _), _)| only.is_none() || campaign.is_some())
+        .map(|((start, campaign, creative), c)| Row {
+            period: period(start, by_day),
+            campaign,
+            creative,
+            c,
+        })
+        .collect();
+    if csv {
+        let mut out = String::from(CSV_HEAD);
+        out.push('\n');
+        for r in &rows {
+            let c = &r.c;
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{}",
+                r.period,
+                r.campaign.map_or("all".to_string(), |c| c.to_string()),
+                csv_field(r.creative.as_deref().unwrap_or("")),
+                c.bids,
+                c.wins,
+                c.impressions,
+                c.clicks,
+                c.invalid_clicks,
+                c.spend_micros,
+                c.spend_micros as f64 / 1e6,
+                Row::ratio(c.wins, c.bids),
+                Row::ratio(c.clicks, c.impressions),
+                if c.wins == 0 {
+                    0.0
+                } else {
+                    c.clearing_micros as f64 / c.wins as f64 / 1e6
+                },
+                if r.campaign.is_none() {
+                    c.ivt_requests.to_string()
+                } else {
+                    String::new()
+                },
+            );
+        }
+        resp.set(200, "text/csv; charset=utf-8", out.as_bytes());
+    } else {
+        json(
+            resp,
+            200,
+            serde_json::json!({
+                "from": period(from, false),
+                "to": period(to, false),
+                "by": if by_day { "day" } else { "hour" },
+                "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
+            }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2026, 11, 30), 20_787);
+        assert_eq!(civil_from_days(20_787), (2026, 11, 30));
+        assert_eq!(civil_from_days(days_from_civil(2000, 2, 29)), (2000, 2, 29));
+        assert_eq!(parse_hour("2026-11-30T13"), Some(20_787 * 24 + 13));
+        assert_eq!(parse_hour("2026-11-30"), Some(20_787 * 24));
+        assert_eq!(parse_hour("1796043600"), Some(1_796_043_600 / 3600));
+        assert_eq!(parse_hour("2026-13-01"), None);
+        assert_eq!(period(20_787 * 24 + 13, false), "2026-11-30T13:00:00Z");
+        assert_eq!(period(20_787 * 24 + 13, true), "2026-11-30");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+    }
+}

@@ -1,0 +1,163 @@
+//! Reports: per campaign and creative, per hour, what was bid, won, shown,
+//! clicked and spent. Each shard counts its own events in [`Hourly`] (no
+//! shared state on the request path) and publishes a snapshot on the
+//! [`Board`] every few hundred milliseconds when something changed; the
+//! admin listener merges the shards' snapshots with the database's hourly
+//! rollups of other processes and earlier runs (see `events::db`), so a
+//! report never scans raw events.
+
+use crate::events::{Event, Kind};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One row's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Bids made.
+    pub bids: u64,
+    /// Wins notified.
+    pub wins: u64,
+    /// Impressions recorded.
+    pub impressions: u64,
+    /// Valid clicks.
+    pub clicks: u64,
+    /// Invalid clicks (never charged).
+    pub invalid_clicks: u64,
+    /// Micro-USD charged.
+    pub spend_micros: i64,
+    /// Sum of the clearing prices of the wins (CPM, micro-units of the bid
+    /// currency), for the average clearing price.
+    pub clearing_micros: i64,
+    /// Bid requests refused as invalid traffic (on the campaign-less row).
+    pub ivt_requests: u64,
+}
+
+impl Counts {
+    /// Adds another row's counters.
+    pub fn add(&mut self, o: &Counts) {
+        self.bids += o.bids;
+        self.wins += o.wins;
+        self.impressions += o.impressions;
+        self.clicks += o.clicks;
+        self.invalid_clicks += o.invalid_clicks;
+        self.spend_micros += o.spend_micros;
+        self.clearing_micros += o.clearing_micros;
+        self.ivt_requests += o.ivt_requests;
+    }
+
+    /// Counts one event.
+    pub fn count(&mut self, ev: &Event) {
+        match ev.kind {
+            Kind::Bid => self.bids += 1,
+            Kind::Win => {
+                self.wins += 1;
+                self.clearing_micros += ev.price_micros;
+            }
+            Kind::Impression => self.impressions += 1,
+            Kind::Click => self.clicks += 1,
+            Kind::InvalidClick => self.invalid_clicks += 1,
+            Kind::Bill | Kind::Loss => {}
+        }
+        self.spend_micros += ev.spend_micros;
+    }
+}
+
+/// A row's key: Unix hour, campaign (0: requests refused before any
+/// campaign was considered), creative.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// Hours since the Unix epoch.
+    pub hour: u64,
+    /// Campaign id.
+    pub campaign: u64,
+    /// Creative id.
+    pub creative: String,
+}
+
+/// A shard's published rows.
+pub type Snapshot = Vec<(Key, Counts)>;
+
+/// Hours a shard keeps in memory (older ones are the database's).
+pub const KEEP_HOURS: u64 = 48;
+
+/// A shard's hourly counters; owned by the shard.
+#[derive(Debug, Default)]
+pub struct Hourly {
+    rows: HashMap<Key, Counts>,
+    dirty: bool,
+}
+
+impl Hourly {
+    /// Counts an event.
+    pub fn event(&mut self, ev: &Event) {
+        let key = Key {
+            hour: (ev.ts_micros.max(0) as u64) / 3_600_000_000,
+            campaign: ev.campaign_id,
+            creative: ev.creative_id.clone(),
+        };
+        self.rows.entry(key).or_default().count(ev);
+        self.dirty = true;
+    }
+
+    /// Counts a bid request refused as invalid traffic at Unix hour `hour`.
+    pub fn ivt(&mut self, hour: u64) {
+        let key = Key {
+            hour,
+            campaign: 0,
+            creative: String::new(),
+        };
+        self.rows.entry(key).or_default().ivt_requests += 1;
+        self.dirty = true;
+    }
+
+    /// The rows, if anything changed since the last call; hours older than
+    /// [`KEEP_HOURS`] before `now_hour` are dropped.
+    pub fn take_snapshot(&mut self, now_hour: u64) -> Option<Snapshot> {
+        if !self.dirty {
+            return None;
+        }
+        self.dirty = false;
+        self.rows.retain(|k, _| k.hour + KEEP_HOURS > now_hour);
+        let mut v: Snapshot = self.rows.iter().map(|(k, c)| (k.clone(), *c)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(v)
+    }
+}
+
+/// Every shard's last snapshot.
+#[derive(Debug)]
+pub struct Board {
+    shards: Vec<ArcSwap<Snapshot>>,
+}
+
+impl Board {
+    /// A board for `shards` shards.
+    pub fn new(shards: usize) -> Board {
+        Board {
+            shards: (0..shards)
+                .map(|_| ArcSwap::from_pointee(Vec::new()))
+                .collect(),
+        }
+    }
+
+    /// Publishes shard `i`'s rows.
+    pub fn publish(&self, i: usize, rows: Snapshot) {
+        if let Some(s) = self.shards.get(i) {
+            s.store(Arc::new(rows));
+        }
+    }
+
+    /// The shards' rows summed by key, for hours `from..to`.
+    pub fn merged(&self, from: u64, to: u64) -> HashMap<Key, Counts> {
+        let mut out: HashMap<Key, Counts> = HashMap::new();
+        for s in &self.shards {
+            for (k, c) in s.load().iter() {
+                if (from..to).contains(&k.hour) {
+                    out.entry(k.clone()).or_default().add(c);
+                }
+            }
+        }
+        out
+    }
+}
