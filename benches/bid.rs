@@ -338,6 +338,11 @@ fn bench_ivt(c: &mut Criterion) {
     g.bench_function("check/crawler", |b| {
         b.iter(|| checker.check(&lists, black_box(&bot), 1_800_000_000_000))
     });
+    // A user agent never seen before: the pattern automaton reads it all.
+    let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    g.bench_function("bot_patterns/unseen_browser_ua", |b| {
+        b.iter(|| lists.bots.is_bot(black_box(ua)))
+    });
     g.finish();
 }
 

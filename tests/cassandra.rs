@@ -87,7 +87,10 @@ fn write_behind_and_replay() {
     let addr = node.addr();
 
     // 1. Over the wire: bids, wins (charged), bills (already charged).
-    let app = start_api(&db_toml(&addr, "t_wire"));
+    let app = start_api(&format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"cass-token\"\n",
+        db_toml(&addr, "t_wire")
+    ));
     let a = app.local_addr();
     let m = get(a, "/metrics").text();
     assert!(m.contains("adshard_db_up 1"), "{m}");
@@ -121,6 +124,36 @@ fn write_behind_and_replay() {
         }
     }
     assert!(wins > 50, "most requests bid ({wins})");
+    // The report from the database's rollups (bids by the live writer,
+    // wins from the replayed spool segments) equals what was sent, and so
+    // does this process's own.
+    let admin = app.admin_addr().unwrap();
+    let report = |q: &str| -> serde_json::Value {
+        let resp = get_auth(admin, &format!("/admin/report?by=day&{q}"), "cass-token");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        serde_json::from_slice(&resp.body).unwrap()
+    };
+    let total = |v: &serde_json::Value| {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["campaign"] == "all")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let want = serde_json::json!([wins, wins, wins as i64 * 250]);
+    let figures = |r: &serde_json::Value| serde_json::json!([r["bids"], r["wins"], r["spend_micros"]]);
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while figures(&total(&report("source=db"))) != want {
+        assert!(
+            std::time::Instant::now() < until,
+            "rollups {} want {want}",
+            total(&report("source=db"))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(figures(&total(&report("source=memory"))), want);
     std::thread::sleep(Duration::from_millis(150));
     let m = get(a, "/metrics").text();
     let emitted = metric(&m, "adshard_events_total{");

@@ -49,6 +49,8 @@ pub struct AdminHandles {
     pub fleet: Option<Arc<FleetStatus>>,
     /// Every shard's hourly report counters.
     pub report: Arc<crate::quality::report::Board>,
+    /// The database's report rollups, when a database is configured.
+    pub history: Option<Arc<super::report::History>>,
 }
 
 /// The running admin listener. Stopped by [`AdminServer::stop`].
@@ -359,7 +361,7 @@ fn handle(req: &Request<'_, '_>, body: &[u8], deps: &AdminHandles, resp: &mut Re
         }
         "/admin/report" => {
             if method("GET", resp) {
-                super::report::report(req, &deps.report, resp);
+                super::report::report(req, &deps.report, deps.history.as_deref(), resp);
             }
         }
         _ => json(

@@ -325,6 +325,8 @@ impl App {
                     spend: deps.spend.clone(),
                     fleet: deps.fleet.as_ref().map(|f| f.status.clone()),
                     report: deps.report.clone(),
+                    history: (!cfg.events.db.nodes.is_empty())
+                        .then(|| Arc::new(super::report::History::new(cfg.events.db.clone()))),
                 },
             )
             .map_err(|e| {

@@ -30,7 +30,7 @@ pub mod health;
 pub mod metrics_page;
 pub mod notices;
 pub mod preflight;
-mod report;
+pub mod report;
 
 pub use app::{App, Deps, EMBEDDED_CAMPAIGNS};
 

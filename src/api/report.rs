@@ -6,15 +6,70 @@
 //! (`quality::report`), merged across shards: this process's last
 //! [`KEEP_HOURS`](crate::quality::report::KEEP_HOURS) hours.
 //!
+//! With `[events.db]` the figures come from the database's hourly rollups
+//! instead (`events::db::rollup`: every node and every run, written behind
+//! as events are stored, so they trail by the writer's flush): the whole
+//! fleet's history; `source=memory` asks for this process's counters.
+//! Bid requests refused as invalid traffic are not events: their counts
+//! (`ivt_requests`) are always this process's.
+//!
 //! Query: `from`, `to` (UTC `2026-11-30`, `2026-11-30T13`, or Unix
 //! seconds; default today so far), `by=hour|day`, `creative=true` (a row
-//! per creative), `campaign=ID`, `format=json|csv`.
+//! per creative), `campaign=ID`, `format=json|csv`, `source=db|memory`.
 
 use super::json_error as json;
 use crate::http::query;
 use crate::http::{Request, Response};
+use crate::config::DbConfig;
+use crate::events::db::rollup::Statements;
+use crate::events::db::Db;
 use crate::quality::report::{Board, Counts, Key};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+/// The database's rollups, read from the admin thread (connected on first
+/// use, again after a failure).
+#[derive(Debug)]
+pub struct History {
+    cfg: DbConfig,
+    conn: Mutex<Option<(tokio::runtime::Runtime, Db, Statements)>>,
+}
+
+impl History {
+    /// Rollups of the database `cfg` names.
+    pub fn new(cfg: DbConfig) -> History {
+        History {
+            cfg,
+            conn: Mutex::new(None),
+        }
+    }
+
+    fn read(&self, from: u64, to: u64, campaign: Option<u64>) -> Result<HashMap<Key, Counts>, String> {
+        let mut g = self.conn.lock().map_err(|_| "history lock poisoned".to_string())?;
+        if g.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let (db, st) = rt
+                .block_on(async {
+                    let db = Db::connect(&self.cfg).await?;
+                    let st = db.rollup_statements(&self.cfg.keyspace).await?;
+                    Ok::<_, crate::events::db::DbError>((db, st))
+                })
+                .map_err(|e| e.to_string())?;
+            *g = Some((rt, db, st));
+        }
+        let Some((rt, db, st)) = g.as_ref() else {
+            return Err("not connected".into());
+        };
+        let r = rt.block_on(db.read_rollups(st, from, to, campaign));
+        if r.is_err() {
+            *g = None;
+        }
+        r.map_err(|e| e.to_string())
+    }
+}
 use std::fmt::Write as _;
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
@@ -127,7 +182,12 @@ fn csv_field(s: &str) -> String {
 }
 
 /// Answers `GET /admin/report`.
-pub(super) fn report(req: &Request<'_, '_>, board: &Board, resp: &mut Response) {
+pub(super) fn report(
+    req: &Request<'_, '_>,
+    board: &Board,
+    history: Option<&History>,
+    resp: &mut Response,
+) {
     let get = |k: &str| query::get(req.query, k).map(|v| v.into_owned());
     let now_hour = crate::adserve::Now::wall().secs / 3600;
     let bad = |resp: &mut Response, param: &str, why: &str| {
@@ -175,6 +235,30 @@ pub(super) fn report(req: &Request<'_, '_>, board: &Board, resp: &mut Response) 
         Some("csv") => true,
         Some(_) => return bad(resp, "format", "json or csv"),
     };
+    let memory = board.merged(from, to);
+    let source = match (get("source").as_deref(), history) {
+        (None | Some("db"), Some(h)) => match h.read(from, to, only) {
+            Ok(mut rows) => {
+                // Refused requests are not events: this process's counts.
+                for (k, c) in &memory {
+                    if k.campaign == 0 {
+                        rows.entry(k.clone()).or_default().ivt_requests += c.ivt_requests;
+                    }
+                }
+                rows
+            }
+            Err(e) => {
+                return json(
+                    resp,
+                    503,
+                    serde_json::json!({ "error": format!("report rollups unavailable: {e}") }),
+                )
+            }
+        },
+        (Some("db"), None) => return bad(resp, "source", "no [events.db] configured"),
+        (None | Some("memory"), _) => memory,
+        (Some(_), _) => return bad(resp, "source", "db or memory"),
+    };
     // Group: (period start hour, campaign or total, creative).
     let mut groups: BTreeMap<(u64, Option<u64>, Option<String>), Counts> = BTreeMap::new();
     for (
@@ -184,7 +268,7 @@ pub(super) fn report(req: &Request<'_, '_>, board: &Board, resp: &mut Response) 
             creative,
         },
         c,
-    ) in board.merged(from, to)
+    ) in source
     {
         let start = if by_day { hour / 24 * 24 } else { hour };
         groups.entry((start, None, None)).or_default().add(&c);

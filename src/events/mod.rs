@@ -13,6 +13,7 @@
 //! generated schema), nothing else of ours.
 
 pub mod ack;
+pub mod counts;
 pub mod db;
 pub mod record;
 pub mod sink;

@@ -34,7 +34,7 @@ use std::time::Duration;
 /// One shard's sending side. Owned by the shard.
 #[derive(Debug)]
 pub struct Sink {
-    pub(super) db: Option<SyncSender<Event>>,
+    pub(super) db: Option<SyncSender<db::ToDb>>,
     pub(super) spool: SyncSender<Queued>,
     pub(super) writer: std::thread::Thread,
     pub(super) stats: Arc<SpoolStats>,
@@ -46,11 +46,11 @@ impl Sink {
     /// event is dropped, counted.
     pub fn push(&self, ev: Event) {
         let ev = match &self.db {
-            Some(db) => match db.try_send(ev) {
+            Some(db) => match db.try_send(db::ToDb { ev, spooled: false }) {
                 Ok(()) => return,
-                Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
+                Err(TrySendError::Full(x)) | Err(TrySendError::Disconnected(x)) => {
                     self.stats.spilled_queue_full.fetch_add(1, Relaxed);
-                    ev
+                    x.ev
                 }
             },
             None => ev,
@@ -70,7 +70,10 @@ impl Sink {
         if let Some(db) = &self.db {
             // Written behind to the database as any event (the spool copy is
             // replayed later: same event id, same row, spend counted once).
-            let _ = db.try_send(ev.clone());
+            let _ = db.try_send(db::ToDb {
+                ev: ev.clone(),
+                spooled: true,
+            });
         }
         let (ack, wait) = ack::pair();
         match self.spool.try_send(Queued { ev, ack: Some(ack) }) {

@@ -20,6 +20,8 @@ pub struct Lists {
     pub bots: Bots,
     /// Tagged IP ranges.
     pub ranges: Ranges,
+    /// Loads so far when these were loaded (0: the first).
+    pub version: u64,
 }
 
 impl Lists {
@@ -29,6 +31,7 @@ impl Lists {
             bots: Bots::new(bots::DEFAULT).unwrap_or_else(|e| unreachable!("shipped list: {e}")),
             ranges: Ranges::parse(cidr::DEFAULT)
                 .unwrap_or_else(|e| unreachable!("shipped ranges: {e}")),
+            version: 0,
         }
     }
 }
@@ -63,7 +66,11 @@ fn load(cfg: &IvtConfig) -> Result<Lists, (&'static str, String)> {
         None => Ranges::parse(cidr::DEFAULT).map_err(|e| e.to_string()),
     }
     .map_err(|e| ("ivt.ip_ranges_file", e))?;
-    Ok(Lists { bots, ranges })
+    Ok(Lists {
+        bots,
+        ranges,
+        version: 0,
+    })
 }
 
 fn mtime(p: &Option<PathBuf>) -> Option<SystemTime> {
@@ -109,9 +116,9 @@ impl IvtLists {
     /// Loads the files again: published if good, else kept and counted.
     pub fn reload(&self, cfg: &IvtConfig) {
         match load(cfg) {
-            Ok(l) => {
+            Ok(mut l) => {
+                l.version = self.reloads.fetch_add(1, Relaxed) + 1;
                 self.lists.store(Arc::new(l));
-                self.reloads.fetch_add(1, Relaxed);
                 if let Ok(mut e) = self.last_error.lock() {
                     *e = None;
                 }

@@ -6,74 +6,11 @@
 //! rollups of other processes and earlier runs (see `events::db`), so a
 //! report never scans raw events.
 
-use crate::events::{Event, Kind};
+use crate::events::Event;
+pub use crate::events::counts::{Counts, Key};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// One row's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counts {
-    /// Bids made.
-    pub bids: u64,
-    /// Wins notified.
-    pub wins: u64,
-    /// Impressions recorded.
-    pub impressions: u64,
-    /// Valid clicks.
-    pub clicks: u64,
-    /// Invalid clicks (never charged).
-    pub invalid_clicks: u64,
-    /// Micro-USD charged.
-    pub spend_micros: i64,
-    /// Sum of the clearing prices of the wins (CPM, micro-units of the bid
-    /// currency), for the average clearing price.
-    pub clearing_micros: i64,
-    /// Bid requests refused as invalid traffic (on the campaign-less row).
-    pub ivt_requests: u64,
-}
-
-impl Counts {
-    /// Adds another row's counters.
-    pub fn add(&mut self, o: &Counts) {
-        self.bids += o.bids;
-        self.wins += o.wins;
-        self.impressions += o.impressions;
-        self.clicks += o.clicks;
-        self.invalid_clicks += o.invalid_clicks;
-        self.spend_micros += o.spend_micros;
-        self.clearing_micros += o.clearing_micros;
-        self.ivt_requests += o.ivt_requests;
-    }
-
-    /// Counts one event.
-    pub fn count(&mut self, ev: &Event) {
-        match ev.kind {
-            Kind::Bid => self.bids += 1,
-            Kind::Win => {
-                self.wins += 1;
-                self.clearing_micros += ev.price_micros;
-            }
-            Kind::Impression => self.impressions += 1,
-            Kind::Click => self.clicks += 1,
-            Kind::InvalidClick => self.invalid_clicks += 1,
-            Kind::Bill | Kind::Loss => {}
-        }
-        self.spend_micros += ev.spend_micros;
-    }
-}
-
-/// A row's key: Unix hour, campaign (0: requests refused before any
-/// campaign was considered), creative.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key {
-    /// Hours since the Unix epoch.
-    pub hour: u64,
-    /// Campaign id.
-    pub campaign: u64,
-    /// Creative id.
-    pub creative: String,
-}
 
 /// A shard's published rows.
 pub type Snapshot = Vec<(Key, Counts)>;

@@ -35,10 +35,23 @@
 mod client;
 mod frequency;
 mod replay;
+pub mod rollup;
 mod schema;
 mod writer;
 
 pub use client::{Db, SPEND_BUCKETS};
+
+/// An event on its way to the database writer, and whether it is also in
+/// the spool (a durable event): such an event is counted in the report
+/// rollups by its segment's replay, never by the live writer, and never
+/// spilled again.
+#[derive(Debug)]
+pub struct ToDb {
+    /// The event.
+    pub ev: Event,
+    /// Also written to the spool.
+    pub spooled: bool,
+}
 pub use replay::{replay_file, replay_files, ReplayError, Replayed};
 pub use schema::{schema, schema_script};
 pub(crate) use writer::{spawn, SpoolHome};
@@ -242,15 +255,22 @@ pub(crate) fn cql_date(days: i64) -> CqlDate {
 }
 
 /// Splits events into runs of one partition, at most `max` long, in order.
-pub fn chunks(mut evs: Vec<Event>, max: usize) -> Vec<Vec<Event>> {
-    evs.sort_by_key(partition);
-    let mut out: Vec<Vec<Event>> = Vec::new();
-    for ev in evs {
+pub fn chunks(evs: Vec<Event>, max: usize) -> Vec<Vec<Event>> {
+    chunks_by(evs, max, partition)
+}
+
+/// [`chunks`] of anything that carries an event (`part` finds its partition).
+pub(crate) fn chunks_by<T, K: Ord + Copy>(
+    mut items: Vec<T>,
+    max: usize,
+    part: impl Fn(&T) -> K,
+) -> Vec<Vec<T>> {
+    items.sort_by_key(&part);
+    let mut out: Vec<Vec<T>> = Vec::new();
+    for it in items {
         match out.last_mut() {
-            Some(last) if last.len() < max && partition(&last[0]) == partition(&ev) => {
-                last.push(ev)
-            }
-            _ => out.push(vec![ev]),
+            Some(last) if last.len() < max && part(&last[0]) == part(&it) => last.push(it),
+            _ => out.push(vec![it]),
         }
     }
     out

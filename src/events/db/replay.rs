@@ -50,6 +50,7 @@ pub async fn replay_file(
     batch_size: usize,
     concurrency: usize,
     stats: &DbStats,
+    rollups: Option<(&super::rollup::Statements, &str)>,
 ) -> Result<Replayed, ReplayError> {
     let bytes = tokio::fs::read(path)
         .await
@@ -64,6 +65,11 @@ pub async fn replay_file(
     let (evs, torn_bytes) = (s.events, s.unread);
     let n = evs.len() as u64;
     let spend: Vec<Event> = evs.iter().filter(|e| e.spend_micros > 0).cloned().collect();
+    // The segment's report rollups: every event in it, under its own source.
+    let mut acc = super::rollup::Acc::default();
+    if rollups.is_some() {
+        evs.iter().for_each(|e| acc.count(e));
+    }
     let db_err = |source| ReplayError::Db {
         path: path.into(),
         source,
@@ -79,6 +85,15 @@ pub async fn replay_file(
     db.retrying(stats, || db.add_spend(&spend, concurrency))
         .await
         .map_err(db_err)?;
+    if let Some((st, node)) = rollups {
+        let name = path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default();
+        // Named by what it was before a replay renames it (`.spool`).
+        let name = name.trim_end_matches(".done").trim_end_matches(".torn").trim_end_matches(".bad");
+        let (rows, source) = (acc.all(), format!("seg:{node}:{name}"));
+        db.retrying(stats, || db.write_rollups(st, &source, &rows))
+            .await
+            .map_err(db_err)?;
+    }
     stats.replayed.fetch_add(n, Relaxed);
     Ok(Replayed {
         events: n,
@@ -194,8 +209,19 @@ pub fn replay_files(
             .owned_by(owner);
         let stats = DbStats::default();
         let mut sum = ReplaySummary::default();
+        let st = db
+            .rollup_statements(&db_cfg.keyspace)
+            .await
+            .map_err(ReplayRunError::Connect)?;
         for f in &files {
-            let r = replay_file(&db, f, db_cfg.batch_size, db_cfg.max_in_flight, &stats)
+            // Rollups go under the node id of the file's own spool directory
+            // (as the server names them), so a segment is counted once by
+            // whoever replays it.
+            let node = f
+                .parent()
+                .and_then(|d| crate::events::spool::read_node_id(d).ok().flatten())
+                .unwrap_or_else(|| "none".into());
+            let r = replay_file(&db, f, db_cfg.batch_size, db_cfg.max_in_flight, &stats, Some((&st, &node)))
                 .await
                 .map_err(|e| match e {
                     e @ ReplayError::Db { .. } => ReplayRunError::Database(e),

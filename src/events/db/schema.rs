@@ -100,6 +100,24 @@ pub fn schema(cfg: &DbConfig) -> Vec<String> {
              PRIMARY KEY ((owner, bucket), key, id)\n\
              )"
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.report_hourly (\n  \
+             day int,             -- days since the Unix epoch (UTC)\n  \
+             bucket smallint,     -- campaign_id % 16: a day in 16 reads\n  \
+             campaign_id bigint,\n  \
+             hour smallint,       -- 0-23 UTC\n  \
+             creative_id text,\n  \
+             source text,         -- who counted: live:<node>:<boot> or seg:<node>:<segment>\n  \
+             bids bigint,\n  \
+             wins bigint,\n  \
+             impressions bigint,\n  \
+             clicks bigint,\n  \
+             invalid_clicks bigint,\n  \
+             spend_micros bigint,\n  \
+             clearing_micros bigint, -- sum of win clearing prices (CPM micros)\n  \
+             PRIMARY KEY ((day, bucket), campaign_id, hour, creative_id, source)\n\
+             ) WITH default_time_to_live = 34560000"
+        ),
     ]
 }
 
@@ -123,6 +141,8 @@ pub fn schema_script(cfg: &DbConfig) -> String {
          -- fleet_caps: each node's spend and its cap (a reservation).\n\
          -- frequency: bids that counted a frequency cap, per spool owner,\n\
          -- each kept for its cap's window: read back at start-up.\n\
+         -- report_hourly: events per campaign, hour and creative, each\n\
+         -- source's absolute figures (see events::db::rollup); 400 days.\n\
          -- Rollups start empty in a keyspace made before they existed.\n\
          -- A keyspace made before events carried bid_id needs, once:\n\
          --   ALTER TABLE adshard.events ADD bid_id text;\n\n",

@@ -4,7 +4,8 @@
 //! segments once it is back.
 
 use super::client::Db;
-use super::{chunks, replay_file, DbStats, ReplayError};
+use super::rollup::{Acc, Statements};
+use super::{chunks_by, partition, replay_file, DbStats, ReplayError, ToDb};
 use crate::config::DbConfig;
 use crate::events::record::Event;
 use crate::events::spool::{list_segments, Queued, WriterCtl};
@@ -27,7 +28,7 @@ pub(crate) struct SpoolHome {
 /// Starts the database writer thread.
 pub(crate) fn spawn(
     cfg: DbConfig,
-    queues: Vec<Receiver<Event>>,
+    queues: Vec<Receiver<ToDb>>,
     spool: Vec<SyncSender<Queued>>,
     ctls: Vec<Arc<WriterCtl>>,
     stats: Arc<DbStats>,
@@ -40,6 +41,12 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("db-writer".into())
         .spawn(move || {
+            let boot: String = {
+                let mut b = [0u8; 6];
+                let _ = std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+                b.iter().map(|x| format!("{x:02x}")).collect()
+            };
             let w = Writer {
                 cfg,
                 spool,
@@ -47,8 +54,10 @@ pub(crate) fn spawn(
                 dir,
                 stats,
                 keep,
+                source: format!("live:{owner}:{boot}"),
                 owner,
                 down: AtomicBool::new(true),
+                rollup: std::sync::Mutex::new(Acc::default()),
             };
             rt.block_on(w.run(queues));
         })
@@ -65,11 +74,18 @@ struct Writer {
     /// The spool directory's node id: whose frequency rows this writes.
     owner: String,
     down: AtomicBool,
+    /// This process's report rollup source (`live:<node>:<boot>`).
+    source: String,
+    /// What the live writes counted (events not also spooled), for the
+    /// rollups. The writer thread's own: never touched by a shard.
+    rollup: std::sync::Mutex<Acc>,
 }
 
 /// A connected database and the spend task that goes with it.
 struct Live {
     db: Arc<Db>,
+    /// The report rollup statements.
+    rollups: Arc<Statements>,
     spend: tokio::sync::mpsc::Sender<Event>,
     spend_task: tokio::task::JoinHandle<()>,
 }
@@ -117,12 +133,21 @@ impl Writer {
     async fn connect(self: &Arc<Self>) -> Option<Live> {
         match Db::connect(&self.cfg).await {
             Ok(db) => {
+                let rollups = match db.rollup_statements(&self.cfg.keyspace).await {
+                    Ok(st) => Arc::new(st),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event database: report rollups not prepared");
+                        self.set_down(true);
+                        return None;
+                    }
+                };
                 self.set_down(false);
                 let db = Arc::new(db.owned_by(Some(self.owner.clone())));
                 let (spend, rx) = tokio::sync::mpsc::channel(SPEND_BACKLOG);
                 let spend_task = tokio::task::spawn(self.clone().spend_loop(db.clone(), rx));
                 Some(Live {
                     db,
+                    rollups,
                     spend,
                     spend_task,
                 })
@@ -158,7 +183,25 @@ impl Writer {
         }
     }
 
-    async fn run(self, queues: Vec<Receiver<Event>>) {
+    /// Writes the rollup rows the live writes changed; on failure they are
+    /// written again at the next flush.
+    async fn flush_rollups(&self, db: &Db, st: &Statements) {
+        let rows = match self.rollup.lock() {
+            Ok(mut a) => a.take_dirty(),
+            Err(_) => return,
+        };
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = db.write_rollups(st, &self.source, &rows).await {
+            tracing::warn!(error = %e, "report rollups not written; retried at the next flush");
+            if let Ok(mut a) = self.rollup.lock() {
+                a.redo(rows.into_iter().map(|(k, _)| k));
+            }
+        }
+    }
+
+    async fn run(self, queues: Vec<Receiver<ToDb>>) {
         let this = Arc::new(self);
         let mut live = this.connect().await;
         let limit = this.cfg.max_in_flight;
@@ -172,7 +215,7 @@ impl Writer {
         // Per shard: events gathered, and when the oldest arrived. A shard's
         // events go out once a batch is full or the oldest has waited
         // `linger_ms` (fewer, fuller batches: less CPU here and there).
-        let mut bufs: Vec<Vec<Event>> = queues.iter().map(|_| Vec::new()).collect();
+        let mut bufs: Vec<Vec<ToDb>> = queues.iter().map(|_| Vec::new()).collect();
         let mut since = vec![tokio::time::Instant::now(); queues.len()];
         loop {
             let mut got = 0;
@@ -200,20 +243,34 @@ impl Writer {
                 if bufs[i].is_empty() || !due {
                     continue;
                 }
-                let evs = std::mem::take(&mut bufs[i]);
+                let items = std::mem::take(&mut bufs[i]);
                 match &live {
                     Some(l) if !this.down.load(Relaxed) => {
-                        for chunk in chunks(evs, batch) {
+                        for chunk in chunks_by(items, batch, |t: &ToDb| partition(&t.ev)) {
                             let Ok(permit) = sem.clone().acquire_owned().await else {
                                 return;
                             };
                             let (d, w, spend_tx) = (l.db.clone(), this.clone(), l.spend.clone());
                             w.stats.in_flight.fetch_add(1, Relaxed);
                             tokio::task::spawn(async move {
+                                let (chunk, spooled): (Vec<Event>, Vec<bool>) =
+                                    chunk.into_iter().map(|t| (t.ev, t.spooled)).unzip();
                                 if d.write_events(&chunk, &w.stats).await.is_err() {
                                     w.set_down(true);
-                                    w.spill(chunk, &w.stats.spilled_failed);
+                                    // Spooled events are there already.
+                                    let spill: Vec<Event> = chunk
+                                        .into_iter()
+                                        .zip(spooled)
+                                        .filter(|(_, s)| !s)
+                                        .map(|(e, _)| e)
+                                        .collect();
+                                    w.spill(spill, &w.stats.spilled_failed);
                                 } else {
+                                    if let Ok(mut a) = w.rollup.lock() {
+                                        for (e, _) in chunk.iter().zip(&spooled).filter(|(_, s)| !**s) {
+                                            a.count(e);
+                                        }
+                                    }
                                     for ev in chunk.into_iter().filter(|e| e.spend_micros > 0) {
                                         if let Err(e) = spend_tx.try_send(ev) {
                                             let ev = match e {
@@ -233,7 +290,14 @@ impl Writer {
                             });
                         }
                     }
-                    _ => this.spill(evs, &this.stats.spilled_down),
+                    _ => {
+                        let evs: Vec<Event> = items
+                            .into_iter()
+                            .filter(|t| !t.spooled)
+                            .map(|t| t.ev)
+                            .collect();
+                        this.spill(evs, &this.stats.spilled_down)
+                    }
                 }
             }
             if open.iter().all(|o| !o) {
@@ -251,9 +315,12 @@ impl Writer {
                     Some(_) => {}
                 }
                 if let Some(l) = &live {
+                    if !this.down.load(Relaxed) {
+                        this.flush_rollups(&l.db, &l.rollups).await;
+                    }
                     if !this.down.load(Relaxed) && replay.as_ref().is_none_or(|h| h.is_finished()) {
-                        let (d, w) = (l.db.clone(), this.clone());
-                        replay = Some(tokio::task::spawn(async move { w.replay(&d).await }));
+                        let (d, w, st) = (l.db.clone(), this.clone(), l.rollups.clone());
+                        replay = Some(tokio::task::spawn(async move { w.replay(&d, &st).await }));
                     }
                 }
             }
@@ -265,6 +332,9 @@ impl Writer {
         // the spend rounds it queued.
         let _ = sem.acquire_many(limit as u32).await;
         if let Some(l) = live {
+            if !this.down.load(Relaxed) {
+                this.flush_rollups(&l.db, &l.rollups).await;
+            }
             drop(l.spend);
             let _ = l.spend_task.await;
         }
@@ -277,7 +347,7 @@ impl Writer {
     }
 
     /// Seals the spool writers' open segments and stores every sealed one.
-    async fn replay(&self, db: &Db) {
+    async fn replay(&self, db: &Db, st: &Statements) {
         if !self.keep.is_zero() {
             crate::events::spool::prune_done(&self.dir, self.keep);
         }
@@ -300,7 +370,8 @@ impl Writer {
                 continue; // Still being written.
             }
             let conc = (self.cfg.max_in_flight / 2).max(1);
-            match replay_file(db, &seg.path, self.cfg.batch_size, conc, &self.stats).await {
+            let rollups = Some((st, self.owner.as_str()));
+            match replay_file(db, &seg.path, self.cfg.batch_size, conc, &self.stats, rollups).await {
                 Ok(r) => {
                     self.stats.replayed_segments.fetch_add(1, Relaxed);
                     let done = if let Some(at) = r.damaged_at {
