@@ -143,7 +143,8 @@ fn write_behind_and_replay() {
             .unwrap_or_default()
     };
     let want = serde_json::json!([wins, wins, wins as i64 * 250]);
-    let figures = |r: &serde_json::Value| serde_json::json!([r["bids"], r["wins"], r["spend_micros"]]);
+    let figures =
+        |r: &serde_json::Value| serde_json::json!([r["bids"], r["wins"], r["spend_micros"]]);
     let until = std::time::Instant::now() + Duration::from_secs(30);
     while figures(&total(&report("source=db"))) != want {
         assert!(

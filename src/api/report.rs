@@ -18,11 +18,11 @@
 //! per creative), `campaign=ID`, `format=json|csv`, `source=db|memory`.
 
 use super::json_error as json;
-use crate::http::query;
-use crate::http::{Request, Response};
 use crate::config::DbConfig;
 use crate::events::db::rollup::Statements;
 use crate::events::db::Db;
+use crate::http::query;
+use crate::http::{Request, Response};
 use crate::quality::report::{Board, Counts, Key};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -44,8 +44,16 @@ impl History {
         }
     }
 
-    fn read(&self, from: u64, to: u64, campaign: Option<u64>) -> Result<HashMap<Key, Counts>, String> {
-        let mut g = self.conn.lock().map_err(|_| "history lock poisoned".to_string())?;
+    fn read(
+        &self,
+        from: u64,
+        to: u64,
+        campaign: Option<u64>,
+    ) -> Result<HashMap<Key, Counts>, String> {
+        let mut g = self
+            .conn
+            .lock()
+            .map_err(|_| "history lock poisoned".to_string())?;
         if g.is_none() {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

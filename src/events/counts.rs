@@ -68,4 +68,3 @@ pub struct Key {
     /// Creative id.
     pub creative: String,
 }
-

@@ -6,8 +6,8 @@
 //! rollups of other processes and earlier runs (see `events::db`), so a
 //! report never scans raw events.
 
-use crate::events::Event;
 pub use crate::events::counts::{Counts, Key};
+use crate::events::Event;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::Arc;

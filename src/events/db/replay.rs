@@ -86,9 +86,15 @@ pub async fn replay_file(
         .await
         .map_err(db_err)?;
     if let Some((st, node)) = rollups {
-        let name = path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default();
         // Named by what it was before a replay renames it (`.spool`).
-        let name = name.trim_end_matches(".done").trim_end_matches(".torn").trim_end_matches(".bad");
+        let name = name
+            .trim_end_matches(".done")
+            .trim_end_matches(".torn")
+            .trim_end_matches(".bad");
         let (rows, source) = (acc.all(), format!("seg:{node}:{name}"));
         db.retrying(stats, || db.write_rollups(st, &source, &rows))
             .await
@@ -221,12 +227,19 @@ pub fn replay_files(
                 .parent()
                 .and_then(|d| crate::events::spool::read_node_id(d).ok().flatten())
                 .unwrap_or_else(|| "none".into());
-            let r = replay_file(&db, f, db_cfg.batch_size, db_cfg.max_in_flight, &stats, Some((&st, &node)))
-                .await
-                .map_err(|e| match e {
-                    e @ ReplayError::Db { .. } => ReplayRunError::Database(e),
-                    e => ReplayRunError::Segment(e),
-                })?;
+            let r = replay_file(
+                &db,
+                f,
+                db_cfg.batch_size,
+                db_cfg.max_in_flight,
+                &stats,
+                Some((&st, &node)),
+            )
+            .await
+            .map_err(|e| match e {
+                e @ ReplayError::Db { .. } => ReplayRunError::Database(e),
+                e => ReplayRunError::Segment(e),
+            })?;
             each(f, &r);
             if r.damaged_at.is_some() {
                 sum.damaged += 1;

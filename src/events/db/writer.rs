@@ -267,7 +267,9 @@ impl Writer {
                                     w.spill(spill, &w.stats.spilled_failed);
                                 } else {
                                     if let Ok(mut a) = w.rollup.lock() {
-                                        for (e, _) in chunk.iter().zip(&spooled).filter(|(_, s)| !**s) {
+                                        for (e, _) in
+                                            chunk.iter().zip(&spooled).filter(|(_, s)| !**s)
+                                        {
                                             a.count(e);
                                         }
                                     }
@@ -371,7 +373,16 @@ impl Writer {
             }
             let conc = (self.cfg.max_in_flight / 2).max(1);
             let rollups = Some((st, self.owner.as_str()));
-            match replay_file(db, &seg.path, self.cfg.batch_size, conc, &self.stats, rollups).await {
+            match replay_file(
+                db,
+                &seg.path,
+                self.cfg.batch_size,
+                conc,
+                &self.stats,
+                rollups,
+            )
+            .await
+            {
                 Ok(r) => {
                     self.stats.replayed_segments.fetch_add(1, Relaxed);
                     let done = if let Some(at) = r.damaged_at {
