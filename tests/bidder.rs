@@ -394,18 +394,9 @@ fn notices_over_the_wire() {
     }
     let lurl = template.replace("${AUCTION_LOSS}", "102");
     assert_eq!(get(a, &lurl).text(), "{\"duplicate\":false,\"ok\":true}");
-    // Click: 302 to the landing page; impression: a GIF.
+    // Impression: a GIF; then the click: 302 to the landing page (a click
+    // counts after its impression, see tests/quality.rs).
     let adm = b["adm"].as_str().unwrap().replace("&amp;", "&");
-    let click = adm
-        .split("href='")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap();
-    let c = get(a, &path(click));
-    assert_eq!(c.status, 302);
-    assert!(c.header("location").unwrap().starts_with("https://"));
     let imp = adm
         .split("<img src='")
         .nth(2)
@@ -418,6 +409,16 @@ fn notices_over_the_wire() {
         (i.status, i.header("content-type")),
         (200, Some("image/gif"))
     );
+    let click = adm
+        .split("href='")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    let c = get(a, &path(click));
+    assert_eq!(c.status, 302);
+    assert!(c.header("location").unwrap().starts_with("https://"));
     assert_eq!(
         get(a, "/click?a=1&i=1&c=999999&cr=x").status,
         403,

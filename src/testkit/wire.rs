@@ -36,6 +36,8 @@ enabled = false
 # are turned on by the tests of IVT itself.
 [ivt]
 require_device = false
+# Tests click right after the impression; tests/quality.rs sets a delay.
+min_click_delay_ms = 0
 max_per_ip = 0
 max_per_device = 0
 "#;
