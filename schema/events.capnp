@@ -1,5 +1,5 @@
 # Events that leave a shard through its sink (bid, win, bill, loss,
-# impression, click, invalid click). Framed with the standard capnp stream framing in the
+# impression, click, invalid click, a request refused as invalid traffic). Framed with the standard capnp stream framing in the
 # spool file. Event ids make storage and replay idempotent.
 @0xe2c0e87839cca6c7;
 
@@ -11,6 +11,7 @@ enum EventKind {
   impression @4;
   click @5;
   invalidClick @6;
+  ivt @7;
 }
 
 struct Event {

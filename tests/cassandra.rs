@@ -124,6 +124,15 @@ fn write_behind_and_replay() {
         }
     }
     assert!(wins > 50, "most requests bid ({wins})");
+    // Two crawlers, refused: `ivt` events, counted in the reports too.
+    for n in 0..2 {
+        req["id"] = serde_json::Value::String(format!("bot-{n}"));
+        req["device"] = serde_json::json!({ "ua": "Googlebot/2.1 (+http://www.google.com/bot.html)", "ip": "66.249.66.1" });
+        assert_eq!(
+            post_bid(&mut r, &serde_json::to_vec(&req).unwrap()).status,
+            204
+        );
+    }
     // The report from the database's rollups (bids by the live writer,
     // wins from the replayed spool segments) equals what was sent, and so
     // does this process's own.

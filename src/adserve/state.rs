@@ -147,6 +147,12 @@ impl ShardState {
         self.version = ix.version;
     }
 
+    /// A new event id (see [`super::event_id`]).
+    pub fn next_event_id(&mut self, now: super::Now) -> u128 {
+        self.seq += 1;
+        super::event_id(self.shard, self.seq, now)
+    }
+
     /// A new id unique across shards, processes and restarts:
     /// `{node}-{shard}-{seq}`, `node` being 48 random bits drawn at start
     /// (8 base64url characters).

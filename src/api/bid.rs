@@ -48,7 +48,7 @@ impl Api {
             .check(&lists, &br, (now.micros / 1000).max(0) as u64);
         if let Some(why) = ivt {
             self.metrics.ivt(why);
-            self.hourly.borrow_mut().ivt(now.secs / 3600);
+            self.refused(&br, why, now);
             self.metrics
                 .no_bid(adserve::NoBid::Ivt, br.imp.len() as u64);
             self.no_bid_code(&br.id, why.nbr(), nbr, tell, resp);
@@ -95,6 +95,31 @@ impl Api {
             }
             None => self.no_bid(&br.id, &d.no_bids, nbr, tell, resp),
         }
+    }
+
+    /// Records a request refused as invalid traffic: an event (no campaign,
+    /// the reason as its creative), so reports count refusals by reason.
+    fn refused(&self, br: &openrtb::BidRequest<'_>, why: crate::quality::Ivt, now: Now) {
+        let ev = {
+            let mut st = self.state.borrow_mut();
+            crate::events::Event {
+                id: st.next_event_id(now),
+                kind: crate::events::Kind::Ivt,
+                ts_micros: now.micros,
+                shard: st.shard,
+                auction_id: br.id.to_string(),
+                imp_id: String::new(),
+                campaign_id: 0,
+                creative_id: why.label().to_string(),
+                price_micros: 0,
+                currency: String::new(),
+                spend_micros: 0,
+                bid_id: String::new(),
+                freq_key: 0,
+                freq_window: 0,
+            }
+        };
+        self.emit(ev);
     }
 
     /// A no-bid: 204, or 200 with the reason (`nbr`: `bidder.nbr` on a JSON

@@ -10,8 +10,8 @@
 //! instead (`events::db::rollup`: every node and every run, written behind
 //! as events are stored, so they trail by the writer's flush): the whole
 //! fleet's history; `source=memory` asks for this process's counters.
-//! Bid requests refused as invalid traffic are not events: their counts
-//! (`ivt_requests`) are always this process's.
+//! Bid requests refused as invalid traffic are `ivt` events without a
+//! campaign, their reason as the creative: they count in the total rows.
 //!
 //! Query: `from`, `to` (UTC `2026-11-30`, `2026-11-30T13`, or Unix
 //! seconds; default today so far), `by=hour|day`, `creative=true` (a row
@@ -246,15 +246,7 @@ pub(super) fn report(
     let memory = board.merged(from, to);
     let source = match (get("source").as_deref(), history) {
         (None | Some("db"), Some(h)) => match h.read(from, to, only) {
-            Ok(mut rows) => {
-                // Refused requests are not events: this process's counts.
-                for (k, c) in &memory {
-                    if k.campaign == 0 {
-                        rows.entry(k.clone()).or_default().ivt_requests += c.ivt_requests;
-                    }
-                }
-                rows
-            }
+            Ok(rows) => rows,
             Err(e) => {
                 return json(
                     resp,

@@ -51,6 +51,7 @@ impl Counts {
             Kind::Impression => self.impressions += 1,
             Kind::Click => self.clicks += 1,
             Kind::InvalidClick => self.invalid_clicks += 1,
+            Kind::Ivt => self.ivt_requests += 1,
             Kind::Bill | Kind::Loss => {}
         }
         self.spend_micros += ev.spend_micros;

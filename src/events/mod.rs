@@ -49,11 +49,14 @@ pub enum Kind {
     /// A click that does not count: no impression before it, or too soon
     /// after it (see `quality::clicks`). Never charged.
     InvalidClick,
+    /// A bid request refused as invalid traffic (`quality`): no campaign,
+    /// the reason in `creative_id`, so reports count refusals by reason.
+    Ivt,
 }
 
 impl Kind {
     /// Every kind, in the order of [`Kind::index`].
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Bid,
         Kind::Win,
         Kind::Bill,
@@ -61,10 +64,11 @@ impl Kind {
         Kind::Impression,
         Kind::Click,
         Kind::InvalidClick,
+        Kind::Ivt,
     ];
 
     /// The kind's name: `bid`, `win`, `bill`, `loss`, `impression`,
-    /// `click`, `invalid_click`.
+    /// `click`, `invalid_click`, `ivt`.
     pub const fn label(self) -> &'static str {
         match self {
             Kind::Bid => "bid",
@@ -74,6 +78,7 @@ impl Kind {
             Kind::Impression => "impression",
             Kind::Click => "click",
             Kind::InvalidClick => "invalid_click",
+            Kind::Ivt => "ivt",
         }
     }
 
@@ -105,7 +110,8 @@ mod kind_tests {
                 "loss",
                 "impression",
                 "click",
-                "invalid_click"
+                "invalid_click",
+                "ivt"
             ]
         );
     }

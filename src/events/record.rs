@@ -77,6 +77,7 @@ fn kind_to_capnp(k: Kind) -> EventKind {
         Kind::Impression => EventKind::Impression,
         Kind::Click => EventKind::Click,
         Kind::InvalidClick => EventKind::InvalidClick,
+        Kind::Ivt => EventKind::Ivt,
     }
 }
 
@@ -89,6 +90,7 @@ fn kind_from_capnp(k: EventKind) -> Kind {
         EventKind::Impression => Kind::Impression,
         EventKind::Click => Kind::Click,
         EventKind::InvalidClick => Kind::InvalidClick,
+        EventKind::Ivt => Kind::Ivt,
     }
 }
 

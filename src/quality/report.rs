@@ -37,17 +37,6 @@ impl Hourly {
         self.dirty = true;
     }
 
-    /// Counts a bid request refused as invalid traffic at Unix hour `hour`.
-    pub fn ivt(&mut self, hour: u64) {
-        let key = Key {
-            hour,
-            campaign: 0,
-            creative: String::new(),
-        };
-        self.rows.entry(key).or_default().ivt_requests += 1;
-        self.dirty = true;
-    }
-
     /// The rows, if anything changed since the last call; hours older than
     /// [`KEEP_HOURS`] before `now_hour` are dropped.
     pub fn take_snapshot(&mut self, now_hour: u64) -> Option<Snapshot> {
