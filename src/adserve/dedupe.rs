@@ -70,14 +70,22 @@ impl Dedupe {
         self.slots.len()
     }
 
+    /// A key's 48-bit fingerprint (never zero: zero is a free slot) and
+    /// the first slot of its probe run.
+    fn place(&self, key: u64) -> (u64, usize) {
+        let fp = key & !0xffff;
+        (
+            if fp == 0 { 1 << 16 } else { fp },
+            (key as usize) & self.mask,
+        )
+    }
+
     /// Remembers `key` until hour `until` (Unix hours), unless it is already
     /// remembered. `now` is the current Unix hour.
     pub fn claim(&self, key: u64, until: u64, now: u64) -> Seen {
         let now = now as u16;
-        let fp = key & !0xffff;
-        let fp = if fp == 0 { 1 << 16 } else { fp };
+        let (fp, start) = self.place(key);
         let value = fp | u64::from(until as u16);
-        let start = (key as usize) & self.mask;
         loop {
             let mut free = None;
             for k in 0..PROBES {
@@ -110,9 +118,7 @@ impl Dedupe {
     /// Unix hour.
     pub fn contains(&self, key: u64, now: u64) -> bool {
         let now = now as u16;
-        let fp = key & !0xffff;
-        let fp = if fp == 0 { 1 << 16 } else { fp };
-        let start = (key as usize) & self.mask;
+        let (fp, start) = self.place(key);
         (0..PROBES).any(|k| {
             let v = self.slots[(start + k) & self.mask].load(Ordering::Acquire);
             v != 0 && live(v as u16, now) && v & !0xffff == fp

@@ -381,25 +381,28 @@ pub fn notice(
         Seen::New(c) => out.claims.push(c),
     }
     let now_ms = (now.micros / 1000).max(0) as u64;
-    let bid_key = dedupe::key("imp-time", &n.bid);
-    let mut event_kind = kind.event();
+    let bid_key = || dedupe::key("imp-time", &n.bid);
     match kind {
-        NoticeKind::Imp => imps.record(bid_key, now_ms),
+        NoticeKind::Imp => imps.record(bid_key(), now_ms),
         NoticeKind::Click => {
             let imp = dedupe.contains(dedupe::key(Kind::Impression.label(), &n.bid), hour);
             out.invalid_click = if !imp {
                 Some(InvalidClick::NoImpression)
-            } else if imps.get(bid_key).is_some_and(|t| imps.too_fast(t, now_ms)) {
+            } else if imps
+                .get(bid_key())
+                .is_some_and(|t| imps.too_fast(t, now_ms))
+            {
                 Some(InvalidClick::TooFast)
             } else {
                 None
             };
-            if out.invalid_click.is_some() {
-                event_kind = Kind::InvalidClick;
-            }
         }
         _ => {}
     }
+    let event_kind = match out.invalid_click {
+        Some(_) => Kind::InvalidClick,
+        None => kind.event(),
+    };
     let mut spend = 0i64;
     if let (Some(cpm), false) = (charged_cpm, n.test) {
         match dedupe.claim(dedupe::key("spend", &n.bid), until, hour) {

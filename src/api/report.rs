@@ -143,17 +143,28 @@ struct Row {
     c: Counts,
 }
 
+fn ratio(n: u64, d: u64) -> f64 {
+    if d == 0 {
+        0.0
+    } else {
+        n as f64 / d as f64
+    }
+}
+
 impl Row {
-    fn ratio(n: u64, d: u64) -> f64 {
-        if d == 0 {
-            0.0
-        } else {
-            n as f64 / d as f64
-        }
+    /// Win rate, CTR, average clearing CPM: what the counters give.
+    fn rates(&self) -> (f64, f64, f64) {
+        let c = &self.c;
+        (
+            ratio(c.wins, c.bids),
+            ratio(c.clicks, c.impressions),
+            ratio(c.clearing_micros.max(0) as u64, c.wins) / 1e6,
+        )
     }
 
     fn json(&self) -> serde_json::Value {
         let c = &self.c;
+        let (win_rate, ctr, avg_clearing) = self.rates();
         let mut v = serde_json::json!({
             "period": self.period,
             "campaign": self.campaign.map_or(serde_json::Value::from("all"), serde_json::Value::from),
@@ -164,9 +175,9 @@ impl Row {
             "invalid_clicks": c.invalid_clicks,
             "spend_micros": c.spend_micros,
             "spend_usd": c.spend_micros as f64 / 1e6,
-            "win_rate": Row::ratio(c.wins, c.bids),
-            "ctr": Row::ratio(c.clicks, c.impressions),
-            "avg_clearing_cpm": if c.wins == 0 { 0.0 } else { c.clearing_micros as f64 / c.wins as f64 / 1e6 },
+            "win_rate": win_rate,
+            "ctr": ctr,
+            "avg_clearing_cpm": avg_clearing,
         });
         if let Some(cr) = &self.creative {
             v["creative"] = cr.clone().into();
@@ -243,7 +254,6 @@ pub(super) fn report(
         Some("csv") => true,
         Some(_) => return bad(resp, "format", "json or csv"),
     };
-    let memory = board.merged(from, to);
     let source = match (get("source").as_deref(), history) {
         (None | Some("db"), Some(h)) => match h.read(from, to, only) {
             Ok(rows) => rows,
@@ -256,7 +266,7 @@ pub(super) fn report(
             }
         },
         (Some("db"), None) => return bad(resp, "source", "no [events.db] configured"),
-        (None | Some("memory"), _) => memory,
+        (None | Some("memory"), _) => board.merged(from, to),
         (Some(_), _) => return bad(resp, "source", "db or memory"),
     };
     // Group: (period start hour, campaign or total, creative).
@@ -296,6 +306,7 @@ pub(super) fn report(
         out.push('\n');
         for r in &rows {
             let c = &r.c;
+            let (win_rate, ctr, avg_clearing) = r.rates();
             let _ = writeln!(
                 out,
                 "{},{},{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{}",
@@ -309,13 +320,9 @@ pub(super) fn report(
                 c.invalid_clicks,
                 c.spend_micros,
                 c.spend_micros as f64 / 1e6,
-                Row::ratio(c.wins, c.bids),
-                Row::ratio(c.clicks, c.impressions),
-                if c.wins == 0 {
-                    0.0
-                } else {
-                    c.clearing_micros as f64 / c.wins as f64 / 1e6
-                },
+                win_rate,
+                ctr,
+                avg_clearing,
                 if r.campaign.is_none() {
                     c.ivt_requests.to_string()
                 } else {

@@ -69,3 +69,14 @@ pub struct Key {
     /// Creative id.
     pub creative: String,
 }
+
+impl Key {
+    /// The row an event counts in.
+    pub fn of(ev: &Event) -> Key {
+        Key {
+            hour: (ev.ts_micros.max(0) as u64) / 3_600_000_000,
+            campaign: ev.campaign_id,
+            creative: ev.creative_id.clone(),
+        }
+    }
+}

@@ -292,6 +292,15 @@ fn source(r: &s::bid_request::Reader<'_>) -> Result<Option<Source<'static>>, Req
     }))
 }
 
+fn set_nums<T: capnp::private::layout::PrimitiveElement + Copy>(
+    mut l: capnp::primitive_list::Builder<'_, T>,
+    v: &[T],
+) {
+    for (i, x) in v.iter().enumerate() {
+        l.set(i as u32, *x);
+    }
+}
+
 fn set_texts<'a>(mut l: capnp::text_list::Builder<'a>, v: &[impl AsRef<str>]) {
     for (i, t) in v.iter().enumerate() {
         l.set(i as u32, t.as_ref());
@@ -367,28 +376,22 @@ pub fn encode_request(req: &BidRequest<'_>, out: &mut Vec<u8>) {
             vb.set_maxduration(v.maxduration.unwrap_or(0));
             set_texts(vb.reborrow().init_mimes(v.mimes.len() as u32), &v.mimes);
             vb.set_plcmt(v.plcmt().unwrap_or(0));
-            let mut dl = vb.reborrow().init_rqddurs(v.rqddurs.len() as u32);
-            for (j, d) in v.rqddurs.iter().enumerate() {
-                dl.set(j as u32, *d);
-            }
-            let mut pl = vb.init_protocols(v.protocols.len() as u32);
-            for (j, p) in v.protocols.iter().enumerate() {
-                pl.set(j as u32, *p);
-            }
+            set_nums(
+                vb.reborrow().init_rqddurs(v.rqddurs.len() as u32),
+                &v.rqddurs,
+            );
+            set_nums(vb.init_protocols(v.protocols.len() as u32), &v.protocols);
         }
         if let Some(a) = &imp.audio {
             let mut ab = i.reborrow().init_audio();
             ab.set_minduration(a.minduration.unwrap_or(0));
             ab.set_maxduration(a.maxduration.unwrap_or(0));
             set_texts(ab.reborrow().init_mimes(a.mimes.len() as u32), &a.mimes);
-            let mut dl = ab.reborrow().init_rqddurs(a.rqddurs.len() as u32);
-            for (j, d) in a.rqddurs.iter().enumerate() {
-                dl.set(j as u32, *d);
-            }
-            let mut pl = ab.init_protocols(a.protocols.len() as u32);
-            for (j, p) in a.protocols.iter().enumerate() {
-                pl.set(j as u32, *p);
-            }
+            set_nums(
+                ab.reborrow().init_rqddurs(a.rqddurs.len() as u32),
+                &a.rqddurs,
+            );
+            set_nums(ab.init_protocols(a.protocols.len() as u32), &a.protocols);
         }
         i.set_secure(imp.secure.unwrap_or(0));
         if let Some(n) = &imp.native {

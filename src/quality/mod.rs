@@ -28,7 +28,7 @@ pub mod report;
 use crate::config::IvtConfig;
 use crate::openrtb::BidRequest;
 pub use lists::{IvtLists, Lists};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// Why a bid request is invalid traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,16 +156,10 @@ impl Checker {
             if text.is_empty() {
                 continue;
             }
-            let ip: IpAddr = if v6 {
-                match text.parse::<Ipv6Addr>() {
-                    Ok(a) => a.into(),
-                    Err(_) => return Some(Ivt::Device),
-                }
-            } else {
-                match text.parse::<Ipv4Addr>() {
-                    Ok(a) => a.into(),
-                    Err(_) => return Some(Ivt::Device),
-                }
+            // `device.ip` holds IPv4, `device.ipv6` IPv6: anything else is malformed.
+            let ip = match text.parse::<IpAddr>() {
+                Ok(ip) if ip.is_ipv6() == v6 => ip,
+                _ => return Some(Ivt::Device),
             };
             match lists.ranges.tag(ip) {
                 None => {}

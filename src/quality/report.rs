@@ -28,12 +28,7 @@ pub struct Hourly {
 impl Hourly {
     /// Counts an event.
     pub fn event(&mut self, ev: &Event) {
-        let key = Key {
-            hour: (ev.ts_micros.max(0) as u64) / 3_600_000_000,
-            campaign: ev.campaign_id,
-            creative: ev.creative_id.clone(),
-        };
-        self.rows.entry(key).or_default().count(ev);
+        self.rows.entry(Key::of(ev)).or_default().count(ev);
         self.dirty = true;
     }
 

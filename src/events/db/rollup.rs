@@ -29,11 +29,7 @@ pub struct Acc {
 impl Acc {
     /// Counts an event.
     pub fn count(&mut self, ev: &Event) {
-        let key = Key {
-            hour: (ev.ts_micros.max(0) as u64) / 3_600_000_000,
-            campaign: ev.campaign_id,
-            creative: ev.creative_id.clone(),
-        };
+        let key = Key::of(ev);
         self.rows.entry(key.clone()).or_default().count(ev);
         self.dirty.insert(key);
     }
