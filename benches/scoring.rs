@@ -14,9 +14,11 @@ use std::time::Duration;
 fn main() {
     let lib = scoring::library_path("");
     let env = scoring::init_runtime(&lib).unwrap_or_else(|e| panic!("{e}"));
-    let mut model = scoring::Scorer::from_session(
-        scoring::session(env, scoring::EMBEDDED_MODEL, "embedded").unwrap(),
-    );
+    // ADSHARD_BENCH_MODEL=<file.onnx>: weigh another model (a graph variant) beside the embedded one.
+    let bytes = std::env::var("ADSHARD_BENCH_MODEL")
+        .map(|p| std::fs::read(p).unwrap())
+        .unwrap_or_else(|_| scoring::EMBEDDED_MODEL.to_vec());
+    let mut model = scoring::Scorer::from_session(scoring::session(env, &bytes, "bench").unwrap());
     let body = adshard::testkit::fixtures::read("bid-request-2.5_mobile.json");
     let req = decode_json(&body).unwrap();
     let mut c = Criterion::default()
@@ -26,12 +28,13 @@ fn main() {
     let mut g = c.benchmark_group("score_request");
     let mut out = Vec::new();
     // What the bidder does per impression: one request row, one row per candidate.
+    let names: Vec<String> = (0..64).map(|k| format!("creative-{k}")).collect();
     let build = |rows: &mut Vec<[i64; FEATURES]>, n: usize| {
         rows.clear();
         let base = scoring::request_row(&req, &req.imp[0], 13);
-        rows.extend((0..n).map(|k| scoring::with_ad(base, 1000 + k as u64, "creative-1")));
+        rows.extend((0..n).map(|k| scoring::with_ad(base, 1000 + k as u64, &names[k])));
     };
-    for n in [1usize, 20, 64] {
+    for n in [1usize, 16, 32, 64] {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("hash_and_predict", n), &n, |b, &n| {
             let mut rows = Vec::with_capacity(n);
@@ -42,7 +45,7 @@ fn main() {
             })
         });
     }
-    for n in [1usize, 20] {
+    for n in [1usize, 16, 32] {
         let mut rows = Vec::new();
         build(&mut rows, n);
         g.bench_with_input(BenchmarkId::new("predict_only", n), &rows, |b, rows| {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Writes an IP-ranges file for `ivt.ip_ranges_file`: the shipped reserved
-# blocks (configs/ivt/ip-ranges.txt) plus the ranges cloud providers publish,
+# blocks (configs/ivt/ip-ranges.txt without its May 2021 data-centre
+# snapshot) plus the ranges cloud providers publish today,
 # tagged `datacenter`. Needs network access to the providers; run it on a
 # schedule (adshard reloads the file when it changes) and write through a
 # temporary file so a half-written file is never read:
@@ -9,7 +10,7 @@
 #     mv /etc/adshard/ip-ranges.txt.new /etc/adshard/ip-ranges.txt
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
-cat "$here/configs/ivt/ip-ranges.txt"
+sed '/^# BEGIN data-centre snapshot/,$d' "$here/configs/ivt/ip-ranges.txt"
 fetch() { curl -fsSL --max-time 60 "$1"; }
 echo "# AWS (https://ip-ranges.amazonaws.com/ip-ranges.json)"
 fetch https://ip-ranges.amazonaws.com/ip-ranges.json | python3 -c '

@@ -97,6 +97,22 @@ fn a_data_centre_range_is_its_own_reason() {
 }
 
 #[test]
+fn the_shipped_ranges_hold_the_cloud_providers_snapshot() {
+    let shipped = Lists::shipped();
+    let tag = |ip: &str| shipped.ranges.tag(ip.parse().unwrap()).map(str::to_string);
+    // AWS (EU Paris), Google Cloud, DigitalOcean, as their lists had them in May 2021.
+    for ip in ["3.5.141.7", "35.180.1.1", "34.64.65.1", "104.131.0.1"] {
+        assert_eq!(tag(ip).as_deref(), Some("datacenter"), "{ip}");
+    }
+    assert_eq!(tag("10.1.2.3").as_deref(), Some("reserved"));
+    // The IAB examples' addresses and a residential one are not data centres.
+    for ip in ["123.145.167.10", "64.124.253.1", "81.2.69.142"] {
+        assert_eq!(tag(ip), None, "{ip}");
+    }
+    assert!(shipped.ranges.len() > 5000, "{}", shipped.ranges.len());
+}
+
+#[test]
 fn rates_per_ip_and_per_device_over_a_sliding_window() {
     let mut c = Checker::new(&cfg());
     let dev = format!(r#"{{"ua":"{GOOD_UA}","ip":"81.2.69.150"}}"#);
