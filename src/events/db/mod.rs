@@ -33,6 +33,7 @@
 //! CQL counters are not idempotent. The events table stays exact.
 
 mod client;
+mod fleet;
 mod frequency;
 mod replay;
 pub mod rollup;
