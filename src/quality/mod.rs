@@ -93,6 +93,10 @@ pub struct Checker {
     /// The version of the lists the cached verdicts came from (cleared on
     /// a reload).
     uas_of: u64,
+    /// Drawn per checker: without the seed, nobody can shape a user agent
+    /// whose hash lands on a browser's cached verdict, or an IP or device
+    /// id that shares another's rate counter.
+    seed: u64,
 }
 
 /// Entries of the user-agent verdict cache.
@@ -110,6 +114,11 @@ impl Checker {
             rates: rate::Rates::new(cfg.rate_slots, cfg.rate_window_secs * 1000),
             uas: vec![(0, false); UA_CACHE],
             uas_of: 0,
+            seed: {
+                use std::hash::BuildHasher;
+                // The standard library's SipHash keys come from the OS's randomness.
+                std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
+            },
         }
     }
 
@@ -119,7 +128,7 @@ impl Checker {
             self.uas.iter_mut().for_each(|e| *e = (0, false));
             self.uas_of = lists.version;
         }
-        let h = xxhash_rust::xxh3::xxh3_64(ua.as_bytes()).max(1);
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(ua.as_bytes(), self.seed).max(1);
         let slot = &mut self.uas[(h as usize) & (UA_CACHE - 1)];
         if slot.0 == h {
             return slot.1;
@@ -177,7 +186,7 @@ impl Checker {
         }
         let ip = if ip4.is_empty() { ip6 } else { ip4 };
         if self.cfg.max_per_ip > 0 && !ip.is_empty() {
-            let key = xxhash_rust::xxh3::xxh3_64_with_seed(ip.as_bytes(), IP_SEED);
+            let key = xxhash_rust::xxh3::xxh3_64_with_seed(ip.as_bytes(), self.seed ^ IP_SEED);
             if self.rates.hit(key, now_ms) > self.cfg.max_per_ip {
                 return Some(Ivt::RateIp);
             }
@@ -190,7 +199,8 @@ impl Checker {
             ifa
         };
         if self.cfg.max_per_device > 0 && !device.is_empty() {
-            let key = xxhash_rust::xxh3::xxh3_64_with_seed(device.as_bytes(), DEVICE_SEED);
+            let key =
+                xxhash_rust::xxh3::xxh3_64_with_seed(device.as_bytes(), self.seed ^ DEVICE_SEED);
             if self.rates.hit(key, now_ms) > self.cfg.max_per_device {
                 return Some(Ivt::RateDevice);
             }
