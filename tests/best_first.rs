@@ -3,10 +3,11 @@
 //! synthetic index, each decided twice on twin shard states (the fast path,
 //! stopping once no campaign left can win, and the reference, visiting every
 //! candidate), with CPC scoring replaced by a deterministic function of the
-//! model row so both see the same pCTRs.
+//! model row so both see the same pCTRs. And a batch of requests decided
+//! with one model run answers what deciding them one by one answers.
 #![allow(clippy::unwrap_used)]
 
-use adshard::adserve::{decide_exhaustive, decide_with, Decision, Now, ShardState};
+use adshard::adserve::{decide_batch, decide_exhaustive, decide_with, Decision, Now, ShardState};
 use adshard::config::BidderConfig;
 use adshard::index::synth::{self, Rng};
 use adshard::index::Index;
@@ -224,4 +225,73 @@ fn best_first_answers_equal_the_exhaustive_auction() {
             .all(|r| reasons.contains(r)),
         "{reasons:?}"
     );
+}
+
+/// A batch decided with one model run for all its impressions answers what
+/// deciding its requests one after the other answers (bids, prices, no-bid
+/// reasons, bid ids, events), with daily budgets of a few cents and
+/// frequency caps, so that bids early in a batch make campaigns ineligible
+/// for the requests after them.
+#[test]
+fn a_batch_answers_as_its_requests_one_after_the_other() {
+    let cfg = BidderConfig::default();
+    let mut file = synth::campaigns(3_000, 7);
+    let mut r = Rng(9);
+    for c in &mut file.campaign {
+        c.budget.daily = 0.01 + r.below(40) as f64 / 1000.0;
+    }
+    let ix = Index::build(file, 1).unwrap();
+    let now = Now::at(1_780_000_000 + 13 * 3600);
+    let (mut one, mut batched) = (ShardState::new(0, 1, &cfg), ShardState::new(0, 1, &cfg));
+    let (mut bids, mut redecided, mut scored) = (0, 0, 0);
+    let mut n = 0;
+    while n < 4_000 {
+        let size = 1 + r.below(48);
+        let bodies: Vec<Vec<u8>> = (0..size)
+            .map(|i| serde_json::to_vec(&request(&mut r, n + i)).unwrap())
+            .collect();
+        n += size;
+        let reqs: Vec<_> = bodies
+            .iter()
+            .map(|b| adshard::openrtb::decode_json(b).unwrap())
+            .collect();
+        let refs: Vec<_> = reqs.iter().collect();
+        let all = decide_batch(&ix, &mut batched, &refs, &cfg, now, Some(&mut Hashed));
+        assert_eq!(all.len(), reqs.len());
+        for ((req, body), b) in reqs.iter().zip(&bodies).zip(&all) {
+            let a = decide_with(&ix, &mut one, req, &cfg, now, Some(&mut Hashed));
+            let why = String::from_utf8_lossy(body);
+            assert_eq!(answer(&ix, &a), answer(&ix, b), "{why}");
+            // Bid ids differ only by the state's random prefix.
+            assert_eq!(ids(&a), ids(b), "{why}");
+            bids += b.winners.len();
+            redecided += b.redecided;
+            scored += b.scored;
+        }
+    }
+    // Budgets ran out within batches (impressions decided afresh), and
+    // the batches bid and scored.
+    assert!(
+        bids > 1_000 && redecided > 50 && scored > 1_000,
+        "bids {bids}, redecided {redecided}, scored {scored}"
+    );
+}
+
+/// A decision's bid ids (without the state's random prefix) and its events.
+fn ids(d: &Decision) -> String {
+    let tail = |id: &str| id.rsplit('-').next().unwrap_or("").to_string();
+    let evs: Vec<_> = d
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.id,
+                e.campaign_id,
+                e.price_micros,
+                e.imp_id.clone(),
+                tail(&e.bid_id),
+            )
+        })
+        .collect();
+    format!("{} {evs:?}", tail(&d.bidid))
 }

@@ -48,6 +48,9 @@ struct Gathered<'c, 'a> {
     /// The best `max_scored` CPC candidates kept whose cap is their rule
     /// value x the multiple (no `max_cpm`), best first: (prior, id, position).
     top: Vec<(f64, u64, usize)>,
+    /// Every campaign kept (scored or the best at some point): what a
+    /// batched decision checks again before it finishes (see `decide_batch`).
+    seen: Vec<usize>,
 }
 
 impl Gathered<'_, '_> {
@@ -107,6 +110,7 @@ impl Gathered<'_, '_> {
                 return;
             }
             if eligible(self.ctx, pos, st) && deal_allows(ix, pos, deal, self.pmp) {
+                self.seen.push(pos);
                 self.scored.push(Cpc { pos, deal, floor });
                 if rule {
                     self.rank(h.value_cpm, h.id, pos);
@@ -127,6 +131,7 @@ impl Gathered<'_, '_> {
         if !eligible(self.ctx, pos, st) || !deal_allows(ix, pos, deal, self.pmp) {
             return;
         }
+        self.seen.push(pos);
         self.best = Some(Best {
             value: v,
             pos,
@@ -134,20 +139,24 @@ impl Gathered<'_, '_> {
         });
     }
 
-    /// Values the CPC candidates with one model run and keeps the best.
-    fn score(&mut self, imp: &Imp<'_>, fmts: &[FormatKey], m: &mut dyn CtrModel, d: &mut Decision) {
+    /// The CPC candidates worth a model row, and their rows (appended to
+    /// `rows`): those whose cap reaches their floor and the best CPM bid
+    /// (exact), then the top `max_scored` by prior (expected CTR x CPC x
+    /// 1000, lowest id first on ties), each with the creative it would show.
+    fn prepare_rows(
+        &mut self,
+        imp: &Imp<'_>,
+        fmts: &[FormatKey],
+        rows: &mut Vec<[i64; crate::scoring::FEATURES]>,
+    ) -> Vec<Cpc> {
         let (ix, now) = (self.ctx.ix, self.ctx.now);
         let multiple = self.ctx.cfg.cpc_cap_multiple;
-        // A candidate is worth at most its cap: one whose cap cannot reach
-        // its floor or the best CPM bid is not worth a model row (exact).
         let best = self.best.map(|b| b.value);
         self.scored.retain(|c| {
             let h = &ix.hot[c.pos];
             let cap = h.cpc.map_or(h.value_cpm, |cpc| cpc_cap(h, cpc, multiple));
             cap >= c.floor && best.is_none_or(|b| cap >= b)
         });
-        // Then the top K by prior (expected CTR x CPC x 1000, lowest id
-        // first on ties), in one batched run.
         let k = self.ctx.cfg.max_scored.max(1);
         if self.scored.len() > k {
             let prior = |c: &Cpc| (ix.hot[c.pos].value_cpm, ix.hot[c.pos].id);
@@ -158,12 +167,11 @@ impl Gathered<'_, '_> {
             });
             self.scored.truncate(k);
         }
+        let mut keep = Vec::with_capacity(self.scored.len());
         if self.scored.is_empty() {
-            return;
+            return keep;
         }
         let base = crate::scoring::request_row(self.ctx.req, imp, (now.sec_of_day() / 3600) as u32);
-        let mut rows = Vec::with_capacity(self.scored.len());
-        let mut keep = Vec::with_capacity(self.scored.len());
         for &cand in &self.scored {
             let c = ix.at(cand.pos);
             if let Some((ci, _)) = pick_creative(c, imp, fmts) {
@@ -171,17 +179,18 @@ impl Gathered<'_, '_> {
                 keep.push(cand);
             }
         }
-        let mut p = Vec::with_capacity(rows.len());
-        let ok = m.predict(&rows, &mut p);
-        let base_rate = m.base_rate();
-        d.scored += rows.len() as u32;
-        if !ok {
-            d.score_failures += 1;
-        }
+        keep
+    }
+
+    /// Values the candidates of `keep` by their predictions `p` (one per
+    /// candidate; `None`: the model failed, rule values) and keeps the best.
+    fn apply_scores(&mut self, keep: &[Cpc], p: Option<&[f32]>, base_rate: f64) {
+        let ix = self.ctx.ix;
+        let multiple = self.ctx.cfg.cpc_cap_multiple;
         for (k, cand) in keep.iter().enumerate() {
             let h = &ix.hot[cand.pos];
-            let v = match (ok, h.cpc) {
-                (true, Some(cpc)) => {
+            let v = match (p, h.cpc) {
+                (Some(p), Some(cpc)) => {
                     let ctr = calibrate(f64::from(p[k]), base_rate, h.expected_ctr);
                     (ctr * cpc * 1000.0).min(cpc_cap(h, cpc, multiple))
                 }
@@ -202,6 +211,39 @@ impl Gathered<'_, '_> {
     }
 }
 
+/// One impression's gathering, waiting for its candidates' predictions:
+/// what [`finish_imp`] needs to value them and bid.
+#[derive(Debug)]
+pub(super) struct Pending {
+    best: Option<Best>,
+    any: bool,
+    /// The CPC candidates with a row, in row order.
+    keep: Vec<Cpc>,
+    seen: Vec<usize>,
+    imp_floor: f64,
+    fmts: Vec<FormatKey>,
+}
+
+impl Pending {
+    /// Rows this impression sent to the model.
+    pub(super) fn rows(&self) -> usize {
+        self.keep.len()
+    }
+
+    /// Whether every campaign it kept is still eligible, checking only
+    /// those `touched` says changed since.
+    pub(super) fn still_eligible(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        st: &ShardState,
+        touched: impl Fn(usize) -> bool,
+    ) -> bool {
+        self.seen
+            .iter()
+            .all(|&p| !touched(p) || eligible(ctx, p, st))
+    }
+}
+
 /// Runs the auction for impression `imp_ix` of the request: its winner and
 /// the bid event, or why there is none. `plan` holds the request-wide
 /// targeting; this impression's formats and channels go on it (the caller
@@ -211,14 +253,37 @@ pub(super) fn bid_imp<'a>(
     st: &mut ShardState,
     imp_ix: usize,
     plan: &mut Plan<'a>,
-    fmts: &mut Vec<FormatKey>,
     model: &mut Option<&mut dyn CtrModel>,
     d: &mut Decision,
 ) -> Result<(Winner, Event), NoBid> {
+    let mut rows = Vec::new();
+    let p = gather_imp(ctx, st, imp_ix, plan, model.is_some(), &mut rows)?;
+    let mut preds = Vec::with_capacity(rows.len());
+    let (ok, base_rate) = match model.as_mut() {
+        Some(m) if !rows.is_empty() => (m.predict(&rows, &mut preds), m.base_rate()),
+        _ => (true, f64::NAN),
+    };
+    // Nothing changed between the two halves: the winner is still eligible.
+    finish_imp(ctx, st, imp_ix, p, ok.then_some(&preds[..]), base_rate, d)
+        .unwrap_or(Err(NoBid::Filtered))
+}
+
+/// The first half of an impression's auction: gathers its candidates
+/// (reading the shard's state, changing nothing) and appends the rows of
+/// the CPC candidates to score to `rows` (when there is a model).
+pub(super) fn gather_imp<'a>(
+    ctx: &Ctx<'a, '_>,
+    st: &ShardState,
+    imp_ix: usize,
+    plan: &mut Plan<'a>,
+    has_model: bool,
+    rows: &mut Vec<[i64; crate::scoring::FEATURES]>,
+) -> Result<Pending, NoBid> {
     let ix = ctx.ix;
     let imp = &ctx.req.imp[imp_ix];
     // Targeted campaigns with a creative for a format the impression offers.
-    offered(imp, fmts);
+    let mut fmts = Vec::new();
+    offered(imp, &mut fmts);
     plan.any_of(fmts.iter().filter_map(|f| ix.format_sets.get(f)));
     // An empty currency (a request built without one) means USD.
     let floor_cur = if imp.bidfloorcur.is_empty() {
@@ -237,26 +302,74 @@ pub(super) fn bid_imp<'a>(
     let mut g = Gathered {
         ctx,
         pmp: imp.pmp.as_ref(),
-        has_model: model.is_some(),
+        has_model,
         best: None,
         any: false,
         scored: Vec::new(),
         exhaustive: ctx.exhaustive,
         top: Vec::new(),
+        seen: Vec::new(),
     };
     g.gather(st, plan, imp_floor);
-    if let (false, Some(m)) = (g.scored.is_empty(), model.as_mut()) {
-        g.score(imp, fmts, &mut **m, d);
-    }
+    let keep = if has_model && !g.scored.is_empty() {
+        g.prepare_rows(imp, &fmts, rows)
+    } else {
+        Vec::new()
+    };
+    Ok(Pending {
+        best: g.best,
+        any: g.any,
+        keep,
+        seen: g.seen,
+        imp_floor,
+        fmts,
+    })
+}
+
+/// The second half: values the scored candidates by `preds` (`None`: the
+/// model failed; rule values), then prices the best and bids. `None`: the
+/// best is no longer eligible (the state changed since the gathering; the
+/// caller decides the impression afresh).
+pub(super) fn finish_imp(
+    ctx: &Ctx<'_, '_>,
+    st: &mut ShardState,
+    imp_ix: usize,
+    p: Pending,
+    preds: Option<&[f32]>,
+    base_rate: f64,
+    d: &mut Decision,
+) -> Option<Result<(Winner, Event), NoBid>> {
+    let imp = &ctx.req.imp[imp_ix];
+    let mut g = Gathered {
+        ctx,
+        pmp: imp.pmp.as_ref(),
+        has_model: true,
+        best: p.best,
+        any: p.any,
+        scored: Vec::new(),
+        exhaustive: ctx.exhaustive,
+        top: Vec::new(),
+        seen: Vec::new(),
+    };
+    g.apply_scores(&p.keep, preds, base_rate);
     let Some(best) = g.best else {
-        return Err(if g.any {
+        return Some(Err(if g.any {
             NoBid::Filtered
         } else {
             NoBid::NoCandidate
-        });
+        }));
     };
-    let floor = channel_floor(ix, imp.pmp.as_ref(), best.deal, imp_floor);
-    win(ctx, st, imp_ix, fmts, best, floor)
+    if !eligible(ctx, best.pos, st) {
+        return None;
+    }
+    if !p.keep.is_empty() {
+        d.scored += p.keep.len() as u32;
+        if preds.is_none() {
+            d.score_failures += 1;
+        }
+    }
+    let floor = channel_floor(ctx.ix, imp.pmp.as_ref(), best.deal, p.imp_floor);
+    Some(win(ctx, st, imp_ix, &p.fmts, best, floor))
 }
 
 impl<'a> Gathered<'_, 'a> {

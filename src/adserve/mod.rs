@@ -169,6 +169,9 @@ pub struct Decision {
     pub score_failures: u32,
     /// Frequency entries evicted to make room (the table was full).
     pub freq_evictions: u32,
+    /// Impressions of a batch decided afresh because a campaign they
+    /// counted on bid in the batch meanwhile (see [`decide_batch`]).
+    pub redecided: u32,
 }
 
 /// Wall-clock now, split as the decision needs it.
@@ -259,15 +262,163 @@ fn decide_inner(
     exhaustive: bool,
 ) -> Decision {
     st.lapse(ix, now);
-    let mut d = Decision::default();
     let evictions = st.freq_evictions;
+    let mut s = match start(ix, st, req, cfg, now, exhaustive) {
+        Ok(s) => s,
+        Err(d) => return *d,
+    };
+    for i in 0..req.imp.len() {
+        if s.insecure(i) {
+            s.d.no_bids.push(NoBid::Insecure);
+            continue;
+        }
+        let mark = s.plan.mark();
+        let out = auction::bid_imp(&s.ctx, st, i, &mut s.plan, &mut model, &mut s.d);
+        s.plan.reset(mark);
+        s.push(out);
+    }
+    s.conclude(st, evictions)
+}
+
+/// Decides a batch of bid requests, with one model run for the CPC
+/// candidates of them all: the answers [`decide_with`] gives deciding them
+/// one after the other, all at `now`. Each impression is gathered first
+/// (gathering reads the shard's state, never changes it), then the rows of
+/// every impression are scored at once, then the impressions are finished
+/// in order. Finishing changes state only for the campaign that bids (its
+/// hold, its frequency count): so an impression is finished from its
+/// gathering when no campaign it kept has bid since in this batch, or
+/// still may, and when its winner is still eligible; otherwise (and when
+/// the frequency table evicted an entry meanwhile) it is decided afresh.
+pub fn decide_batch(
+    ix: &Index,
+    st: &mut ShardState,
+    reqs: &[&BidRequest<'_>],
+    cfg: &BidderConfig,
+    now: Now,
+    mut model: Option<&mut dyn CtrModel>,
+) -> Vec<Decision> {
+    st.lapse(ix, now);
+    let has_model = model.is_some();
+    let mut rows = Vec::new();
+    // Gather every impression; rows[from..from + p.rows()] are its rows.
+    let mut started = Vec::with_capacity(reqs.len());
+    for req in reqs {
+        let s = start(ix, st, req, cfg, now, false).map(|mut s| {
+            let pending: Vec<_> = (0..req.imp.len())
+                .map(|i| {
+                    if s.insecure(i) {
+                        return Err(NoBid::Insecure);
+                    }
+                    let mark = s.plan.mark();
+                    let from = rows.len();
+                    let p = auction::gather_imp(&s.ctx, st, i, &mut s.plan, has_model, &mut rows);
+                    s.plan.reset(mark);
+                    p.map(|p| (p, from))
+                })
+                .collect();
+            (s, pending)
+        });
+        started.push(s);
+    }
+    let mut preds = Vec::with_capacity(rows.len());
+    let (ok, base_rate) = match model.as_mut() {
+        Some(m) if !rows.is_empty() => (m.predict(&rows, &mut preds), m.base_rate()),
+        _ => (true, f64::NAN),
+    };
+    // Finish them in order.
+    let evicted = st.freq_evictions;
+    let mut touched = Touched::default();
+    let mut out = Vec::with_capacity(reqs.len());
+    for s in started {
+        let (mut s, pending) = match s {
+            Ok(x) => x,
+            Err(d) => {
+                out.push(*d);
+                continue;
+            }
+        };
+        let evictions = st.freq_evictions;
+        for (i, p) in pending.into_iter().enumerate() {
+            let res = match p {
+                Err(why) => Err(why),
+                Ok((p, from)) => {
+                    let fresh = st.freq_evictions == evicted
+                        && p.still_eligible(&s.ctx, st, |pos| touched.has(pos));
+                    let preds = ok.then(|| &preds[from..from + p.rows()]);
+                    match fresh
+                        .then(|| auction::finish_imp(&s.ctx, st, i, p, preds, base_rate, &mut s.d))
+                    {
+                        Some(Some(r)) => r,
+                        // Something it counted on changed: decide it afresh.
+                        _ => {
+                            s.d.redecided += 1;
+                            let mark = s.plan.mark();
+                            let r =
+                                auction::bid_imp(&s.ctx, st, i, &mut s.plan, &mut model, &mut s.d);
+                            s.plan.reset(mark);
+                            r
+                        }
+                    }
+                }
+            };
+            if let Ok((w, _)) = &res {
+                touched.add(w.campaign);
+            }
+            s.push(res);
+        }
+        out.push(s.conclude(st, evictions));
+    }
+    out
+}
+
+/// Campaign positions that bid in a batch so far.
+#[derive(Debug, Default)]
+struct Touched {
+    /// Bit `pos % 64` of each: most positions are answered here.
+    mask: u64,
+    all: Vec<usize>,
+}
+
+impl Touched {
+    fn add(&mut self, pos: usize) {
+        self.mask |= 1 << (pos % 64);
+        self.all.push(pos);
+    }
+
+    fn has(&self, pos: usize) -> bool {
+        self.mask & (1 << (pos % 64)) != 0 && self.all.contains(&pos)
+    }
+}
+
+/// A decision under way: its context, the request-wide targeting plan, and
+/// what it has decided so far.
+struct Start<'a, 'r> {
+    ctx: Ctx<'a, 'r>,
+    plan: plan::Plan<'a>,
+    cur: String,
+    d: Decision,
+}
+
+/// Starts deciding `req`: the context and plan of its auctions, or the
+/// whole decision when it cannot be bid on (`tmax` too short, a currency
+/// we do not know).
+fn start<'a, 'r>(
+    ix: &'a Index,
+    st: &mut ShardState,
+    req: &'r BidRequest<'r>,
+    cfg: &'a BidderConfig,
+    now: Now,
+    exhaustive: bool,
+) -> Result<Start<'a, 'r>, Box<Decision>> {
+    let mut d = Decision::default();
     if req.tmax.is_some_and(|t| t < cfg.min_tmax_ms) {
         d.no_bids = vec![NoBid::Tmax; req.imp.len()];
-        return d;
+        return Err(Box::new(d));
     }
     let Some(cur) = response_currency(ix, req) else {
         d.no_bids = vec![NoBid::Currency; req.imp.len()];
-        return d;
+        return Err(Box::new(d));
     };
     let usd_per_cur = ix.currencies.get(&cur).copied().unwrap_or(1.0);
     // COPPA, GDPR without our vendor's consent, a US Privacy or GPP opt-out,
@@ -288,30 +439,37 @@ fn decide_inner(
         usd_per_cur,
         exhaustive,
     };
-    let mut plan = targeting(ix, st, req, contextual);
-    let mut fmts = Vec::new();
-    for i in 0..req.imp.len() {
-        if req.imp[i].is_secure() && cfg.secure_base().is_none() {
-            d.no_bids.push(NoBid::Insecure);
-            continue;
-        }
-        let mark = plan.mark();
-        let out = auction::bid_imp(&ctx, st, i, &mut plan, &mut fmts, &mut model, &mut d);
-        plan.reset(mark);
+    let plan = targeting(ix, st, req, contextual);
+    Ok(Start { ctx, plan, cur, d })
+}
+
+impl Start<'_, '_> {
+    /// A secure impression we have no https base for.
+    fn insecure(&self, i: usize) -> bool {
+        self.ctx.req.imp[i].is_secure() && self.ctx.cfg.secure_base().is_none()
+    }
+
+    /// Records an impression's outcome.
+    fn push(&mut self, out: Result<(Winner, Event), NoBid>) {
         match out {
             Ok((w, ev)) => {
-                d.winners.push(w);
-                d.events.push(ev);
+                self.d.winners.push(w);
+                self.d.events.push(ev);
             }
-            Err(why) => d.no_bids.push(why),
+            Err(why) => self.d.no_bids.push(why),
         }
     }
-    if !d.winners.is_empty() {
-        d.cur = cur;
-        d.bidid = st.next_id();
+
+    /// The decision, once every impression is decided (`evictions`: the
+    /// shard's frequency evictions when it started).
+    fn conclude(mut self, st: &mut ShardState, evictions: u64) -> Decision {
+        if !self.d.winners.is_empty() {
+            self.d.cur = self.cur;
+            self.d.bidid = st.next_id();
+        }
+        self.d.freq_evictions = (st.freq_evictions - evictions) as u32;
+        self.d
     }
-    d.freq_evictions = (st.freq_evictions - evictions) as u32;
-    d
 }
 
 /// The response currency: USD unless the exchange lists others only, then
