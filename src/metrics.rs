@@ -118,6 +118,12 @@ pub struct ShardCounters {
     pub scored: AtomicU64,
     /// Model runs that failed (rule-based values used instead).
     pub score_failures: AtomicU64,
+    /// Bid batches decided, and the requests in them.
+    pub bid_batches: AtomicU64,
+    /// Bid requests decided in batches.
+    pub bid_batched: AtomicU64,
+    /// Impressions of a batch decided afresh (a campaign they counted on bid).
+    pub redecided: AtomicU64,
     /// Latency histograms as last published, `[route]`.
     published: Mutex<Vec<Histogram<u64>>>,
 }
@@ -155,6 +161,9 @@ impl ShardCounters {
             load: Default::default(),
             scored: AtomicU64::new(0),
             score_failures: AtomicU64::new(0),
+            bid_batches: AtomicU64::new(0),
+            bid_batched: AtomicU64::new(0),
+            redecided: AtomicU64::new(0),
             published: Mutex::new((0..routes).map(|_| new_hist()).collect()),
         }
     }
@@ -254,7 +263,7 @@ impl Registry {
             &'static str,
             fn(&ShardCounters) -> u64,
         );
-        let gauges: [Family; 10] = [
+        let gauges: [Family; 13] = [
             (
                 "adshard_shed_total",
                 "counter",
@@ -272,6 +281,24 @@ impl Registry {
                 "counter",
                 "CTR model runs that failed (rule-based values used).",
                 |s| s.score_failures.load(Relaxed),
+            ),
+            (
+                "adshard_bid_batches_total",
+                "counter",
+                "Batches of bid requests decided together (one CTR model run each).",
+                |s| s.bid_batches.load(Relaxed),
+            ),
+            (
+                "adshard_bid_batched_requests_total",
+                "counter",
+                "Bid requests that reached the auction, in batches (divided by batches: the mean batch size).",
+                |s| s.bid_batched.load(Relaxed),
+            ),
+            (
+                "adshard_bid_redecided_total",
+                "counter",
+                "Impressions of a batch decided afresh because a campaign they counted on bid earlier in the batch.",
+                |s| s.redecided.load(Relaxed),
             ),
             (
                 "adshard_connections_accepted_total",

@@ -927,3 +927,74 @@ fn privacy_signals_are_counted() {
     assert_eq!((n("gdpr"), n("us_privacy"), n("lmt")), (1, 1, 0));
     app.stop();
 }
+
+/// Bid requests read in the same turn are decided together (one model run
+/// for all); each connection still gets the answer to its own requests, in
+/// the order it sent them, gzipped where it asked.
+#[test]
+fn requests_arriving_together_each_get_their_own_answer() {
+    // Bid responses (about 1.2 KB here) are gzipped when the client asks.
+    let app = start_api("[limits]\ngzip_min_bytes = 512\n");
+    let (_, simple) = fixtures()
+        .into_iter()
+        .find(|(n, _)| n.contains("2.5_simple-banner"))
+        .unwrap();
+    let req: serde_json::Value = serde_json::from_slice(&simple).unwrap();
+    let ask = |i: usize, k: usize| {
+        let mut q = req.clone();
+        q["id"] = serde_json::json!(format!("auction-{i}-{k}"));
+        q
+    };
+    let mut conns: Vec<Reader> = (0..32)
+        .map(|_| Reader::new(connect(app.local_addr())))
+        .collect();
+    // Two pipelined requests on each of 32 connections, all sent before
+    // any answer is read.
+    for (i, r) in conns.iter_mut().enumerate() {
+        for k in 0..2 {
+            let body = serde_json::to_vec(&ask(i, k)).unwrap();
+            let gz = if k == 1 {
+                "Accept-Encoding: gzip\r\n"
+            } else {
+                ""
+            };
+            r.send(
+                format!(
+                    "POST /openrtb2/bid HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{gz}\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            r.send(&body);
+        }
+    }
+    for (i, r) in conns.iter_mut().enumerate() {
+        for k in 0..2 {
+            let mut resp = r.response();
+            assert_eq!(resp.status, 200, "{i}/{k}: {}", resp.text());
+            assert_eq!(
+                resp.header("content-encoding") == Some("gzip"),
+                k == 1,
+                "gzip where asked"
+            );
+            if k == 1 {
+                let mut json = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&resp.body[..]),
+                    &mut json,
+                )
+                .unwrap();
+                resp.body = json;
+            }
+            check_bid(&ask(i, k), &resp);
+        }
+    }
+    let m = get(app.local_addr(), "/metrics").text();
+    let (batches, batched) = (
+        metric(&m, "adshard_bid_batches_total"),
+        metric(&m, "adshard_bid_batched_requests_total"),
+    );
+    assert_eq!(batched, 64, "{m}");
+    assert!((1..=64).contains(&batches), "{batches}");
+    app.stop();
+}

@@ -1,20 +1,108 @@
-//! `POST /openrtb2/bid`: decode (JSON or Cap'n Proto), decide, encode.
+//! `POST /openrtb2/bid`: requests are queued as they are read, and the
+//! shard's next flush (once the connections ready in the same turn have
+//! queued theirs) decodes them (JSON or Cap'n Proto), screens them (tmax,
+//! invalid traffic), decides them as one batch with one CTR model run for
+//! all their CPC candidates (`adserve::decide_batch`: the answers deciding
+//! them one by one gives), and encodes each answer.
 
 use super::Api;
-use crate::adserve::{self, Now};
+use crate::adserve::{self, Decision, Now};
+use crate::http::write::{Hold, Released};
 use crate::http::{Request, Response};
-use crate::openrtb;
+use crate::index::Index;
+use crate::metrics::bump;
+use crate::openrtb::{self, BidRequest};
+use futures::channel::oneshot;
+
+/// A bid request waiting for the shard's next batch.
+pub(super) struct Job {
+    body: Vec<u8>,
+    capnp: bool,
+    done: oneshot::Sender<Response>,
+}
+
+/// A request of the batch that goes to the auction.
+struct Live<'a> {
+    job: usize,
+    req: BidRequest<'a>,
+    /// Fields dropped as unusable, told to a `test = 1` JSON request.
+    dropped: Vec<openrtb::lenient::Dropped>,
+}
 
 impl Api {
+    /// Queues the request for the shard's next batch; its response is held
+    /// until the batch answers it.
     pub(super) fn bid(&self, req: &Request<'_, '_>, body: &[u8], resp: &mut Response) {
         let capnp = req
             .header("content-type")
             .is_some_and(|v| v.starts_with(b"application/x-capnp"));
-        let mut json = self.json.borrow_mut();
-        let decoded = if capnp {
-            openrtb::capnp_codec::decode_request(body)
+        let (done, answer) = oneshot::channel();
+        self.bids.borrow_mut().push(Job {
+            body: body.to_vec(),
+            capnp,
+            done,
+        });
+        self.flush.raise();
+        resp.hold = Some(Hold(Box::pin(async move {
+            match answer.await {
+                Ok(r) => Released::Replace(r),
+                // The shard stopped before the batch ran.
+                Err(_) => Released::Retry,
+            }
+        })));
+    }
+
+    /// Answers every queued bid request.
+    pub(super) fn bid_batch(&self) {
+        let jobs = std::mem::take(&mut *self.bids.borrow_mut());
+        if jobs.is_empty() {
+            return;
+        }
+        let mut answers: Vec<Response> = jobs.iter().map(|_| Response::default()).collect();
+        let mut decoders = self.json.borrow_mut();
+        if decoders.len() < jobs.len() {
+            decoders.resize_with(jobs.len(), Default::default);
+        }
+        let now = Now::wall();
+        let mut live = Vec::with_capacity(jobs.len());
+        for (i, (job, json)) in jobs.iter().zip(decoders.iter_mut()).enumerate() {
+            if let Some(l) = self.screen(i, job, json, now, &mut answers[i]) {
+                live.push(l);
+            }
+        }
+        if !live.is_empty() {
+            // One index for the whole batch: decisions name its positions.
+            let ix = self.index.borrow_mut().load().clone();
+            let reqs: Vec<&BidRequest<'_>> = live.iter().map(|l| &l.req).collect();
+            let mut decided = self.decide(&ix, &reqs, now);
+            bump(&self.metrics.counters.bid_batches, 1);
+            bump(&self.metrics.counters.bid_batched, reqs.len() as u64);
+            for (l, d) in live.iter().zip(decided.iter_mut()) {
+                let capnp = jobs[l.job].capnp;
+                self.answer(&ix, &l.req, d, capnp, &l.dropped, &mut answers[l.job]);
+            }
+        }
+        for (job, r) in jobs.into_iter().zip(answers) {
+            // A connection gone meanwhile drops its receiver: nothing to send.
+            let _ = job.done.send(r);
+        }
+    }
+
+    /// Decodes a queued request; answers it here (into `resp`) when it
+    /// does not go to the auction: unreadable (400), too late for its
+    /// `tmax`, invalid traffic.
+    fn screen<'a>(
+        &self,
+        i: usize,
+        job: &'a Job,
+        json: &'a mut openrtb::JsonDecoder,
+        now: Now,
+        resp: &mut Response,
+    ) -> Option<Live<'a>> {
+        let decoded = if job.capnp {
+            openrtb::capnp_codec::decode_request(&job.body)
         } else {
-            json.decode(body)
+            json.decode(&job.body)
         };
         // What was dropped as unusable: counted by field, and told to
         // `test = 1` requests in the response's `ext`.
@@ -26,21 +114,20 @@ impl Api {
             Ok(r) => r,
             Err(e) => {
                 resp.set(400, "application/json", e.to_json().as_bytes());
-                return;
+                return None;
             }
         };
-        let tell = (br.test == 1 && !dropped.is_empty() && !capnp).then_some(&dropped);
+        let tell = (br.test == 1 && !dropped.is_empty() && !job.capnp).then_some(&dropped);
         // No-bid reasons in a JSON body, where configured (Cap'n Proto: 204).
-        let nbr = self.cfg.bidder.nbr && !capnp;
+        let nbr = self.cfg.bidder.nbr && !job.capnp;
         // The shard lags more than the exchange waits: a bid would come too late.
         if br.tmax.is_some_and(|t| self.load.too_late_for(t)) {
             self.metrics
                 .no_bid(adserve::NoBid::Tmax, br.imp.len() as u64);
             self.no_bid(&br.id, &[adserve::NoBid::Tmax], nbr, tell, resp);
-            return;
+            return None;
         }
         // Invalid traffic: a no-bid naming the kind (`nbr` 3, 4 or 5).
-        let now = Now::wall();
         let lists = self.deps.ivt.lists.load();
         let ivt = self
             .ivt
@@ -52,10 +139,17 @@ impl Api {
             self.metrics
                 .no_bid(adserve::NoBid::Ivt, br.imp.len() as u64);
             self.no_bid_code(&br.id, why.nbr(), nbr, tell, resp);
-            return;
+            return None;
         }
-        let mut cache = self.index.borrow_mut();
-        let ix = cache.load();
+        Some(Live {
+            job: i,
+            req: br,
+            dropped,
+        })
+    }
+
+    /// Decides the batch's auctions on the index and model in service.
+    fn decide(&self, ix: &Index, reqs: &[&BidRequest<'_>], now: Now) -> Vec<Decision> {
         let mut scorer = self.scorer.borrow_mut();
         if let Some(m) = &self.deps.models {
             // A reloaded model: swap in the session built for this shard.
@@ -67,19 +161,27 @@ impl Api {
         let model = scorer
             .as_mut()
             .map(|(_, s)| s as &mut dyn crate::scoring::CtrModel);
-        let mut d = adserve::decide_with(
-            ix,
-            &mut self.state.borrow_mut(),
-            &br,
-            &self.cfg.bidder,
-            now,
-            model,
-        );
-        self.record(&mut d);
+        let mut st = self.state.borrow_mut();
+        adserve::decide_batch(ix, &mut st, reqs, &self.cfg.bidder, now, model)
+    }
+
+    /// Records a decision and writes its answer: the bid response, or a no-bid.
+    fn answer(
+        &self,
+        ix: &Index,
+        br: &BidRequest<'_>,
+        d: &mut Decision,
+        capnp: bool,
+        dropped: &Vec<openrtb::lenient::Dropped>,
+        resp: &mut Response,
+    ) {
+        let tell = (br.test == 1 && !dropped.is_empty() && !capnp).then_some(dropped);
+        let nbr = self.cfg.bidder.nbr && !capnp;
+        self.record(d);
         if let Some(c) = d.contextual {
             self.metrics.contextual(c);
         }
-        match adserve::bid_response(ix, &br, &d, &self.cfg.bidder, &self.deps.keys) {
+        match adserve::bid_response(ix, br, d, &self.cfg.bidder, &self.deps.keys) {
             Some(r) => {
                 resp.status = 200;
                 if capnp {

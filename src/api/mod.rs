@@ -216,8 +216,12 @@ pub struct Api {
     scorer: RefCell<Option<(u64, crate::scoring::Scorer)>>,
     /// This shard's event-loop lag (the tmax rule reads it).
     load: Rc<Load>,
-    /// This shard's JSON decoding buffers.
-    json: RefCell<crate::openrtb::JsonDecoder>,
+    /// This shard's JSON decoding buffers, one per request of a batch.
+    json: RefCell<Vec<crate::openrtb::JsonDecoder>>,
+    /// Bid requests read since the last batch (see `bid.rs`).
+    bids: RefCell<Vec<bid::Job>>,
+    /// Raised to have the shard run the next batch.
+    flush: Rc<crate::shard::FlushSignal>,
     /// Where this shard's events go.
     sink: Option<Sink>,
     /// This shard's invalid-traffic checker (its rate table).
@@ -288,6 +292,8 @@ impl Api {
             scorer: RefCell::new(deps.models.as_ref().and_then(|m| m.take(ctx.id, 0))),
             load: ctx.load.clone(),
             json: RefCell::default(),
+            bids: RefCell::default(),
+            flush: ctx.flush.clone(),
             sink,
             ivt: RefCell::new(crate::quality::Checker::new(&cfg.ivt)),
             hourly: publish_reports(ctx.id, &deps.report),
@@ -315,6 +321,7 @@ impl Api {
             &self.metrics.counters.freq_evictions,
             u64::from(d.freq_evictions),
         );
+        bump(&self.metrics.counters.redecided, u64::from(d.redecided));
         for ev in d.events.drain(..) {
             self.emit(ev);
         }
@@ -344,6 +351,10 @@ impl Service for Api {
             _ => resp.status = 204,
         }
         Some(route as usize)
+    }
+
+    fn flush(&self) {
+        self.bid_batch();
     }
 
     fn handle(&self, req: &Request<'_, '_>, body: &[u8], resp: &mut Response) -> usize {

@@ -12,7 +12,7 @@
 
 use super::{json_error, Api, Route};
 use crate::adserve::{self, Notice, NoticeError, NoticeKind, NoticeOutcome, Now, Reason};
-use crate::http::write::Hold;
+use crate::http::write::{Hold, Released};
 use crate::http::{Request, Response};
 use crate::metrics::bump;
 use std::borrow::Cow;
@@ -142,7 +142,11 @@ impl Api {
                 claims.into_iter().for_each(|c| dedupe.release(c));
                 metrics.notice_rejected(Reason::NotRecorded);
             }
-            written
+            if written {
+                Released::Send
+            } else {
+                Released::Retry
+            }
         })));
         Ok(out)
     }

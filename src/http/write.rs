@@ -24,11 +24,22 @@ pub struct Response {
     pub hold: Option<Hold>,
 }
 
-/// A condition a response waits on: resolves `true` to send the response
-/// as built, `false` to send `503` with `Retry-After` instead (the client
-/// retries). The connection answers nothing else meanwhile, so pipelined
-/// responses keep their order.
-pub struct Hold(pub std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>);
+/// A condition a response waits on (see [`Released`]). The connection
+/// answers nothing else meanwhile, so pipelined responses keep their order.
+pub struct Hold(pub std::pin::Pin<Box<dyn std::future::Future<Output = Released>>>);
+
+/// How a held response goes out.
+#[derive(Debug)]
+pub enum Released {
+    /// As built.
+    Send,
+    /// As `503` with `Retry-After` (the client retries): what it waited
+    /// for failed.
+    Retry,
+    /// This response in its place: the answer was made later (a bid
+    /// decided in the shard's next batch).
+    Replace(Response),
+}
 
 impl std::fmt::Debug for Hold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -7,6 +7,7 @@
 
 use super::{Load, Service, Shared};
 use crate::config::{Config, ShardSettings, MAX_HEADERS_CEILING};
+use crate::http::write::Released;
 use crate::http::{
     self, HttpError, Progress, ReaderLimits, Request, RequestReader, Response, EMPTY_HEADER,
 };
@@ -143,6 +144,8 @@ struct Held {
     head: bool,
     route: usize,
     t0: Instant,
+    /// The client takes gzip (for a response made while held).
+    gzip: bool,
 }
 
 const READ_BUF: usize = 16 * 1024;
@@ -286,16 +289,24 @@ impl Conn {
     /// condition failed, a 503 with `Retry-After` in its place).
     async fn release_held<S: Service>(&mut self, rt: &ShardRt<S>) {
         let Some(h) = self.io.held.take() else { return };
-        let ok = h.hold.0.await;
+        let released = h.hold.0.await;
         let r = &mut self.io.resp;
-        if !ok {
-            r.reset();
-            r.set(
-                503,
-                "application/json",
-                b"{\"error\":\"not recorded, retry\"}",
-            );
-            r.header("Retry-After", b"1");
+        match released {
+            Released::Send => {}
+            Released::Retry => {
+                r.reset();
+                r.set(
+                    503,
+                    "application/json",
+                    b"{\"error\":\"not recorded, retry\"}",
+                );
+                r.header("Retry-After", b"1");
+            }
+            Released::Replace(made) => {
+                *r = made;
+                r.hold = None;
+                compress(rt, r, h.gzip);
+            }
         }
         rt.date.borrow_mut().refresh();
         r.write_to(&mut self.io.out, &rt.date.borrow(), h.keep_alive, h.head);
@@ -420,17 +431,9 @@ fn dispatch<S: Service>(
             rt.svc.handle(req, body, resp) + 1
         }
     };
-    let min = rt.cfg.limits.gzip_min_bytes;
-    if min > 0
-        && resp.body.len() >= min
-        && resp.status == 200
-        && resp.hold.is_none()
-        && !resp.encoded()
-        && http::gzip::accepts_gzip(req.header("accept-encoding"))
-    {
-        rt.gzip.borrow_mut().encode(&mut resp.body);
-        resp.header("Content-Encoding", b"gzip");
-        resp.header("Vary", b"Accept-Encoding");
+    let gzip = http::gzip::accepts_gzip(req.header("accept-encoding"));
+    if resp.hold.is_none() {
+        compress(rt, resp, gzip);
     }
     let keep_alive = framing.keep_alive && !rt.shared.draining.load(Ordering::Relaxed);
     if let Some(hold) = resp.hold.take() {
@@ -440,6 +443,7 @@ fn dispatch<S: Service>(
             head: req.method == "HEAD",
             route,
             t0,
+            gzip,
         });
         return Ok(!keep_alive || resp.close);
     }
@@ -447,4 +451,15 @@ fn dispatch<S: Service>(
     rt.metrics
         .record(route, resp.status, t0.elapsed().as_nanos() as u64);
     Ok(!keep_alive || resp.close)
+}
+
+/// Gzips a successful response's body when the client takes gzip and it is
+/// at least `limits.gzip_min_bytes` (0: never).
+fn compress<S: Service>(rt: &ShardRt<S>, resp: &mut Response, accepts: bool) {
+    let min = rt.cfg.limits.gzip_min_bytes;
+    if accepts && min > 0 && resp.body.len() >= min && resp.status == 200 && !resp.encoded() {
+        rt.gzip.borrow_mut().encode(&mut resp.body);
+        resp.header("Content-Encoding", b"gzip");
+        resp.header("Vary", b"Accept-Encoding");
+    }
 }

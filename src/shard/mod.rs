@@ -46,6 +46,51 @@ pub trait Service: 'static {
     fn shed(&self, _req: &Request<'_, '_>, _resp: &mut Response) -> Option<usize> {
         None
     }
+
+    /// Does the work requests deferred (their responses held until it is
+    /// done): run by the shard after the service raised
+    /// [`ShardCtx::flush`], once the tasks ready at that moment have run,
+    /// so that one pass serves every request read in the same turn.
+    fn flush(&self) {}
+}
+
+/// A shard-local flag a service raises when it deferred work to
+/// [`Service::flush`]; the shard's flusher task waits on it.
+#[derive(Default)]
+pub struct FlushSignal {
+    raised: std::cell::Cell<bool>,
+    waker: std::cell::Cell<Option<std::task::Waker>>,
+}
+
+impl std::fmt::Debug for FlushSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlushSignal")
+            .field("raised", &self.raised.get())
+            .finish()
+    }
+}
+
+impl FlushSignal {
+    /// Asks for a flush (once, however often raised before it runs).
+    pub fn raise(&self) {
+        if !self.raised.replace(true) {
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Resolves once raised, lowering it.
+    pub(crate) fn wait(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.raised.replace(false) {
+                std::task::Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                std::task::Poll::Pending
+            }
+        })
+    }
 }
 
 /// State shared by all shards and the controlling thread. Lives as long as
@@ -85,6 +130,8 @@ pub struct ShardCtx {
     pub metrics: Rc<LocalMetrics>,
     /// This shard's load (event-loop lag), for services that use it (tmax).
     pub load: Rc<Load>,
+    /// Raised to have [`Service::flush`] run.
+    pub flush: Rc<FlushSignal>,
 }
 
 /// Why the server did not start.

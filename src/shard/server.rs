@@ -6,7 +6,7 @@
 
 use super::conn::{accept_loop, ShardRt};
 use super::overload::{start_monitor, Load};
-use super::{Service, ShardCtx, Shared, StartError, HTTP_ROUTE};
+use super::{FlushSignal, Service, ShardCtx, Shared, StartError, HTTP_ROUTE};
 use crate::config::{Config, ShardSettings};
 use crate::metrics::{LocalMetrics, Registry};
 use crate::sys::{self, Half};
@@ -210,6 +210,7 @@ pub(crate) async fn run_shard<S, F>(
         shared: shared.clone(),
         metrics: metrics.clone(),
         load: load.clone(),
+        flush: Rc::new(FlushSignal::default()),
     };
     let svc = make(&ctx);
     let rt = Rc::new(ShardRt {
@@ -232,6 +233,17 @@ pub(crate) async fn run_shard<S, F>(
             loop {
                 glommio::timer::sleep(publish_every).await;
                 metrics.publish();
+            }
+        }
+    });
+    // Deferred work: woken by the service, it runs after the tasks already
+    // ready (the connections that read a request in the same turn).
+    let flusher = glommio::spawn_local({
+        let (rt, signal) = (rt.clone(), ctx.flush.clone());
+        async move {
+            loop {
+                signal.wait().await;
+                rt.svc.flush();
             }
         }
     });
@@ -281,6 +293,7 @@ pub(crate) async fn run_shard<S, F>(
     }
     drop(publisher);
     drop(monitor);
+    drop(flusher);
     metrics.publish();
     tracing::debug!(shard = id, "shard stopped");
 }
