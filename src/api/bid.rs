@@ -52,9 +52,17 @@ impl Api {
         })));
     }
 
-    /// Answers every queued bid request.
+    /// Answers the queued bid requests, at most `bidder.max_batch` of them
+    /// (the rest wait for the next flush, after the answers are written).
     pub(super) fn bid_batch(&self) {
-        let jobs = std::mem::take(&mut *self.bids.borrow_mut());
+        let jobs: Vec<Job> = {
+            let mut queue = self.bids.borrow_mut();
+            let n = queue.len().min(self.cfg.bidder.max_batch.max(1));
+            if queue.len() > n {
+                self.flush.raise();
+            }
+            queue.drain(..n).collect()
+        };
         if jobs.is_empty() {
             return;
         }

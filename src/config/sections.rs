@@ -259,6 +259,11 @@ pub struct BidderConfig {
     /// with the highest prior (expected_ctr x CPC x 1000), after the ones
     /// whose cap cannot beat the floor or the best CPM bid are dropped.
     pub max_scored: usize,
+    /// Most bid requests decided together, with one CTR model run for all
+    /// their candidates (those read in the same turn of the shard's event
+    /// loop; more wait for the next batch, so a batch's time stays short).
+    /// 1: every request is decided alone.
+    pub max_batch: usize,
     /// How long a bid's price counts against its campaign's budget while
     /// the bid's win, bill or loss notice is awaited (ms): a notice that
     /// reaches the shard which bid settles it at once; one that reaches
@@ -349,6 +354,7 @@ impl Default for BidderConfig {
             notice_ttl: "72h".into(),
             cpc_cap_multiple: 3.0,
             max_scored: 32,
+            max_batch: 32,
             hold_ms: 5_000,
             secure_url: String::new(),
             nbr: false,

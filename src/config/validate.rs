@@ -83,6 +83,9 @@ impl Config {
         if b.max_scored == 0 || b.max_scored > 4096 {
             return Err(invalid("bidder.max_scored", "must be between 1 and 4096"));
         }
+        if b.max_batch == 0 || b.max_batch > 1024 {
+            return Err(invalid("bidder.max_batch", "must be between 1 and 1024"));
+        }
         if !(b.secure_url.is_empty() || b.secure_url.starts_with("https://")) {
             return Err(invalid("bidder.secure_url", "must be an https:// URL"));
         }

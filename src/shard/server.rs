@@ -244,6 +244,8 @@ pub(crate) async fn run_shard<S, F>(
             loop {
                 signal.wait().await;
                 rt.svc.flush();
+                // Let the connections write what it answered before any next pass.
+                futures_lite::future::yield_now().await;
             }
         }
     });
