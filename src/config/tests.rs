@@ -46,6 +46,8 @@ fn invalid_values_are_named() {
         ("[timeouts]\nheader_read_ms = 0", "timeouts.header_read_ms"),
         ("[server]\ncores = \"3-1\"", "server.cores"),
         ("[server]\nmax_connections = 0", "server.max_connections"),
+        ("[bidder]\nmax_batch = 0", "bidder.max_batch"),
+        ("[bidder]\nmax_scored = 0", "bidder.max_scored"),
         ("[[shard]]\ncore = 0\n[[shard]]\ncore = 0", "shard[1].core"),
         (
             "[overload]\nstanding_window_ms = 0",
