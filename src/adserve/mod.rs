@@ -225,7 +225,8 @@ pub fn decide(
 }
 
 /// Decides one bid request, scoring CPC candidates with `model` when given
-/// (one batched prediction per impression); without a model, or if it
+/// (one batched prediction per impression; [`decide_batch`] makes one for
+/// a batch of requests); without a model, or if it
 /// fails, CPC campaigns are priced with their `expected_ctr`.
 pub fn decide_with(
     ix: &Index,
