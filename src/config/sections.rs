@@ -353,7 +353,7 @@ impl Default for BidderConfig {
             notice_keys: Vec::new(),
             notice_ttl: "72h".into(),
             cpc_cap_multiple: 3.0,
-            max_scored: 32,
+            max_scored: 16,
             max_batch: 32,
             hold_ms: 5_000,
             secure_url: String::new(),
