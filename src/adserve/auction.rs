@@ -4,13 +4,15 @@
 //! batched CTR model run, pCTR calibrated to the campaign's expected_ctr and
 //! the value capped), keep the best, then price the winner (second
 //! price bids value; first price shades, never below the floor) and pick
-//! its creative.
+//! its creative (`creative`). In two halves, so that a batch of requests
+//! shares one model run: `gather_imp`, then `finish_imp`.
 
-use super::plan::Plan;
+use super::creative::pick_creative;
+use super::plan::{span, Plan};
 use super::targeting::{eligible, offered, Ctx};
 use super::{event_id, Decision, NoBid, ShardState, Winner};
 use crate::events::{Event, Kind};
-use crate::index::{Campaign, Creative, CreativeFormat, FormatKey, Hot, Index};
+use crate::index::{FormatKey, Hot, Index};
 use crate::openrtb::{Imp, Pmp};
 use crate::scoring::{calibrate, CtrModel};
 
@@ -497,26 +499,6 @@ impl<'a> Gathered<'_, 'a> {
     }
 }
 
-/// The bits of word `w` inside positions `range`.
-fn span(w: usize, range: &std::ops::Range<usize>) -> u64 {
-    let (lo, hi) = (w * 64, w * 64 + 64);
-    let mut m = !0u64;
-    if range.start > lo {
-        m &= !0u64 << (range.start - lo).min(63);
-        if range.start - lo >= 64 {
-            m = 0;
-        }
-    }
-    if range.end < hi {
-        m &= if range.end <= lo {
-            0
-        } else {
-            !0u64 >> (hi - range.end)
-        };
-    }
-    m
-}
-
 /// The floor of the channel a bid goes through (CPM USD).
 fn channel_floor(ix: &Index, pmp: Option<&Pmp<'_>>, deal: Option<usize>, imp_floor: f64) -> f64 {
     deal.and_then(|di| pmp.map(|p| &p.deals[di]))
@@ -611,16 +593,6 @@ fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
-/// The OpenRTB `mtype` of a creative format.
-pub(super) fn mtype(f: CreativeFormat) -> u8 {
-    match f {
-        CreativeFormat::Banner => 1,
-        CreativeFormat::Video => 2,
-        CreativeFormat::Audio => 3,
-        CreativeFormat::Native => 4,
-    }
-}
-
 /// Whether a deal (if bidding through one) admits the campaign's seat and domains.
 fn deal_allows(ix: &Index, pos: usize, deal: Option<usize>, pmp: Option<&Pmp<'_>>) -> bool {
     let Some(dl) = deal.and_then(|di| pmp.map(|p| &p.deals[di])) else {
@@ -629,80 +601,4 @@ fn deal_allows(ix: &Index, pos: usize, deal: Option<usize>, pmp: Option<&Pmp<'_>
     let c = ix.at(pos);
     (dl.wseat.is_empty() || dl.wseat.iter().any(|s| s == &c.seat))
         && (dl.wadomain.is_empty() || c.adomain.iter().any(|a| dl.wadomain.iter().any(|w| w == a)))
-}
-
-/// First creative of `c` that fits an offered format and the imp's
-/// constraints: https assets on a secure page; for video and audio the
-/// durations, MIME types, a markup version the player takes and (video)
-/// the placement; for native every required asset filled.
-fn pick_creative(c: &Campaign, imp: &Imp<'_>, fmts: &[FormatKey]) -> Option<(usize, FormatKey)> {
-    c.creatives.iter().enumerate().find_map(|(i, cr)| {
-        let key = cr.format_key();
-        if !fmts.contains(&key) {
-            return None;
-        }
-        // A secure page loads only https assets.
-        let https = |u: &Option<String>| u.as_deref().is_none_or(|u| u.starts_with("https://"));
-        if imp.is_secure()
-            && ![&cr.image_url, &cr.video_url, &cr.audio_url, &cr.icon_url]
-                .into_iter()
-                .all(https)
-        {
-            return None;
-        }
-        let fits = match (cr.format, &imp.video, &imp.audio, &imp.native) {
-            (CreativeFormat::Video, Some(v), _, _) => {
-                let media = Media {
-                    mimes: &v.mimes,
-                    min: v.minduration,
-                    max: v.maxduration,
-                    exact: &v.rqddurs,
-                    protocols: &v.protocols,
-                };
-                media.fits(cr, "video/mp4", false)
-                    && v.plcmt()
-                        .is_none_or(|p| cr.plcmt.is_empty() || cr.plcmt.contains(&p))
-            }
-            (CreativeFormat::Audio, _, Some(a), _) => Media {
-                mimes: &a.mimes,
-                min: a.minduration,
-                max: a.maxduration,
-                exact: &a.rqddurs,
-                protocols: &a.protocols,
-            }
-            .fits(cr, "audio/mpeg", true),
-            (CreativeFormat::Native, _, _, Some(n)) => n
-                .spec
-                .as_ref()
-                .is_none_or(|spec| super::native::fill(spec, cr).is_some()),
-            _ => true,
-        };
-        fits.then_some((i, key))
-    })
-}
-
-/// A video or audio offer's constraints.
-struct Media<'r> {
-    mimes: &'r [std::borrow::Cow<'r, str>],
-    min: Option<u32>,
-    max: Option<u32>,
-    exact: &'r [u32],
-    protocols: &'r [u8],
-}
-
-impl Media<'_> {
-    /// Whether the creative's duration, MIME type (`default_mime` when it
-    /// names none) and a markup version we write suit the player.
-    fn fits(&self, cr: &Creative, default_mime: &str, audio: bool) -> bool {
-        let dur = cr.duration.unwrap_or(0);
-        let dur_ok = if self.exact.is_empty() {
-            !(self.min.is_some_and(|m| dur < m) || self.max.is_some_and(|m| m > 0 && dur > m))
-        } else {
-            self.exact.contains(&dur)
-        };
-        let mime = cr.mime.as_deref().unwrap_or(default_mime);
-        dur_ok
-            && (self.mimes.is_empty() || self.mimes.iter().any(|m| m.eq_ignore_ascii_case(mime)))
-            && super::vast::Vast::for_protocols(self.protocols, audio).is_some()
-    }
 }

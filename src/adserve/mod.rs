@@ -7,7 +7,8 @@
 //! - [`state`](ShardState): the shard's budget slices, pacing and
 //!   frequency caps.
 //! - `targeting`: which campaigns may bid (bitsets, then per-campaign state).
-//! - `auction`: channels, valuation (CTR model for CPC), pricing, creative.
+//! - `auction`: channels, valuation (CTR model for CPC), pricing;
+//!   `creative`: which creative an impression can show.
 //! - [`response`]: the bid response rendered once from the winners; `/ad`
 //!   renders its own answer from the same winners.
 //! - [`markup`]: banner HTML and the markup of each format, notice URLs;
@@ -15,6 +16,7 @@
 //! - [`notices`](notice): wins, bills, losses, impressions and clicks.
 
 mod auction;
+mod creative;
 pub mod dedupe;
 pub mod fleet;
 pub mod markup;

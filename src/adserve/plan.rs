@@ -165,6 +165,26 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The bits of word `w` inside positions `range`.
+pub(super) fn span(w: usize, range: &std::ops::Range<usize>) -> u64 {
+    let (lo, hi) = (w * 64, w * 64 + 64);
+    let mut m = !0u64;
+    if range.start > lo {
+        m &= !0u64 << (range.start - lo).min(63);
+        if range.start - lo >= 64 {
+            m = 0;
+        }
+    }
+    if range.end < hi {
+        m &= if range.end <= lo {
+            0
+        } else {
+            !0u64 >> (hi - range.end)
+        };
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

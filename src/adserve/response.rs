@@ -3,7 +3,7 @@
 //! loss notice URLs (the exchange substitutes `${AUCTION_PRICE}` and
 //! `${AUCTION_LOSS}`), all signed once per bid.
 
-use super::auction::mtype;
+use super::creative::mtype;
 use super::markup::{self, Ids};
 use super::signing::NoticeKeys;
 use super::{BidderConfig, Decision, Winner};
