@@ -22,9 +22,11 @@ use crate::config::DbConfig;
 use crate::events::db::rollup::Statements;
 use crate::events::db::Db;
 use crate::http::query;
+use crate::http::write::civil_from_days;
 use crate::http::{Request, Response};
 use crate::quality::report::{Board, Counts, Key};
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::Mutex;
 
 /// The database's rollups, read from the admin thread (connected on first
@@ -78,7 +80,6 @@ impl History {
         r.map_err(|e| e.to_string())
     }
 }
-use std::fmt::Write as _;
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -89,19 +90,6 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day number.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// A time parameter as a Unix hour.

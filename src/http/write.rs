@@ -189,16 +189,8 @@ pub fn imf_fixdate(secs: u64) -> [u8; 29] {
     ];
     let days = secs / 86400;
     let sod = secs % 86400;
-    // Civil-from-days (Howard Hinnant), valid for all dates after 1970.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u64;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as usize;
-    let y = (yoe + era * 400 + i64::from(m <= 2)) as u64;
+    let (y, m, d) = civil_from_days(days as i64);
+    let (y, m, d) = (y as u64, m as usize, u64::from(d));
     let mut t = [0u8; 29];
     t[..3].copy_from_slice(DAYS[(days % 7) as usize]);
     t[3..5].copy_from_slice(b", ");
@@ -216,6 +208,20 @@ pub fn imf_fixdate(secs: u64) -> [u8; 29] {
     two(&mut t[23..25], sod % 60);
     t[25..29].copy_from_slice(b" GMT");
     t
+}
+
+/// The civil date (year, month 1-12, day 1-31) of a day number, days since
+/// 1970-01-01, proleptic Gregorian (Howard Hinnant's civil_from_days).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn two(dst: &mut [u8], v: u64) {
