@@ -125,9 +125,7 @@ impl Api {
                 return None;
             }
         };
-        let tell = (br.test == 1 && !dropped.is_empty() && !job.capnp).then_some(&dropped);
-        // No-bid reasons in a JSON body, where configured (Cap'n Proto: 204).
-        let nbr = self.cfg.bidder.nbr && !job.capnp;
+        let (nbr, tell) = self.telling(&br, job.capnp, &dropped);
         // The shard lags more than the exchange waits: a bid would come too late.
         if br.tmax.is_some_and(|t| self.load.too_late_for(t)) {
             self.metrics
@@ -173,6 +171,19 @@ impl Api {
         adserve::decide_batch(ix, &mut st, reqs, &self.cfg.bidder, now, model)
     }
 
+    /// What a JSON answer says besides the bid: whether a no-bid carries its
+    /// reason (`bidder.nbr`; Cap'n Proto no-bids are 204), and the fields
+    /// dropped as unusable, told to a `test = 1` request.
+    fn telling<'d>(
+        &self,
+        br: &BidRequest<'_>,
+        capnp: bool,
+        dropped: &'d Vec<openrtb::lenient::Dropped>,
+    ) -> (bool, Option<&'d Vec<openrtb::lenient::Dropped>>) {
+        let tell = (br.test == 1 && !dropped.is_empty() && !capnp).then_some(dropped);
+        (self.cfg.bidder.nbr && !capnp, tell)
+    }
+
     /// Records a decision and writes its answer: the bid response, or a no-bid.
     fn answer(
         &self,
@@ -183,8 +194,7 @@ impl Api {
         dropped: &Vec<openrtb::lenient::Dropped>,
         resp: &mut Response,
     ) {
-        let tell = (br.test == 1 && !dropped.is_empty() && !capnp).then_some(dropped);
-        let nbr = self.cfg.bidder.nbr && !capnp;
+        let (nbr, tell) = self.telling(br, capnp, dropped);
         self.record(d);
         if let Some(c) = d.contextual {
             self.metrics.contextual(c);
