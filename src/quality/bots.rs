@@ -3,8 +3,11 @@
 //! comments). The shipped list (`configs/ivt/bots.txt`, compiled in) is the
 //! `isbot` project's (MIT, `configs/ivt/LICENSE-bots`), itself kept from
 //! the omrilotan/isbot list; `ivt.bots_file` points at an editable copy,
-//! reloaded when it changes.
+//! reloaded when it changes. A user agent is read by the automaton only
+//! when it holds a piece of some pattern (`trigrams`): most browsers' are
+//! told apart by one table lookup per byte.
 
+use super::trigrams::Trigrams;
 use regex::bytes::{Regex, RegexBuilder};
 
 /// The shipped pattern list.
@@ -14,6 +17,9 @@ pub const DEFAULT: &str = include_str!("../../configs/ivt/bots.txt");
 #[derive(Debug, Clone)]
 pub struct Bots {
     re: Regex,
+    /// The filter in front of `re`, and the patterns it cannot speak for
+    /// (checked every time).
+    filter: (Trigrams, Option<Regex>),
     patterns: usize,
 }
 
@@ -37,6 +43,7 @@ impl Bots {
     /// Compiles a pattern list.
     pub fn new(text: &str) -> Result<Bots, BotsError> {
         let mut alts = Vec::new();
+        let mut raw = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let p = line.trim();
             if p.is_empty() || p.starts_with('#') {
@@ -47,28 +54,35 @@ impl Bots {
                 message: e.to_string(),
             })?;
             alts.push(format!("(?:{p})"));
+            raw.push(p);
         }
         if alts.is_empty() {
             return Err(BotsError::Empty);
         }
-        let re = RegexBuilder::new(&alts.join("|"))
-            .case_insensitive(true)
-            .unicode(false)
-            .size_limit(64 << 20)
-            .dfa_size_limit(64 << 20)
-            .build()
-            .map_err(|e| BotsError::Pattern {
-                line: 0,
-                message: e.to_string().chars().take(200).collect(),
-            })?;
+        let re = compile(&alts)?;
+        let (pieces, without) = Trigrams::new(&raw);
+        let rest: Vec<String> = without.iter().map(|&i| alts[i].clone()).collect();
+        let filter = (
+            pieces,
+            (!rest.is_empty()).then(|| compile(&rest)).transpose()?,
+        );
         Ok(Bots {
             re,
+            filter,
             patterns: alts.len(),
         })
     }
 
     /// Whether the user agent is a known bot's.
     pub fn is_bot(&self, ua: &str) -> bool {
+        let ua = ua.as_bytes();
+        let (pieces, rest) = &self.filter;
+        rest.as_ref().is_some_and(|r| r.is_match(ua)) || (pieces.hit(ua) && self.re.is_match(ua))
+    }
+
+    /// The pattern automaton's verdict alone (no filter in front).
+    #[cfg(test)]
+    fn unfiltered(&self, ua: &str) -> bool {
         self.re.is_match(ua.as_bytes())
     }
 
@@ -76,6 +90,20 @@ impl Bots {
     pub fn patterns(&self) -> usize {
         self.patterns
     }
+}
+
+/// One case-insensitive automaton for the alternatives `alts`.
+fn compile(alts: &[String]) -> Result<Regex, BotsError> {
+    RegexBuilder::new(&alts.join("|"))
+        .case_insensitive(true)
+        .unicode(false)
+        .size_limit(64 << 20)
+        .dfa_size_limit(64 << 20)
+        .build()
+        .map_err(|e| BotsError::Pattern {
+            line: 0,
+            message: e.to_string().chars().take(200).collect(),
+        })
 }
 
 #[cfg(test)]
@@ -121,6 +149,57 @@ mod tests {
             "python-requests/2.31",
         ] {
             assert!(b.is_bot(ua), "{ua}");
+        }
+    }
+
+    #[test]
+    fn the_filter_never_changes_a_verdict() {
+        let b = Bots::new(DEFAULT).unwrap();
+        let (t, rest) = &b.filter;
+        let mut uas = lines("bot-user-agents.txt");
+        uas.extend(lines("browser-user-agents.txt"));
+        // The same in other cases, cut short, and with noise around.
+        let more: Vec<String> = uas
+            .iter()
+            .flat_map(|u| {
+                [
+                    u.to_uppercase(),
+                    u.chars().rev().collect(),
+                    u.chars().take(u.len() / 2).collect(),
+                    format!("x{u}\u{e9}"),
+                ]
+            })
+            .collect();
+        uas.extend(more);
+        let mut hits = 0;
+        for ua in &uas {
+            assert_eq!(b.is_bot(ua), b.unfiltered(ua), "{ua:?}");
+            hits += usize::from(t.hit(ua.as_bytes()));
+        }
+        assert!(hits > 0);
+        // Every pattern of the shipped list has a piece: none is checked every time.
+        assert!(rest.is_none());
+        // Browsers mostly pass on the filter alone (the reason it exists).
+        let browsers = lines("browser-user-agents.txt");
+        let through = browsers.iter().filter(|u| t.hit(u.as_bytes())).count();
+        assert!(
+            through * 10 < browsers.len(),
+            "{through} of {} browsers read by the automaton",
+            browsers.len()
+        );
+    }
+
+    #[test]
+    fn a_list_with_patterns_the_filter_cannot_speak_for_still_matches_them() {
+        let b = Bots::new("crawler\n^[a-z]{2}$\nab|cd\n").unwrap();
+        for (ua, bot) in [
+            ("MyCrawler/1", true),
+            ("xy", true),
+            ("zzcdzz", true),
+            ("Mozilla/5.0", false),
+        ] {
+            assert_eq!(b.is_bot(ua), bot, "{ua}");
+            assert_eq!(b.unfiltered(ua), bot, "{ua}");
         }
     }
 

@@ -2,7 +2,8 @@
 //! it) kept out of the auction, and clicks checked before they count.
 //!
 //! - [`bots`]: known crawlers and bots by user agent (a shipped, editable
-//!   pattern list).
+//!   pattern list), with `trigrams` in front: the literal pieces the
+//!   patterns require, so most browsers' user agents skip the automaton.
 //! - [`cidr`]: reserved and data-centre IP ranges (a hot-reloaded file).
 //! - [`rate`]: per-shard request rates per IP and per device over a
 //!   sliding window.
@@ -24,6 +25,7 @@ pub mod clicks;
 pub mod lists;
 pub mod rate;
 pub mod report;
+mod trigrams;
 
 use crate::config::IvtConfig;
 use crate::openrtb::BidRequest;
