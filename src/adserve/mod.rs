@@ -303,7 +303,8 @@ pub fn decide_batch(
 ) -> Vec<Decision> {
     st.lapse(ix, now);
     let has_model = model.is_some();
-    let mut rows = Vec::new();
+    let (mut rows, mut preds) = std::mem::take(&mut st.scratch);
+    rows.clear();
     // Gather every impression; rows[from..from + p.rows()] are its rows.
     let mut started = Vec::with_capacity(reqs.len());
     for req in reqs {
@@ -324,7 +325,7 @@ pub fn decide_batch(
         });
         started.push(s);
     }
-    let mut preds = Vec::with_capacity(rows.len());
+    preds.clear();
     let (ok, base_rate) = match model.as_mut() {
         Some(m) if !rows.is_empty() => (m.predict(&rows, &mut preds), m.base_rate()),
         _ => (true, f64::NAN),
@@ -372,6 +373,7 @@ pub fn decide_batch(
         }
         out.push(s.conclude(st, evictions));
     }
+    st.scratch = (rows, preds);
     out
 }
 

@@ -42,6 +42,9 @@ pub struct ShardState {
     /// Bids answered whose notice has not come back here, in `seq` order.
     holds: VecDeque<Hold>,
     hold_micros: i64,
+    /// A batch's model rows and predictions, kept between batches so the
+    /// buffers are grown once (see `decide_batch`).
+    pub(super) scratch: (Vec<[i64; crate::scoring::FEATURES]>, Vec<f32>),
 }
 
 /// A bid's price held against its campaign's budget.
@@ -85,6 +88,7 @@ impl ShardState {
             freq_evictions: 0,
             holds: VecDeque::new(),
             hold_micros: i64::try_from(cfg.hold_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
+            scratch: Default::default(),
         }
     }
 
