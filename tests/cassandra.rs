@@ -27,6 +27,10 @@ const FIXTURES: &str = fixtures::DIR;
 
 const SIMPLE: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
 
+/// `events.db.seal_interval_ms` of the servers here: money's segments are
+/// sealed (and their report rollups written) this often, not every probe.
+const SEAL_MS: u64 = 1500;
+
 /// Every stored event: id -> (how many rows, kind, spend); the sum of the
 /// spend counters; the sum of the spend ledger (`spend_applied`).
 fn stored(addr: &str, ks: &str) -> (HashMap<u128, (u32, String, i64)>, i64, i64) {
@@ -75,8 +79,8 @@ fn stored(addr: &str, ks: &str) -> (HashMap<u128, (u32, String, i64)>, i64, i64)
 fn db_toml(addr: &str, ks: &str) -> String {
     format!(
         "[events.db]\nnodes = [\"{addr}\"]\nkeyspace = \"{ks}\"\nreplication = \"{SIMPLE}\"\n\
-         probe_interval_ms = 200\nretry_backoff_ms = 20\nrequest_timeout_ms = 2000\n\
-         connect_timeout_ms = 1000"
+         probe_interval_ms = 200\nseal_interval_ms = {SEAL_MS}\nretry_backoff_ms = 20\n\
+         request_timeout_ms = 2000\nconnect_timeout_ms = 1000"
     )
 }
 
@@ -87,6 +91,7 @@ fn write_behind_and_replay() {
     let addr = node.addr();
 
     // 1. Over the wire: bids, wins (charged), bills (already charged).
+    let started = std::time::Instant::now();
     let app = start_api(&format!(
         "{}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"cass-token\"\n",
         db_toml(&addr, "t_wire")
@@ -164,6 +169,14 @@ fn write_behind_and_replay() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(figures(&total(&report("source=memory"))), want);
+    // The wins reached the rollups through their segments' replays, sealed
+    // every SEAL_MS (each a rollup source of its own), not every 200 ms probe.
+    let segments = metric(&get(a, "/metrics").text(), "adshard_replay_segments_total");
+    let bound = started.elapsed().as_millis() as u64 / SEAL_MS + 2;
+    assert!(
+        (1..=bound).contains(&segments),
+        "{segments} segments replayed, at most {bound} expected"
+    );
     std::thread::sleep(Duration::from_millis(150));
     let m = get(a, "/metrics").text();
     let emitted = metric(&m, "adshard_events_total{");
@@ -468,6 +481,9 @@ fn node_killed_under_load_loses_nothing() {
         request_timeout_ms: 1000,
         connect_timeout_ms: 1000,
         probe_interval_ms: 200,
+        // Only segments holding spilled events are sealed while the test
+        // runs (at the next probe): an hour would be too late.
+        seal_interval_ms: 3_600_000,
         ..Default::default()
     };
     let started = adshard::events::Store::start(&cfg, 2).unwrap();

@@ -82,6 +82,15 @@ pub struct DbConfig {
     /// While the database is down: how often it is probed; while it is up:
     /// how often spilled segments are looked for and replayed.
     pub probe_interval_ms: u64,
+    /// While the database is up: how often the spool writers' open segments
+    /// are sealed for replay when they hold only events already written
+    /// (money, written both ways). Such an event reaches the report rollups
+    /// through its segment's replay, so at most this late; and each
+    /// replayed segment is one more rollup source per campaign, hour and
+    /// creative it holds, so sealing every probe would multiply the rows a
+    /// report reads. Segments holding spilled events are sealed at the next
+    /// probe.
+    pub seal_interval_ms: u64,
 }
 
 impl Default for DbConfig {
@@ -100,6 +109,7 @@ impl Default for DbConfig {
             request_timeout_ms: 2000,
             connect_timeout_ms: 2000,
             probe_interval_ms: 1000,
+            seal_interval_ms: 60_000,
         }
     }
 }

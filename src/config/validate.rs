@@ -140,6 +140,7 @@ impl Config {
             ("events.db.request_timeout_ms", db.request_timeout_ms),
             ("events.db.connect_timeout_ms", db.connect_timeout_ms),
             ("events.db.probe_interval_ms", db.probe_interval_ms),
+            ("events.db.seal_interval_ms", db.seal_interval_ms),
             ("events.db.ttl_days", u64::from(db.ttl_days)),
         ] {
             if v == 0 {

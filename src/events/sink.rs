@@ -151,6 +151,7 @@ impl Store {
             let ctl = Arc::new(WriterCtl {
                 rotate: AtomicBool::new(false),
                 active_seq: AtomicU64::new(next),
+                unstored: AtomicBool::new(false),
             });
             let (tx, rx) = sync_channel(cfg.queue_capacity);
             let w = SpoolWriter {

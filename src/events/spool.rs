@@ -43,6 +43,11 @@ pub struct WriterCtl {
     /// Sequence number of the segment the writer writes (or will open);
     /// every lower one of this shard is sealed.
     pub active_seq: AtomicU64,
+    /// Set by the spool writer: the open segment holds an event written
+    /// without an ack (with a database, a spill: not stored there yet), so
+    /// the database writer seals it at its next probe rather than on its
+    /// seal interval. Cleared as the segment is sealed.
+    pub unstored: AtomicBool,
 }
 
 /// A spool segment file.
@@ -204,11 +209,15 @@ impl SpoolWriter {
                         }
                         buf.clear();
                         record::encode(&ev, &mut buf);
+                        let spilled = ack.is_none();
                         match out.as_mut().map(|o| o.write_all(&buf)) {
                             Some(Ok(())) => {
                                 n += 1;
                                 size += buf.len() as u64;
                                 acks.extend(ack);
+                                if spilled {
+                                    self.ctl.unstored.store(true, Relaxed);
+                                }
                             }
                             // A dropped ack resolves as failed.
                             _ => failed += 1,
@@ -219,6 +228,7 @@ impl SpoolWriter {
                             out = None;
                             size = 0;
                             seq += 1;
+                            self.ctl.unstored.store(false, Relaxed);
                             self.ctl.active_seq.store(seq, Release);
                         }
                     }
@@ -266,6 +276,7 @@ impl SpoolWriter {
                 size = 0;
                 dirty = false;
                 seq += 1;
+                self.ctl.unstored.store(false, Relaxed);
                 self.ctl.active_seq.store(seq, Release);
             }
             if dirty && (self.fsync != Fsync::Interval || last_sync.elapsed() >= self.interval) {

@@ -8,7 +8,11 @@
 //! goes to its shard's spool and the database is marked down: from then on
 //! events go straight to the spool, and the database is probed every
 //! `probe_interval_ms`. While the database is up, the writer asks the spool
-//! writers to seal their segments and replays every sealed segment, deleting
+//! writers to seal their segments (at the next probe those holding spilled
+//! events, every `seal_interval_ms` those holding only money, which is
+//! written both ways and needs the replay only for its report rollups: each
+//! replayed segment is a rollup source of its own, so fewer segments keep
+//! reports small) and replays every sealed segment, deleting
 //! it once all its events are stored; a segment with a torn tail (a crash
 //! mid-write) is kept, renamed `.torn`, after its whole events are stored.
 //!

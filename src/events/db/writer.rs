@@ -208,6 +208,9 @@ impl Writer {
         let sem = Arc::new(tokio::sync::Semaphore::new(limit));
         let probe_every = Duration::from_millis(this.cfg.probe_interval_ms);
         let mut next_probe = tokio::time::Instant::now() + probe_every;
+        let seal_every = Duration::from_millis(this.cfg.seal_interval_ms);
+        // Whatever the previous run left is sealed at the first probe.
+        let mut next_seal = tokio::time::Instant::now();
         let mut open = vec![true; queues.len()];
         let mut replay: Option<tokio::task::JoinHandle<()>> = None;
         let batch = this.cfg.batch_size;
@@ -321,8 +324,14 @@ impl Writer {
                         this.flush_rollups(&l.db, &l.rollups).await;
                     }
                     if !this.down.load(Relaxed) && replay.as_ref().is_none_or(|h| h.is_finished()) {
+                        let seal_all = tokio::time::Instant::now() >= next_seal;
+                        if seal_all {
+                            next_seal = tokio::time::Instant::now() + seal_every;
+                        }
                         let (d, w, st) = (l.db.clone(), this.clone(), l.rollups.clone());
-                        replay = Some(tokio::task::spawn(async move { w.replay(&d, &st).await }));
+                        replay = Some(tokio::task::spawn(async move {
+                            w.replay(&d, &st, seal_all).await
+                        }));
                     }
                 }
             }
@@ -348,13 +357,16 @@ impl Writer {
         }
     }
 
-    /// Seals the spool writers' open segments and stores every sealed one.
-    async fn replay(&self, db: &Db, st: &Statements) {
+    /// Seals the spool writers' open segments that hold spilled events
+    /// (every one with `seal_all`) and stores every sealed segment.
+    async fn replay(&self, db: &Db, st: &Statements, seal_all: bool) {
         if !self.keep.is_zero() {
             crate::events::spool::prune_done(&self.dir, self.keep);
         }
         for c in &self.ctls {
-            c.rotate.store(true, Relaxed);
+            if seal_all || c.unstored.load(Relaxed) {
+                c.rotate.store(true, Relaxed);
+            }
         }
         let segs = match list_segments(&self.dir) {
             Ok(s) => s,
