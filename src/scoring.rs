@@ -126,9 +126,23 @@ pub fn request_row(req: &BidRequest<'_>, imp: &Imp<'_>, hour: u32) -> [i64; FEAT
 }
 
 /// Completes a row with the campaign and creative.
-pub fn with_ad(mut row: [i64; FEATURES], campaign: u64, creative: &str) -> [i64; FEATURES] {
-    row[11] = bucket_num("campaign", Some(campaign), 1);
-    row[12] = bucket("creative", creative);
+pub fn with_ad(row: [i64; FEATURES], campaign: u64, creative: &str) -> [i64; FEATURES] {
+    with_ad_buckets(row, ad_buckets(campaign, creative))
+}
+
+/// The buckets of an ad's two features (campaign, creative): fixed for an
+/// index, so the index keeps them (`index::Briefs`).
+pub fn ad_buckets(campaign: u64, creative: &str) -> [i64; 2] {
+    [
+        bucket_num("campaign", Some(campaign), 1),
+        bucket("creative", creative),
+    ]
+}
+
+/// `row` with the ad's buckets from [`ad_buckets`].
+pub fn with_ad_buckets(mut row: [i64; FEATURES], ad: [i64; 2]) -> [i64; FEATURES] {
+    row[11] = ad[0];
+    row[12] = ad[1];
     row
 }
 
@@ -415,14 +429,14 @@ pub fn start(
     });
     if let ModelSource::File(path) = source {
         let m = Arc::downgrade(&models);
-        let mut stamp = crate::index::loader::stamp(&path);
+        let mut stamp = crate::sys::file_stamp(&path);
         std::thread::Builder::new()
             .name("model-loader".into())
             .spawn(move || loop {
                 std::thread::sleep(poll);
                 // The server dropped its handle: stop.
                 let Some(m) = m.upgrade() else { return };
-                let now = crate::index::loader::stamp(&path);
+                let now = crate::sys::file_stamp(&path);
                 if now.is_none() || now == stamp {
                     continue;
                 }

@@ -1,10 +1,20 @@
 //! The system calls the server makes directly: the process's CPU affinity,
-//! adopting a listening socket into Glommio, and `shutdown(2)` on a
-//! connection's socket during a drain. Every `unsafe` block of the crate
+//! adopting a listening socket into Glommio, `shutdown(2)` on a
+//! connection's socket during a drain, and the change stamp of a file the
+//! loaders watch. Every `unsafe` block of the crate
 //! lives here, each with its `// SAFETY:` argument (clippy's
 //! `undocumented_unsafe_blocks` is denied).
 
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::time::SystemTime;
+
+/// Modification time and length of a file: what the loaders (campaigns,
+/// model, IVT lists) poll for change. `None`: it cannot be read.
+pub fn file_stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .and_then(|m| Some((m.modified().ok()?, m.len())))
+}
 
 /// Cores this process may run on (its affinity mask).
 pub fn allowed_cores() -> Vec<usize> {

@@ -175,9 +175,9 @@ impl Gathered<'_, '_> {
         }
         let base = crate::scoring::request_row(self.ctx.req, imp, (now.sec_of_day() / 3600) as u32);
         for &cand in &self.scored {
-            let c = ix.at(cand.pos);
-            if let Some((ci, _)) = pick_creative(c, imp, fmts) {
-                rows.push(crate::scoring::with_ad(base, c.id, &c.creatives[ci].id));
+            if let Some((ci, _)) = pick_creative(ix, cand.pos, imp, fmts) {
+                let ad = ix.briefs.at(cand.pos)[ci].buckets;
+                rows.push(crate::scoring::with_ad_buckets(base, ad));
                 keep.push(cand);
             }
         }
@@ -525,7 +525,7 @@ fn win(
     let (ix, now) = (ctx.ix, ctx.now);
     let imp = &ctx.req.imp[imp_ix];
     let c = ix.at(best.pos);
-    let Some((ci, fmt)) = pick_creative(c, imp, fmts) else {
+    let Some((ci, fmt)) = pick_creative(ix, best.pos, imp, fmts) else {
         return Err(NoBid::Filtered);
     };
     let cr = &c.creatives[ci];

@@ -3,7 +3,7 @@
 //! types, markup versions and placements, native assets; and the OpenRTB
 //! `mtype` of each format.
 
-use crate::index::{Campaign, Creative, CreativeFormat, FormatKey};
+use crate::index::{Creative, CreativeFormat, FormatKey, Index};
 use crate::openrtb::Imp;
 
 /// The OpenRTB `mtype` of a creative format.
@@ -16,58 +16,57 @@ pub(super) fn mtype(f: CreativeFormat) -> u8 {
     }
 }
 
-/// First creative of `c` that fits an offered format and the imp's
-/// constraints: https assets on a secure page; for video and audio the
-/// durations, MIME types, a markup version the player takes and (video)
-/// the placement; for native every required asset filled.
+/// First creative of the campaign at `pos` that fits an offered format and
+/// the imp's constraints: https assets on a secure page; for video and audio
+/// the durations, MIME types, a markup version the player takes and (video)
+/// the placement; for native every required asset filled. Format and https
+/// come from the index's packed briefs; only a creative that is not a banner
+/// is read itself.
 pub(super) fn pick_creative(
-    c: &Campaign,
+    ix: &Index,
+    pos: usize,
     imp: &Imp<'_>,
     fmts: &[FormatKey],
 ) -> Option<(usize, FormatKey)> {
-    c.creatives.iter().enumerate().find_map(|(i, cr)| {
-        let key = cr.format_key();
-        if !fmts.contains(&key) {
+    let secure = imp.is_secure();
+    ix.briefs.at(pos).iter().enumerate().find_map(|(i, b)| {
+        if !fmts.contains(&b.format) || (secure && !b.https) {
             return None;
         }
-        // A secure page loads only https assets.
-        let https = |u: &Option<String>| u.as_deref().is_none_or(|u| u.starts_with("https://"));
-        if imp.is_secure()
-            && ![&cr.image_url, &cr.video_url, &cr.audio_url, &cr.icon_url]
-                .into_iter()
-                .all(https)
-        {
-            return None;
-        }
-        let fits = match (cr.format, &imp.video, &imp.audio, &imp.native) {
-            (CreativeFormat::Video, Some(v), _, _) => {
-                let media = Media {
-                    mimes: &v.mimes,
-                    min: v.minduration,
-                    max: v.maxduration,
-                    exact: &v.rqddurs,
-                    protocols: &v.protocols,
-                };
-                media.fits(cr, "video/mp4", false)
-                    && v.plcmt()
-                        .is_none_or(|p| cr.plcmt.is_empty() || cr.plcmt.contains(&p))
-            }
-            (CreativeFormat::Audio, _, Some(a), _) => Media {
-                mimes: &a.mimes,
-                min: a.minduration,
-                max: a.maxduration,
-                exact: &a.rqddurs,
-                protocols: &a.protocols,
-            }
-            .fits(cr, "audio/mpeg", true),
-            (CreativeFormat::Native, _, _, Some(n)) => n
-                .spec
-                .as_ref()
-                .is_none_or(|spec| super::native::fill(spec, cr).is_some()),
-            _ => true,
-        };
-        fits.then_some((i, key))
+        (b.decides() || media_fits(&ix.at(pos).creatives[i], imp)).then_some((i, b.format))
     })
+}
+
+/// Whether a creative's media suit the impression's player or native spec
+/// (its format offered, its assets' scheme already checked).
+fn media_fits(cr: &Creative, imp: &Imp<'_>) -> bool {
+    match (cr.format, &imp.video, &imp.audio, &imp.native) {
+        (CreativeFormat::Video, Some(v), _, _) => {
+            let media = Media {
+                mimes: &v.mimes,
+                min: v.minduration,
+                max: v.maxduration,
+                exact: &v.rqddurs,
+                protocols: &v.protocols,
+            };
+            media.fits(cr, "video/mp4", false)
+                && v.plcmt()
+                    .is_none_or(|p| cr.plcmt.is_empty() || cr.plcmt.contains(&p))
+        }
+        (CreativeFormat::Audio, _, Some(a), _) => Media {
+            mimes: &a.mimes,
+            min: a.minduration,
+            max: a.maxduration,
+            exact: &a.rqddurs,
+            protocols: &a.protocols,
+        }
+        .fits(cr, "audio/mpeg", true),
+        (CreativeFormat::Native, _, _, Some(n)) => n
+            .spec
+            .as_ref()
+            .is_none_or(|spec| super::native::fill(spec, cr).is_some()),
+        _ => true,
+    }
 }
 
 /// A video or audio offer's constraints.
@@ -93,5 +92,81 @@ impl Media<'_> {
         dur_ok
             && (self.mimes.is_empty() || self.mimes.iter().any(|m| m.eq_ignore_ascii_case(mime)))
             && super::vast::Vast::for_protocols(self.protocols, audio).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Campaign;
+
+    /// The choice as made before the briefs: every creative read whole.
+    fn reference(c: &Campaign, imp: &Imp<'_>, fmts: &[FormatKey]) -> Option<(usize, FormatKey)> {
+        c.creatives.iter().enumerate().find_map(|(i, cr)| {
+            let key = cr.format_key();
+            let https = |u: &Option<String>| u.as_deref().is_none_or(|u| u.starts_with("https://"));
+            let secure_ok = !imp.is_secure()
+                || [&cr.image_url, &cr.video_url, &cr.audio_url, &cr.icon_url]
+                    .into_iter()
+                    .all(https);
+            (fmts.contains(&key) && secure_ok && media_fits(cr, imp)).then_some((i, key))
+        })
+    }
+
+    #[test]
+    fn the_briefs_choose_as_reading_every_creative_does() {
+        let mut campaigns = crate::index::synth::campaigns(3000, 7).campaign;
+        // Some assets over plain http, so secure pages turn creatives away.
+        for c in campaigns.iter_mut().step_by(3) {
+            for cr in &mut c.creatives {
+                for u in [&mut cr.image_url, &mut cr.video_url, &mut cr.icon_url]
+                    .into_iter()
+                    .flatten()
+                {
+                    *u = u.replacen("https://", "http://", 1);
+                }
+            }
+        }
+        let mut file = crate::index::synth::campaigns(0, 7);
+        file.campaign = campaigns;
+        file.campaign.extend(
+            Index::parse(
+                include_str!("../../configs/campaigns.toml"),
+                "campaigns.toml",
+            )
+            .unwrap()
+            .campaign
+            .into_iter()
+            .map(|mut c| {
+                c.id += 1_000_000;
+                c
+            }),
+        );
+        let ix = Index::build(file, 1).unwrap();
+        let mut checked = 0;
+        let mut found = 0;
+        for (_, body) in crate::testkit::fixtures::bid_requests() {
+            let Ok(req) = crate::openrtb::decode_json(&body) else {
+                continue;
+            };
+            for imp in &req.imp {
+                for secure in [0, 1] {
+                    let mut imp = imp.clone();
+                    imp.secure = Some(secure);
+                    let mut fmts = Vec::new();
+                    super::super::targeting::offered(&imp, &mut fmts);
+                    for pos in 0..ix.len() {
+                        let got = pick_creative(&ix, pos, &imp, &fmts);
+                        assert_eq!(got, reference(ix.at(pos), &imp, &fmts), "position {pos}");
+                        checked += 1;
+                        found += usize::from(got.is_some());
+                    }
+                }
+            }
+        }
+        assert!(
+            checked > 50_000 && found > 1_000,
+            "{checked} checked, {found} found"
+        );
     }
 }

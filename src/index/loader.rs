@@ -6,6 +6,7 @@
 //! this thread once no shard holds them, so freeing never stalls a shard.
 
 use super::{Index, IndexError};
+use crate::sys::file_stamp;
 use arc_swap::ArcSwap;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -133,13 +134,6 @@ fn read(path: &PathBuf) -> Result<String, IndexError> {
     })
 }
 
-/// Modification time and length of a file: what the loaders poll for change.
-pub(crate) fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
-    std::fs::metadata(path)
-        .ok()
-        .and_then(|m| Some((m.modified().ok()?, m.len())))
-}
-
 /// Loads the initial index (failing start-up on error) and starts the thread.
 pub fn start(
     source: Source,
@@ -221,7 +215,7 @@ fn run(
     status: Arc<ArcSwap<LoadStatus>>,
 ) {
     let mut last_stamp = match &source {
-        Source::File(p) => stamp(p),
+        Source::File(p) => file_stamp(p),
         Source::Embedded(_) => None,
     };
     let mut retired: Vec<Arc<Index>> = Vec::new();
@@ -235,7 +229,7 @@ fn run(
             Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
             Err(mpsc::RecvTimeoutError::Timeout) => match &source {
                 Source::File(p) => {
-                    let s = stamp(p);
+                    let s = file_stamp(p);
                     if s.is_some() && s != last_stamp {
                         last_stamp = s;
                         Some((read(p), p.display().to_string(), false))

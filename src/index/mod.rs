@@ -11,12 +11,14 @@
 //! winner sits, not how many campaigns there are.
 
 mod bitset;
+mod brief;
 pub mod loader;
 pub mod model;
 pub mod order;
 pub mod synth;
 
 pub use bitset::Bitset;
+pub use brief::{Brief, Briefs};
 pub use model::*;
 use std::collections::HashMap;
 
@@ -230,6 +232,8 @@ pub struct Index {
     /// Per-campaign data the auction reads for every candidate, packed
     /// together so candidate scans stay in cache.
     pub hot: Vec<Hot>,
+    /// Each position's creatives, packed: format, https, model buckets.
+    pub briefs: Briefs,
     /// The most any campaign at or after each word of positions can bid.
     pub bounds: order::Bounds,
     /// First position of the CPC campaigns without `max_cpm` (bounded by
@@ -325,6 +329,7 @@ impl Index {
             seller_block: HashMap::new(),
             seller_domain_block: HashMap::new(),
             hot: Vec::with_capacity(n),
+            briefs: Briefs::default(),
             campaigns: Vec::new(),
             at: Vec::new(),
             bounds: order::Bounds::default(),
@@ -338,6 +343,7 @@ impl Index {
             .iter()
             .map(|&i| Hot::of(&file.campaign[i as usize]))
             .collect();
+        ix.briefs = Briefs::build(at.iter().map(|&i| &file.campaign[i as usize]));
         for (i, c) in file.campaign.iter().enumerate() {
             let pos = rank[i] as usize;
             validate(c)?;

@@ -73,10 +73,8 @@ fn load(cfg: &IvtConfig) -> Result<Lists, (&'static str, String)> {
     })
 }
 
-fn mtime(p: &Option<PathBuf>) -> Option<SystemTime> {
-    p.as_ref()
-        .and_then(|p| std::fs::metadata(p).ok())
-        .and_then(|m| m.modified().ok())
+fn mtime(p: &Option<PathBuf>) -> Option<(SystemTime, u64)> {
+    p.as_deref().and_then(crate::sys::file_stamp)
 }
 
 impl IvtLists {
