@@ -238,6 +238,12 @@ fn bench_build(c: &mut Criterion) {
             )
         });
     }
+    // The creative briefs alone (a part of the build above).
+    let file = synth::campaigns(100_000, 1);
+    let (rank, _) = adshard::index::order::positions(&file.campaign);
+    g.bench_function("briefs/100000", |b| {
+        b.iter(|| adshard::index::Briefs::build(&file.campaign, &rank))
+    });
     let json = serde_json::to_string(&synth::campaigns(100_000, 1)).unwrap();
     g.bench_function("parse_and_build_json/100000", |b| {
         b.iter(|| Index::load(&json, "bench.json", 1).unwrap())

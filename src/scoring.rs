@@ -133,10 +133,17 @@ pub fn with_ad(row: [i64; FEATURES], campaign: u64, creative: &str) -> [i64; FEA
 /// The buckets of an ad's two features (campaign, creative): fixed for an
 /// index, so the index keeps them (`index::Briefs`).
 pub fn ad_buckets(campaign: u64, creative: &str) -> [i64; 2] {
-    [
-        bucket_num("campaign", Some(campaign), 1),
-        bucket("creative", creative),
-    ]
+    [campaign_bucket(campaign), creative_bucket(creative)]
+}
+
+/// The campaign feature's bucket.
+pub fn campaign_bucket(campaign: u64) -> i64 {
+    bucket_num("campaign", Some(campaign), 1)
+}
+
+/// The creative feature's bucket.
+pub fn creative_bucket(creative: &str) -> i64 {
+    bucket("creative", creative)
 }
 
 /// `row` with the ad's buckets from [`ad_buckets`].

@@ -4,27 +4,28 @@
 //! batched CTR model run, pCTR calibrated to the campaign's expected_ctr and
 //! the value capped), keep the best, then price the winner (second
 //! price bids value; first price shades, never below the floor) and pick
-//! its creative (`creative`). In two halves, so that a batch of requests
+//! its creative (`winner`). In two halves, so that a batch of requests
 //! shares one model run: `gather_imp`, then `finish_imp`.
 
 use super::creative::pick_creative;
 use super::plan::{span, Plan};
 use super::targeting::{eligible, offered, Ctx};
-use super::{event_id, Decision, NoBid, ShardState, Winner};
-use crate::events::{Event, Kind};
+use super::winner::{channel_floor, win};
+use super::{Decision, NoBid, ShardState, Winner};
+use crate::events::Event;
 use crate::index::{FormatKey, Hot, Index};
 use crate::openrtb::{Imp, Pmp};
 use crate::scoring::{calibrate, CtrModel};
 
 /// The best channel so far.
 #[derive(Debug, Clone, Copy)]
-struct Best {
+pub(super) struct Best {
     /// Value, CPM USD.
-    value: f64,
+    pub(super) value: f64,
     /// Campaign position in the index.
-    pos: usize,
+    pub(super) pos: usize,
     /// Deal index in the impression's `pmp.deals`; `None`: open auction.
-    deal: Option<usize>,
+    pub(super) deal: Option<usize>,
 }
 
 /// A CPC candidate waiting for the batched model run.
@@ -499,86 +500,6 @@ impl<'a> Gathered<'_, 'a> {
     }
 }
 
-/// The floor of the channel a bid goes through (CPM USD).
-fn channel_floor(ix: &Index, pmp: Option<&Pmp<'_>>, deal: Option<usize>, imp_floor: f64) -> f64 {
-    deal.and_then(|di| pmp.map(|p| &p.deals[di]))
-        .and_then(|dl| {
-            if dl.bidfloor > 0.0 {
-                ix.to_usd(dl.bidfloor, &dl.bidfloorcur)
-            } else {
-                None
-            }
-        })
-        .unwrap_or(imp_floor)
-}
-
-/// Prices the best candidate, picks its creative, counts it against its
-/// frequency cap, and records the bid event.
-fn win(
-    ctx: &Ctx<'_, '_>,
-    st: &mut ShardState,
-    imp_ix: usize,
-    fmts: &[FormatKey],
-    best: Best,
-    floor: f64,
-) -> Result<(Winner, Event), NoBid> {
-    let (ix, now) = (ctx.ix, ctx.now);
-    let imp = &ctx.req.imp[imp_ix];
-    let c = ix.at(best.pos);
-    let Some((ci, fmt)) = pick_creative(ix, best.pos, imp, fmts) else {
-        return Err(NoBid::Filtered);
-    };
-    let cr = &c.creatives[ci];
-    let price_usd = if ctx.first_price {
-        (best.value * ctx.cfg.first_price_shade).max(floor)
-    } else {
-        best.value
-    };
-    let price = round4(price_usd / ctx.usd_per_cur);
-    let (freq_key, freq_window) = st
-        .freq_count(&ix.hot[best.pos], ctx.user, now)
-        .unwrap_or((0, 0));
-    let bid_id = st.next_id();
-    if ctx.req.test == 0 {
-        // One impression at the bid price (what a win may charge at most).
-        st.hold(best.pos, (price_usd * 1000.0).round() as i64, now);
-    }
-    let (w, h) = match fmt {
-        FormatKey::Banner(w, h) => (Some(w), Some(h)),
-        _ => (cr.w, cr.h),
-    };
-    let ev = Event {
-        id: event_id(st.shard, st.seq, now),
-        kind: Kind::Bid,
-        ts_micros: now.micros,
-        shard: st.shard,
-        auction_id: ctx.req.id.to_string(),
-        imp_id: imp.id.to_string(),
-        campaign_id: c.id,
-        creative_id: cr.id.clone(),
-        price_micros: (price_usd * 1e6) as i64,
-        currency: "USD".into(),
-        spend_micros: 0,
-        bid_id: bid_id.clone(),
-        freq_key,
-        freq_window: freq_window.min(u64::from(u32::MAX)) as u32,
-    };
-    let winner = Winner {
-        imp: imp_ix,
-        campaign: best.pos,
-        creative: ci,
-        deal: best.deal,
-        price,
-        price_usd,
-        fx: ctx.usd_per_cur,
-        issued: now.secs,
-        w,
-        h,
-        bid_id,
-    };
-    Ok((winner, ev))
-}
-
 /// The most a CPC campaign bids: its `max_cpm`, or where unset `multiple`
 /// x its rule-based value (expected_ctr x CPC x 1000).
 pub(super) fn cpc_cap(h: &Hot, cpc: f64, multiple: f64) -> f64 {
@@ -587,10 +508,6 @@ pub(super) fn cpc_cap(h: &Hot, cpc: f64, multiple: f64) -> f64 {
     } else {
         multiple * h.expected_ctr * cpc * 1000.0
     }
-}
-
-fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
 }
 
 /// Whether a deal (if bidding through one) admits the campaign's seat and domains.

@@ -158,6 +158,14 @@ mod tests {
                     for pos in 0..ix.len() {
                         let got = pick_creative(&ix, pos, &imp, &fmts);
                         assert_eq!(got, reference(ix.at(pos), &imp, &fmts), "position {pos}");
+                        if let Some((ci, _)) = got {
+                            let c = ix.at(pos);
+                            assert_eq!(
+                                ix.briefs.at(pos)[ci].buckets,
+                                crate::scoring::ad_buckets(c.id, &c.creatives[ci].id),
+                                "the model row's buckets, position {pos}"
+                            );
+                        }
                         checked += 1;
                         found += usize::from(got.is_some());
                     }

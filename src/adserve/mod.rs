@@ -7,8 +7,9 @@
 //! - [`state`](ShardState): the shard's budget slices, pacing and
 //!   frequency caps.
 //! - `targeting`: which campaigns may bid (bitsets, then per-campaign state).
-//! - `auction`: channels, valuation (CTR model for CPC), pricing;
-//!   `creative`: which creative an impression can show.
+//! - `auction`: channels and valuation (CTR model for CPC); `winner`: the
+//!   winner priced and recorded as a bid; `creative`: which creative an
+//!   impression can show.
 //! - [`response`]: the bid response rendered once from the winners; `/ad`
 //!   renders its own answer from the same winners.
 //! - [`markup`]: banner HTML and the markup of each format, notice URLs;
@@ -29,6 +30,7 @@ pub mod spend;
 mod state;
 mod targeting;
 pub mod vast;
+mod winner;
 
 pub use crate::config::BidderConfig;
 pub use notices::{notice, Notice, NoticeError, NoticeKind, NoticeOutcome, Reason};

@@ -343,7 +343,7 @@ impl Index {
             .iter()
             .map(|&i| Hot::of(&file.campaign[i as usize]))
             .collect();
-        ix.briefs = Briefs::build(at.iter().map(|&i| &file.campaign[i as usize]));
+        ix.briefs = Briefs::build(&file.campaign, &rank);
         for (i, c) in file.campaign.iter().enumerate() {
             let pos = rank[i] as usize;
             validate(c)?;
