@@ -343,90 +343,95 @@ impl Index {
             .iter()
             .map(|&i| Hot::of(&file.campaign[i as usize]))
             .collect();
-        ix.briefs = Briefs::build(&file.campaign, &rank);
-        for (i, c) in file.campaign.iter().enumerate() {
-            let pos = rank[i] as usize;
-            validate(c)?;
-            if by_id.insert(c.id, pos as u32).is_some() {
-                return Err(IndexError::Invalid {
-                    id: c.id,
-                    message: "duplicate campaign id".into(),
-                });
-            }
-            let t = &c.targeting;
-            if !c.active {
-                continue;
-            }
-            let post = |m: &mut HashMap<String, Bitset>, k: String| {
-                m.entry(k).or_insert_with(|| Bitset::new(n)).set(pos)
-            };
-            for k in &c.cat {
-                post(&mut ix.cat_block, k.clone());
-                if let Some((parent, _)) = k.split_once('-') {
-                    post(&mut ix.cat_block, parent.to_string());
+        // The creative briefs (a pass over every creative, mostly waiting
+        // on memory) are built on a second thread beside the postings.
+        ix.briefs = std::thread::scope(|s| -> Result<Briefs, IndexError> {
+            let briefs = s.spawn(|| Briefs::build(&file.campaign, &rank));
+            for (i, c) in file.campaign.iter().enumerate() {
+                let pos = rank[i] as usize;
+                validate(c)?;
+                if by_id.insert(c.id, pos as u32).is_some() {
+                    return Err(IndexError::Invalid {
+                        id: c.id,
+                        message: "duplicate campaign id".into(),
+                    });
+                }
+                let t = &c.targeting;
+                if !c.active {
+                    continue;
+                }
+                let post = |m: &mut HashMap<String, Bitset>, k: String| {
+                    m.entry(k).or_insert_with(|| Bitset::new(n)).set(pos)
+                };
+                for k in &c.cat {
+                    post(&mut ix.cat_block, k.clone());
+                    if let Some((parent, _)) = k.split_once('-') {
+                        post(&mut ix.cat_block, parent.to_string());
+                    }
+                }
+                for d in &c.adomain {
+                    post(&mut ix.adomain, d.to_ascii_lowercase());
+                }
+                if let Some(b) = &c.bundle {
+                    post(&mut ix.app_bundle, b.clone());
+                }
+                post(&mut ix.seat, c.seat.clone());
+                if t.require_complete_schain {
+                    ix.schain_required
+                        .get_or_insert_with(|| Bitset::new(n))
+                        .set(pos);
+                }
+                for s in &t.blocked_sellers {
+                    post(&mut ix.seller_block, seller_key(s));
+                }
+                for d in &t.blocked_seller_domains {
+                    post(&mut ix.seller_domain_block, norm_domain(d));
+                }
+                ix.cattax
+                    .entry(c.cattax)
+                    .or_insert_with(|| Bitset::new(n))
+                    .set(pos);
+                for (k, cr) in c.creatives.iter().enumerate() {
+                    let key = cr.format_key();
+                    ix.formats
+                        .entry(key)
+                        .or_default()
+                        .push((pos as u32, k as u32));
+                    ix.format_sets
+                        .entry(key)
+                        .or_insert_with(|| Bitset::new(n))
+                        .set(pos);
+                }
+                if t.deals.is_empty() {
+                    ix.open.set(pos);
+                }
+                for d in &t.deals {
+                    ix.deals
+                        .entry(d.clone())
+                        .or_insert_with(|| Bitset::new(n))
+                        .set(pos);
+                }
+                ix.country.add(n, pos, &t.countries, norm_upper);
+                ix.region.add(n, pos, &t.regions, norm_upper);
+                let dts: Vec<String> = t.device_types.iter().map(|d| d.to_string()).collect();
+                ix.device_type.add(n, pos, &dts, same);
+                ix.os.add(n, pos, &t.os, norm_lower);
+                ix.domain.add(n, pos, &t.domains, norm_domain);
+                ix.bundle.add(n, pos, &t.bundles, norm_lower);
+                ix.category.add(n, pos, &t.categories, same);
+                ix.segment.add(n, pos, &t.segments, same);
+                if t.segments.is_empty() {
+                    ix.no_segments.set(pos);
+                }
+                if t.inventory != Inventory::App {
+                    ix.on_site.set(pos);
+                }
+                if t.inventory != Inventory::Site {
+                    ix.on_app.set(pos);
                 }
             }
-            for d in &c.adomain {
-                post(&mut ix.adomain, d.to_ascii_lowercase());
-            }
-            if let Some(b) = &c.bundle {
-                post(&mut ix.app_bundle, b.clone());
-            }
-            post(&mut ix.seat, c.seat.clone());
-            if t.require_complete_schain {
-                ix.schain_required
-                    .get_or_insert_with(|| Bitset::new(n))
-                    .set(pos);
-            }
-            for s in &t.blocked_sellers {
-                post(&mut ix.seller_block, seller_key(s));
-            }
-            for d in &t.blocked_seller_domains {
-                post(&mut ix.seller_domain_block, norm_domain(d));
-            }
-            ix.cattax
-                .entry(c.cattax)
-                .or_insert_with(|| Bitset::new(n))
-                .set(pos);
-            for (k, cr) in c.creatives.iter().enumerate() {
-                let key = cr.format_key();
-                ix.formats
-                    .entry(key)
-                    .or_default()
-                    .push((pos as u32, k as u32));
-                ix.format_sets
-                    .entry(key)
-                    .or_insert_with(|| Bitset::new(n))
-                    .set(pos);
-            }
-            if t.deals.is_empty() {
-                ix.open.set(pos);
-            }
-            for d in &t.deals {
-                ix.deals
-                    .entry(d.clone())
-                    .or_insert_with(|| Bitset::new(n))
-                    .set(pos);
-            }
-            ix.country.add(n, pos, &t.countries, norm_upper);
-            ix.region.add(n, pos, &t.regions, norm_upper);
-            let dts: Vec<String> = t.device_types.iter().map(|d| d.to_string()).collect();
-            ix.device_type.add(n, pos, &dts, same);
-            ix.os.add(n, pos, &t.os, norm_lower);
-            ix.domain.add(n, pos, &t.domains, norm_domain);
-            ix.bundle.add(n, pos, &t.bundles, norm_lower);
-            ix.category.add(n, pos, &t.categories, same);
-            ix.segment.add(n, pos, &t.segments, same);
-            if t.segments.is_empty() {
-                ix.no_segments.set(pos);
-            }
-            if t.inventory != Inventory::App {
-                ix.on_site.set(pos);
-            }
-            if t.inventory != Inventory::Site {
-                ix.on_app.set(pos);
-            }
-        }
+            briefs.join().map_err(|e| std::panic::resume_unwind(e))
+        })?;
         ix.by_id = by_id;
         let parts: Vec<(f64, f64)> = at
             .iter()
