@@ -43,4 +43,7 @@ struct Event {
   # With frequencyKey: the cap's window in seconds (how long the count
   # matters: the database keeps the row that long).
   frequencyWindow @14 :UInt32;
+  # From a test request (OpenRTB test = 1) or a test notice: stored, never
+  # charged, left out of reports.
+  test @15 :Bool;
 }

@@ -129,6 +129,17 @@ fn write_behind_and_replay() {
         }
     }
     assert!(wins > 50, "most requests bid ({wins})");
+    // A test request (OpenRTB test = 1) and its win: stored, neither
+    // charged nor in the reports.
+    req["id"] = serde_json::Value::String("cass-test".into());
+    req["test"] = 1.into();
+    let resp = post_bid(&mut r, &serde_json::to_vec(&req).unwrap());
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    let nurl = path(v["seatbid"][0]["bid"][0]["nurl"].as_str().unwrap())
+        .replace("${AUCTION_PRICE}", "0.25");
+    assert_eq!(get(a, &nurl).status, 200);
+    req["test"] = 0.into();
     // Two crawlers, refused: `ivt` events, counted in the reports too.
     for n in 0..2 {
         req["id"] = serde_json::Value::String(format!("bot-{n}"));
@@ -186,8 +197,8 @@ fn write_behind_and_replay() {
     assert_eq!(rows.len() as u64, emitted, "every event stored");
     assert!(rows.values().all(|r| r.0 == 1), "each once");
     let kinds = |k: &str| rows.values().filter(|r| r.1 == k).count();
-    assert_eq!(kinds("win"), wins);
-    assert_eq!(kinds("bid"), wins);
+    assert_eq!(kinds("win"), wins + 1, "the test win stored too");
+    assert_eq!(kinds("bid"), wins + 1);
     let charged: i64 = rows.values().map(|r| r.2).sum();
     assert_eq!(
         charged,

@@ -232,6 +232,30 @@ fn a_report_equals_the_events_sent_in_json_and_csv() {
         );
         assert_eq!(post_bid(&mut r, &bot).status, 204);
     }
+    // Test traffic (OpenRTB test = 1): answered and its win notice taken,
+    // but neither charged nor reported.
+    let as_test = |body: Vec<u8>| {
+        let mut v: Value = serde_json::from_slice(&body).unwrap();
+        v["test"] = 1.into();
+        serde_json::to_vec(&v).unwrap()
+    };
+    for i in 0..2 {
+        let resp = post_bid(
+            &mut r,
+            &as_test(request(&format!("test-{i}"), UA, "81.2.69.142")),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let v: Value = serde_json::from_slice(&resp.body).unwrap();
+        let nurl = path(v["seatbid"][0]["bid"][0]["nurl"].as_str().unwrap())
+            .replace("${AUCTION_PRICE}", "0.50");
+        assert_eq!(get(a, &nurl).status, 200);
+    }
+    let bot = request(
+        "test-bot",
+        "Googlebot/2.1 (+http://www.google.com/bot.html)",
+        "81.2.69.142",
+    );
+    assert_eq!(post_bid(&mut r, &as_test(bot)).status, 204);
     let want = serde_json::json!({
         "bids": 6, "wins": 3, "impressions": 2, "clicks": 1, "invalid_clicks": 1,
         "spend_micros": 3 * 500, "win_rate": 0.5, "ctr": 0.5, "avg_clearing_cpm": 0.5,

@@ -438,6 +438,7 @@ pub fn notice(
         bid_id: n.bid.clone(),
         freq_key: 0,
         freq_window: 0,
+        test: n.test,
     });
     Ok(out)
 }

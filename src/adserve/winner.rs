@@ -80,6 +80,7 @@ pub(super) fn win(
         bid_id: bid_id.clone(),
         freq_key,
         freq_window: freq_window.min(u64::from(u32::MAX)) as u32,
+        test: ctx.req.test == 1,
     };
     let winner = Winner {
         imp: imp_ix,

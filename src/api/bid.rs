@@ -237,6 +237,7 @@ impl Api {
                 bid_id: String::new(),
                 freq_key: 0,
                 freq_window: 0,
+                test: br.test == 1,
             }
         };
         self.emit(ev);

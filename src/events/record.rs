@@ -43,6 +43,9 @@ pub struct Event {
     pub freq_key: u64,
     /// With `freq_key`: the cap's window, seconds.
     pub freq_window: u32,
+    /// Test traffic (OpenRTB `test = 1`, or a test notice): stored, never
+    /// charged, left out of reports.
+    pub test: bool,
 }
 
 /// Why a frame did not decode.
@@ -113,6 +116,7 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
     b.set_bid_id(ev.bid_id.as_str());
     b.set_frequency_key(ev.freq_key);
     b.set_frequency_window(ev.freq_window);
+    b.set_test(ev.test);
     // Writing into a Vec cannot fail.
     let _ = capnp::serialize::write_message(out, &msg);
 }
@@ -233,6 +237,7 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
             bid_id: text(r.get_bid_id())?,
             freq_key: r.get_frequency_key(),
             freq_window: r.get_frequency_window(),
+            test: r.get_test(),
         },
         used,
     ))

@@ -38,7 +38,7 @@ pub struct SpoolStats {
 #[derive(Debug, Default)]
 pub struct WriterCtl {
     /// Set by the database writer; the spool writer seals its open segment
-    /// (if any) and clears it.
+    /// (if any), then clears it.
     pub rotate: AtomicBool,
     /// Sequence number of the segment the writer writes (or will open);
     /// every lower one of this shard is sealed.
@@ -269,15 +269,19 @@ impl SpoolWriter {
                 sync(&mut out, c);
                 return;
             }
-            if self.ctl.rotate.swap(false, Relaxed) && out.is_some() {
-                // Sealed: synced and closed before the new number shows.
-                sync(&mut out, c);
-                out = None;
-                size = 0;
-                dirty = false;
-                seq += 1;
-                self.ctl.unstored.store(false, Relaxed);
-                self.ctl.active_seq.store(seq, Release);
+            if self.ctl.rotate.load(Acquire) {
+                if out.is_some() {
+                    // Sealed: synced and closed before the new number shows.
+                    sync(&mut out, c);
+                    out = None;
+                    size = 0;
+                    dirty = false;
+                    seq += 1;
+                    self.ctl.unstored.store(false, Relaxed);
+                    self.ctl.active_seq.store(seq, Release);
+                }
+                // Cleared once sealed: whoever asked sees the new number.
+                self.ctl.rotate.store(false, Release);
             }
             if dirty && (self.fsync != Fsync::Interval || last_sync.elapsed() >= self.interval) {
                 if self.fsync == Fsync::Never {

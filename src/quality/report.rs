@@ -26,8 +26,11 @@ pub struct Hourly {
 }
 
 impl Hourly {
-    /// Counts an event.
+    /// Counts an event (test traffic counts nothing).
     pub fn event(&mut self, ev: &Event) {
+        if ev.test {
+            return;
+        }
         self.rows.entry(Key::of(ev)).or_default().count(ev);
         self.dirty = true;
     }

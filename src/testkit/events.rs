@@ -20,6 +20,7 @@ pub fn charge(id: u128, shard: u16, spend: i64) -> Event {
         bid_id: format!("b-{id:x}"),
         freq_key: 0,
         freq_window: 0,
+        test: false,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn mixed(id: u128, shard: u16, n: u64, wins_per_20: u64) -> Event {
         bid_id: format!("b-{n}-{shard}"),
         freq_key: 0,
         freq_window: 0,
+        test: false,
     }
 }
 
@@ -68,6 +70,7 @@ pub fn win(i: u64) -> Event {
         bid_id: format!("b-{i}"),
         freq_key: 0,
         freq_window: 0,
+        test: false,
     }
 }
 
@@ -88,5 +91,6 @@ pub fn bid(i: u64) -> Event {
         bid_id: format!("b-{i}"),
         freq_key: 0,
         freq_window: 0,
+        test: false,
     }
 }

@@ -59,6 +59,7 @@ type Row<'a> = (
     i64,
     &'a str,
     &'a str,
+    bool,
 );
 
 fn row(ev: &Event) -> Row<'_> {
@@ -77,6 +78,7 @@ fn row(ev: &Event) -> Row<'_> {
         ev.spend_micros,
         &ev.currency,
         &ev.bid_id,
+        ev.test,
     )
 }
 
@@ -115,14 +117,16 @@ impl Db {
                     .await
                     .map_err(|e| DbError::Schema(e.to_string()))?;
             }
-            // Keyspaces made before events carried a bid id: add the column.
-            // Refused (harmlessly) where it already exists.
-            let _ = session
-                .query_unpaged(
-                    format!("ALTER TABLE {}.events ADD bid_id text", cfg.keyspace),
-                    &[],
-                )
-                .await;
+            // Keyspaces made before events carried a bid id or the test
+            // flag: add the columns. Refused (harmlessly) where they exist.
+            for col in ["bid_id text", "test boolean"] {
+                let mut st = scylla::statement::Statement::new(format!(
+                    "ALTER TABLE {}.events ADD {col}",
+                    cfg.keyspace
+                ));
+                st.set_request_timeout(Some(ddl_timeout));
+                let _ = session.query_unpaged(st, &[]).await;
+            }
             session
                 .await_schema_agreement()
                 .await
@@ -140,8 +144,8 @@ impl Db {
         };
         let insert = prep(format!(
             "INSERT INTO {ks}.events (minute, shard, id, kind, ts, auction_id, imp_id, \
-             campaign_id, creative_id, price_micros, spend_micros, currency, bid_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             campaign_id, creative_id, price_micros, spend_micros, currency, bid_id, test) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .await?;
         let guard = prep(format!(

@@ -303,6 +303,7 @@ mod tests {
             bid_id: String::new(),
             freq_key: 0,
             freq_window: 0,
+            test: false,
         }
     }
 

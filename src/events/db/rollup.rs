@@ -27,8 +27,11 @@ pub struct Acc {
 }
 
 impl Acc {
-    /// Counts an event.
+    /// Counts an event (test traffic counts nothing).
     pub fn count(&mut self, ev: &Event) {
+        if ev.test {
+            return;
+        }
         let key = Key::of(ev);
         self.rows.entry(key.clone()).or_default().count(ev);
         self.dirty.insert(key);

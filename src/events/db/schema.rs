@@ -27,6 +27,7 @@ pub fn schema(cfg: &DbConfig) -> Vec<String> {
              spend_micros bigint, -- spend this event charged\n  \
              currency text,\n  \
              bid_id text,         -- our bid id (notices are de-duplicated by it)\n  \
+             test boolean,        -- test traffic: never charged, not reported\n  \
              PRIMARY KEY ((minute, shard), id)\n\
              ) WITH default_time_to_live = {ttl}\n  \
              AND compaction = {{'class': 'TimeWindowCompactionStrategy', \
@@ -144,8 +145,10 @@ pub fn schema_script(cfg: &DbConfig) -> String {
          -- report_hourly: events per campaign, hour and creative, each\n\
          -- source's absolute figures (see events::db::rollup); 400 days.\n\
          -- Rollups start empty in a keyspace made before they existed.\n\
-         -- A keyspace made before events carried bid_id needs, once:\n\
-         --   ALTER TABLE adshard.events ADD bid_id text;\n\n",
+         -- A keyspace made before events carried bid_id and test needs,\n\
+         -- once (adshard does it at start-up with create_schema):\n\
+         --   ALTER TABLE adshard.events ADD bid_id text;\n\
+         --   ALTER TABLE adshard.events ADD test boolean;\n\n",
     );
     for st in schema(cfg) {
         s.push_str(&st);

@@ -342,18 +342,41 @@ impl Writer {
         // Stopping: every batch in flight finishes (stored or spilled), then
         // the spend rounds it queued.
         let _ = sem.acquire_many(limit as u32).await;
+        if let Some(h) = replay {
+            // A segment cut off mid-replay stays on disk and is replayed in
+            // full (below, or next time); rows already written are simply
+            // rewritten.
+            h.abort();
+            let _ = h.await;
+        }
         if let Some(l) = live {
             if !this.down.load(Relaxed) {
                 this.flush_rollups(&l.db, &l.rollups).await;
             }
             drop(l.spend);
             let _ = l.spend_task.await;
+            // A clean stop leaves no segment unreplayed: a restart then takes
+            // the spend of money written both ways from the database alone,
+            // not again from a segment (money's segments are otherwise sealed
+            // only every seal_interval_ms).
+            if !this.down.load(Relaxed) {
+                this.seal_open().await;
+                this.replay(&l.db, &l.rollups, false).await;
+            }
         }
-        if let Some(h) = replay {
-            // A segment cut off mid-replay stays on disk and is replayed in
-            // full next time; rows already written are simply rewritten.
-            h.abort();
-            let _ = h.await;
+    }
+
+    /// Asks every spool writer to seal its open segment and waits (up to a
+    /// second) until each has seen the request.
+    async fn seal_open(&self) {
+        for c in &self.ctls {
+            c.rotate.store(true, Relaxed);
+        }
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        while self.ctls.iter().any(|c| c.rotate.load(Acquire))
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(POLL).await;
         }
     }
 
