@@ -14,7 +14,7 @@ PORT=${PORT:-18499}
 SPOOL=$(mktemp -d)
 ADSHARD__EVENTS__SPOOL_DIR=$SPOOL ADSHARD_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" 2>/dev/null &
 P=$!
-trap 'kill $P 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$SPOOL"' EXIT
+trap 'kill $P 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$SPOOL" ${BENCH_SPOOL:+"$BENCH_SPOOL"}' EXIT
 wait_ok "http://127.0.0.1:$PORT/healthz"
 sleep 2
 declare -A before

@@ -35,7 +35,7 @@ build_server
 cargo bench --bench overload --no-run --quiet 2>/dev/null
 GEN=$(ls -t target/release/deps/overload-* | grep -v '\.d$' | head -1)
 TMP=$(mktemp -d)
-cleanup() { [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"; }
+cleanup() { [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP" ${BENCH_SPOOL:+"$BENCH_SPOOL"}; }
 trap cleanup EXIT
 
 if [ "$CAMPAIGNS" -gt 0 ]; then

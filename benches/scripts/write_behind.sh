@@ -41,7 +41,7 @@ cleanup() {
   [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true
   [ -n "${CPID:-}" ] && kill -9 "$CPID" 2>/dev/null || true
   wait 2>/dev/null || true
-  rm -rf "$TMP"
+  rm -rf "$TMP" ${BENCH_SPOOL:+"$BENCH_SPOOL"}
 }
 trap cleanup EXIT
 
