@@ -71,12 +71,13 @@ pub struct Key {
 }
 
 impl Key {
-    /// The row an event counts in.
-    pub fn of(ev: &Event) -> Key {
-        Key {
+    /// The row an event counts in; `None` for test traffic, which no
+    /// report counts.
+    pub fn of(ev: &Event) -> Option<Key> {
+        (!ev.test).then(|| Key {
             hour: (ev.ts_micros.max(0) as u64) / 3_600_000_000,
             campaign: ev.campaign_id,
             creative: ev.creative_id.clone(),
-        }
+        })
     }
 }

@@ -28,10 +28,10 @@ pub struct Hourly {
 impl Hourly {
     /// Counts an event (test traffic counts nothing).
     pub fn event(&mut self, ev: &Event) {
-        if ev.test {
+        let Some(key) = Key::of(ev) else {
             return;
-        }
-        self.rows.entry(Key::of(ev)).or_default().count(ev);
+        };
+        self.rows.entry(key).or_default().count(ev);
         self.dirty = true;
     }
 

@@ -29,10 +29,9 @@ pub struct Acc {
 impl Acc {
     /// Counts an event (test traffic counts nothing).
     pub fn count(&mut self, ev: &Event) {
-        if ev.test {
+        let Some(key) = Key::of(ev) else {
             return;
-        }
-        let key = Key::of(ev);
+        };
         self.rows.entry(key.clone()).or_default().count(ev);
         self.dirty.insert(key);
     }
