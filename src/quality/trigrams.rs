@@ -128,26 +128,13 @@ impl Trigrams {
                 return true;
             }
         }
-        // Eight positions per test: their lookups do not wait on each other.
-        let c = |i: usize| usize::from(self.class[usize::from(ua[i])]);
-        let mut i = 2;
-        while i + 8 <= ua.len() {
-            let mut any = 0u64;
-            for j in i..i + 8 {
-                let x = (c(j - 2) << 10) | (c(j - 1) << 5) | c(j);
-                any |= self.bits[x >> 6] >> (x & 63);
-            }
-            if any & 1 != 0 {
+        // The first two indexes hold class 0 (no piece has it) in front.
+        let mut idx = 0usize;
+        for &b in ua {
+            idx = ((idx << 5) | usize::from(self.class[usize::from(b)])) & ((1 << BITS) - 1);
+            if self.bits[idx >> 6] & (1 << (idx & 63)) != 0 {
                 return true;
             }
-            i += 8;
-        }
-        while i < ua.len() {
-            let x = (c(i - 2) << 10) | (c(i - 1) << 5) | c(i);
-            if self.bits[x >> 6] & (1 << (x & 63)) != 0 {
-                return true;
-            }
-            i += 1;
         }
         false
     }
