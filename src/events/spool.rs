@@ -38,7 +38,7 @@ pub struct SpoolStats {
 #[derive(Debug, Default)]
 pub struct WriterCtl {
     /// Set by the database writer; the spool writer seals its open segment
-    /// (if any), then clears it.
+    /// (if any), then clears it: a cleared request means sealed.
     pub rotate: AtomicBool,
     /// Sequence number of the segment the writer writes (or will open);
     /// every lower one of this shard is sealed.
@@ -182,6 +182,17 @@ pub(crate) struct SpoolWriter {
 }
 
 impl SpoolWriter {
+    /// Seals the open segment: synced and closed before the next number
+    /// shows (every lower one is sealed). Whether the sync succeeded.
+    fn seal(&self, out: &mut Option<BufWriter<File>>, seq: &mut u64) -> bool {
+        let ok = sync(out, &self.stats);
+        *out = None;
+        *seq += 1;
+        self.ctl.unstored.store(false, Relaxed);
+        self.ctl.active_seq.store(*seq, Release);
+        ok
+    }
+
     pub(crate) fn run(self, rx: Receiver<Queued>) {
         let c = &*self.stats;
         let mut seq = self.ctl.active_seq.load(Acquire);
@@ -224,12 +235,8 @@ impl SpoolWriter {
                         }
                         if size >= self.max_bytes {
                             // Full: sealed as on a rotation request.
-                            acks_ok &= sync(&mut out, c);
-                            out = None;
+                            acks_ok &= self.seal(&mut out, &mut seq);
                             size = 0;
-                            seq += 1;
-                            self.ctl.unstored.store(false, Relaxed);
-                            self.ctl.active_seq.store(seq, Release);
                         }
                     }
                     Err(TryRecvError::Empty) => break,
@@ -271,14 +278,9 @@ impl SpoolWriter {
             }
             if self.ctl.rotate.load(Acquire) {
                 if out.is_some() {
-                    // Sealed: synced and closed before the new number shows.
-                    sync(&mut out, c);
-                    out = None;
+                    self.seal(&mut out, &mut seq);
                     size = 0;
                     dirty = false;
-                    seq += 1;
-                    self.ctl.unstored.store(false, Relaxed);
-                    self.ctl.active_seq.store(seq, Release);
                 }
                 // Cleared once sealed: whoever asked sees the new number.
                 self.ctl.rotate.store(false, Release);
