@@ -360,28 +360,14 @@ impl Writer {
             // not again from a segment (money's segments are otherwise sealed
             // only every seal_interval_ms).
             if !this.down.load(Relaxed) {
-                this.seal_open().await;
-                this.replay(&l.db, &l.rollups, false).await;
+                this.replay(&l.db, &l.rollups, true).await;
             }
         }
     }
 
-    /// Asks every spool writer to seal its open segment and waits (up to a
-    /// second) until each has seen the request.
-    async fn seal_open(&self) {
-        for c in &self.ctls {
-            c.rotate.store(true, Relaxed);
-        }
-        let until = tokio::time::Instant::now() + Duration::from_secs(1);
-        while self.ctls.iter().any(|c| c.rotate.load(Acquire))
-            && tokio::time::Instant::now() < until
-        {
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
     /// Seals the spool writers' open segments that hold spilled events
-    /// (every one with `seal_all`) and stores every sealed segment.
+    /// (every one with `seal_all`), waits (up to a second) until each writer
+    /// asked has sealed, and stores every sealed segment.
     async fn replay(&self, db: &Db, st: &Statements, seal_all: bool) {
         if !self.keep.is_zero() {
             crate::events::spool::prune_done(&self.dir, self.keep);
@@ -390,6 +376,12 @@ impl Writer {
             if seal_all || c.unstored.load(Relaxed) {
                 c.rotate.store(true, Relaxed);
             }
+        }
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        while self.ctls.iter().any(|c| c.rotate.load(Acquire))
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(POLL).await;
         }
         let segs = match list_segments(&self.dir) {
             Ok(s) => s,
