@@ -73,7 +73,7 @@ fn load(cfg: &IvtConfig) -> Result<Lists, (&'static str, String)> {
     })
 }
 
-fn mtime(p: &Option<PathBuf>) -> Option<(SystemTime, u64)> {
+fn stamp(p: &Option<PathBuf>) -> Option<(SystemTime, u64)> {
     p.as_deref().and_then(crate::sys::file_stamp)
 }
 
@@ -95,11 +95,11 @@ impl IvtLists {
             std::thread::Builder::new()
                 .name("ivt-lists".into())
                 .spawn(move || {
-                    let mut seen = (mtime(&cfg.bots_file), mtime(&cfg.ip_ranges_file));
+                    let mut seen = (stamp(&cfg.bots_file), stamp(&cfg.ip_ranges_file));
                     loop {
                         std::thread::sleep(poll);
                         let Some(me) = weak.upgrade() else { return };
-                        let now = (mtime(&cfg.bots_file), mtime(&cfg.ip_ranges_file));
+                        let now = (stamp(&cfg.bots_file), stamp(&cfg.ip_ranges_file));
                         if now != seen {
                             seen = now;
                             me.reload(&cfg);
