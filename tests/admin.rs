@@ -8,13 +8,20 @@ use std::time::{Duration, Instant};
 
 const FIXTURES: &str = fixtures::DIR;
 
-#[test]
-fn campaign_file_reload_keeps_old_index_on_error() {
-    let dir = std::env::temp_dir().join(format!("adshard-reload-{}", std::process::id()));
+/// A server watching its own copy of the embedded campaigns file (polled
+/// every 20 ms), with the admin listener on (token `s3cret-token`).
+fn watching_campaigns(tag: &str) -> (adshard::api::App, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("adshard-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("campaigns.toml");
     std::fs::write(&file, adshard::api::EMBEDDED_CAMPAIGNS).unwrap();
     let app = start_api(&format!("[campaigns]\npath = {:?}\nreload_poll_ms = 20\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret-token\"", file.to_str().unwrap()));
+    (app, file)
+}
+
+#[test]
+fn campaign_file_reload_keeps_old_index_on_error() {
+    let (app, file) = watching_campaigns("reload");
     let a = app.local_addr();
     let version = || app.deps.index.current.load().version;
     assert_eq!(version(), 1);
@@ -207,11 +214,7 @@ fn replace(file: &std::path::Path, text: &str) {
 /// change is forced through the admin listener).
 #[test]
 fn reload_guards_keep_the_index_in_service() {
-    let dir = std::env::temp_dir().join(format!("adshard-guard-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("campaigns.toml");
-    std::fs::write(&file, adshard::api::EMBEDDED_CAMPAIGNS).unwrap();
-    let app = start_api(&format!("[campaigns]\npath = {:?}\nreload_poll_ms = 20\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret-token\"", file.to_str().unwrap()));
+    let (app, file) = watching_campaigns("guard");
     let (a, admin) = (app.local_addr(), app.admin_addr().unwrap());
     let all = app.deps.index.current.load().len();
     assert!(all >= 8, "{all}");
