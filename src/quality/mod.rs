@@ -88,10 +88,10 @@ impl Ivt {
 pub struct Checker {
     cfg: IvtConfig,
     rates: rate::Rates,
-    /// User agent hash -> is a bot, direct-mapped. Real traffic repeats a
-    /// few hundred user agents; the pattern automaton reads a browser's
-    /// whole user agent (~0.4 us) to find nothing, the cache one hash.
-    uas: Vec<(u64, bool)>,
+    /// User agent hash -> its verdict, direct-mapped. Real traffic repeats
+    /// a few hundred user agents; the checks read a browser's whole user
+    /// agent to find nothing, the cache one hash.
+    uas: Vec<(u64, UaVerdict)>,
     /// The version of the lists the cached verdicts came from (cleared on
     /// a reload).
     uas_of: u64,
@@ -99,6 +99,25 @@ pub struct Checker {
     /// whose hash lands on a browser's cached verdict, or an IP or device
     /// id that shares another's rate counter.
     seed: u64,
+}
+
+/// What a user agent alone says of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UaVerdict {
+    /// Nothing against it.
+    Fine,
+    /// A known crawler's or bot's.
+    Bot,
+    /// Holds control characters.
+    Malformed,
+}
+
+/// Whether `s` holds an ASCII control character. No early exit: the loop
+/// folds 16 bytes a step.
+fn has_control(s: &[u8]) -> bool {
+    s.iter().fold(0u8, |acc, &b| {
+        acc | u8::from(b < 0x20) | u8::from(b == 0x7f)
+    }) != 0
 }
 
 /// Entries of the user-agent verdict cache.
@@ -114,7 +133,7 @@ impl Checker {
         Checker {
             cfg: cfg.clone(),
             rates: rate::Rates::new(cfg.rate_slots, cfg.rate_window_secs * 1000),
-            uas: vec![(0, false); UA_CACHE],
+            uas: vec![(0, UaVerdict::Fine); UA_CACHE],
             uas_of: 0,
             seed: {
                 use std::hash::BuildHasher;
@@ -124,10 +143,10 @@ impl Checker {
         }
     }
 
-    /// Whether `ua` is a bot's, through the verdict cache.
-    fn is_bot(&mut self, lists: &Lists, ua: &str) -> bool {
+    /// What `ua` alone says of a request, through the verdict cache.
+    fn ua_verdict(&mut self, lists: &Lists, ua: &str) -> UaVerdict {
         if lists.version != self.uas_of {
-            self.uas.iter_mut().for_each(|e| *e = (0, false));
+            self.uas.iter_mut().for_each(|e| *e = (0, UaVerdict::Fine));
             self.uas_of = lists.version;
         }
         let h = xxhash_rust::xxh3::xxh3_64_with_seed(ua.as_bytes(), self.seed).max(1);
@@ -135,9 +154,15 @@ impl Checker {
         if slot.0 == h {
             return slot.1;
         }
-        let bot = lists.bots.is_bot(ua);
-        *slot = (h, bot);
-        bot
+        let v = if has_control(ua.as_bytes()) {
+            UaVerdict::Malformed
+        } else if lists.bots.is_bot(ua) {
+            UaVerdict::Bot
+        } else {
+            UaVerdict::Fine
+        };
+        *slot = (h, v);
+        v
     }
 
     /// Whether checks are on.
@@ -154,11 +179,10 @@ impl Checker {
         let dev = req.device.as_ref();
         let ua = dev.map_or("", |d| &d.ua);
         if !ua.is_empty() {
-            if ua.bytes().any(|b| b < 0x20 || b == 0x7f) {
-                return Some(Ivt::Device);
-            }
-            if self.is_bot(lists, ua) {
-                return Some(Ivt::BotUa);
+            match self.ua_verdict(lists, ua) {
+                UaVerdict::Fine => {}
+                UaVerdict::Malformed => return Some(Ivt::Device),
+                UaVerdict::Bot => return Some(Ivt::BotUa),
             }
         }
         let ip4 = dev.map_or("", |d| &d.ip);

@@ -81,6 +81,42 @@ fn each_kind_of_invalid_traffic_is_named() {
 }
 
 #[test]
+fn a_cached_verdict_is_the_checked_one() {
+    let mut c = Checker::new(&IvtConfig {
+        require_device: false,
+        ..cfg()
+    });
+    for (i, (ua, want)) in [
+        (GOOD_UA, None),
+        ("Mozilla/5.0 (compatible; Googlebot/2.1)", Some(Ivt::BotUa)),
+        ("Mozilla/5.0\\u0001 (X11)", Some(Ivt::Device)),
+        ("Mozilla/5.0 (X11)\\u007f", Some(Ivt::Device)),
+        ("Mozilla/5.0\\t(X11)", Some(Ivt::Device)),
+        ("curl/8.0\\u001f", Some(Ivt::Device)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // The second time from the cache (each from its own IP, under the rate limits).
+        for round in 0..2 {
+            let json = req(
+                &format!(r#"{{"ua":"{ua}","ip":"81.2.70.{}"}}"#, i * 2 + round),
+                "",
+            );
+            assert_eq!(check(&mut c, &json, 1_000), want, "{json} (round {round})");
+        }
+    }
+    for b in 0..=255u8 {
+        let control = b < 0x20 || b == 0x7f;
+        for at in [0, 15, 16, 40] {
+            let mut s = vec![b'a'; 41];
+            s[at] = b;
+            assert_eq!(has_control(&s), control, "byte {b} at {at}");
+        }
+    }
+}
+
+#[test]
 fn a_data_centre_range_is_its_own_reason() {
     let lists = Lists {
         ranges: cidr::Ranges::parse("3.5.140.0/22 datacenter\n10.0.0.0/8 reserved\n").unwrap(),

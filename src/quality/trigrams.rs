@@ -128,13 +128,18 @@ impl Trigrams {
                 return true;
             }
         }
-        // The first two indexes hold class 0 (no piece has it) in front.
-        let mut idx = 0usize;
+        // The classes of the two bytes before (class 0, which no piece
+        // has, in front of the first). Each index is built afresh from
+        // three classes, not shifted on from the last one: no step waits
+        // on the one before, so the loads of several bytes overlap.
+        let (mut p, mut q) = (0usize, 0usize);
         for &b in ua {
-            idx = ((idx << 5) | usize::from(self.class[usize::from(b)])) & ((1 << BITS) - 1);
+            let c = usize::from(self.class[usize::from(b)]);
+            let idx = (p << 10) | (q << 5) | c;
             if self.bits[idx >> 6] & (1 << (idx & 63)) != 0 {
                 return true;
             }
+            (p, q) = (q, c);
         }
         false
     }
