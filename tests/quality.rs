@@ -188,6 +188,62 @@ fn clicks_without_an_impression_too_fast_or_repeated_are_invalid() {
     app.stop();
 }
 
+/// Impressions and clicks are written before they are answered: after a
+/// crash (SIGKILL) and a restart on the same spool, a click on an
+/// impression shown before the crash is valid, one repeated across the
+/// crash is not, and the impression fired again is a duplicate.
+#[test]
+fn click_checks_survive_a_crash() {
+    const BIN: &str = env!("CARGO_BIN_EXE_adshard");
+    let spool = spool_dir();
+    let env = [
+        ("ADSHARD__IVT__MIN_CLICK_DELAY_MS", "0"),
+        // One key for both processes (by default each draws its own).
+        (
+            "ADSHARD__BIDDER__NOTICE_KEYS",
+            r#"["click-test-key-0123456789abcdef-0123456789"]"#,
+        ),
+    ];
+    let (mut first, a) = process::serve(BIN, &spool, &env);
+    let mut r = Reader::new(connect(a));
+    let (i1, c1) = trackers(&mut r, &request("k1", UA, "81.2.69.142"));
+    let (i2, c2) = trackers(&mut r, &request("k2", UA, "81.2.69.142"));
+    assert_eq!(get(a, &i1).status, 200);
+    assert_eq!(get(a, &i2).status, 200);
+    assert_eq!(get(a, &c2).status, 302);
+    first.kill();
+    let (_second, a) = process::serve(BIN, &spool, &env);
+    for c in [&c1, &c2] {
+        let resp = get(a, c);
+        assert_eq!(resp.status, 302, "{}", resp.text());
+    }
+    assert_eq!(get(a, &i1).status, 200);
+    let m = get(a, "/metrics").text();
+    let clicks = |kind: &str| {
+        metric(
+            &m,
+            &format!("adshard_events_total{{shard=\"0\",kind=\"{kind}\""),
+        )
+    };
+    assert_eq!(
+        clicks("click"),
+        1,
+        "the click on the impression before the crash"
+    );
+    assert_eq!(clicks("invalid_click"), 0, "a repeat records nothing more");
+    let invalid = |reason: &str| {
+        metric(
+            &m,
+            &format!("adshard_invalid_clicks_total{{shard=\"0\",reason=\"{reason}\""),
+        )
+    };
+    assert_eq!(invalid("no_impression"), 0, "the impression is remembered");
+    assert_eq!(invalid("repeated"), 1, "the click is remembered");
+    // The repeated click and the impression fired again.
+    assert_eq!(metric(&m, "adshard_duplicate_notices_total{shard=\"0\""), 2);
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
 #[test]
 fn a_report_equals_the_events_sent_in_json_and_csv() {
     let app = start_api(

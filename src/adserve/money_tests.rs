@@ -242,7 +242,9 @@ fn an_ad_impression_charges_its_signed_price_and_ignores_p() {
         now,
     )
     .unwrap();
-    assert!(o.charge.is_none() && !o.durable);
+    // Uncharged, but written before it is answered: reports count it and
+    // its clicks are checked against it, after a crash too.
+    assert!(o.charge.is_none() && o.durable);
     assert_eq!(o.event.unwrap().auction_id, "");
     let rtb = ids.tracker(&keys(), "rtb");
     let imp = markup::notice_url("http://x", "imp", &rtb, "");

@@ -258,8 +258,8 @@ pub struct NoticeOutcome {
     pub redirect: Option<String>,
     /// The event to emit.
     pub event: Option<Event>,
-    /// Whether the event carries money and must be written before the
-    /// notice is answered.
+    /// Whether the event must be written before the notice is answered
+    /// (every notice but a loss, test traffic aside).
     pub durable: bool,
     /// De-duplication slots taken, released if the event is not recorded.
     pub claims: Vec<Claim>,
@@ -419,7 +419,11 @@ pub fn notice(
             }
         }
     }
-    out.durable = charged_cpm.is_some() && !n.test;
+    // Everything a report counts or a later notice is checked against
+    // (wins, bills, impressions, clicks) is written before it is answered,
+    // so a crash loses none of it and its de-duplication survives a
+    // restart; losses count nothing and stay fire-and-forget.
+    out.durable = !n.test && kind != NoticeKind::Loss;
     st.seq += 1;
     out.event = Some(Event {
         id: event_id(st.shard, st.seq, now),

@@ -2,9 +2,10 @@
 //! beacons from browsers. Each is verified, priced and de-duplicated by
 //! `adserve`, recorded, and answered with JSON, a pixel or a redirect.
 //!
-//! Money is answered only once it is written: a win, a bill or a charged
-//! impression queues its event to the shard's spool writer and holds its
-//! response until the writer acknowledges it (see
+//! A notice that counts is answered only once it is written: a win, a
+//! bill, an impression or a click (valid or not; everything but a loss)
+//! queues its event to the shard's spool writer and holds its response
+//! until the writer acknowledges it (see
 //! [`Sink::push_durable`](crate::events::Sink::push_durable)). If it cannot
 //! be queued or written, the notice is answered 503 with `Retry-After`, its
 //! de-duplication claims are released (so the retry counts), and it is
@@ -101,8 +102,8 @@ impl Api {
         }
     }
 
-    /// Hands the notice's event to the sink: money durably (the response
-    /// is held until the event is written), the rest fire-and-forget.
+    /// Hands the notice's event to the sink: durably (the response is held
+    /// until the event is written) unless it is a loss or test traffic.
     fn record_notice(
         &self,
         mut out: NoticeOutcome,

@@ -12,7 +12,8 @@
 //! (`adshard_events_dropped_total`); nothing is lost silently. Stopping
 //! drains every queue (database first, then spool), flushes and syncs.
 //!
-//! Money is different: [`Sink::push_durable`] queues the event straight to
+//! Notices that count (money, impressions, clicks) are different:
+//! [`Sink::push_durable`] queues the event straight to
 //! the shard's spool writer with an [`Ack`](super::ack::Ack) and wakes the
 //! writer; the shard answers once the ack resolves (the event is written),
 //! or refuses the notice at once if the queue is full. With a database the

@@ -5,7 +5,7 @@
 //! for a replayed spool segment (its whole content, so replaying it again
 //! writes the same row). A report sums the sources. An event is counted by
 //! exactly one source: events that are also spooled (the durable ones:
-//! wins, bills, charged impressions) only by the replay of their segment,
+//! every notice but losses) only by the replay of their segment,
 //! the others by the live writer when their write succeeded (when it fails
 //! they are spilled, and their segment counts them).
 
