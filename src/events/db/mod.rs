@@ -9,12 +9,13 @@
 //! events go straight to the spool, and the database is probed every
 //! `probe_interval_ms`. While the database is up, the writer asks the spool
 //! writers to seal their segments (at the next probe those holding spilled
-//! events, every `seal_interval_ms` those holding only durable notices (money,
-//! impressions, clicks), which are written both ways and needs the replay only for its report rollups: each
-//! replayed segment is a rollup source of its own, so fewer segments keep
-//! reports small) and replays every sealed segment, deleting
-//! it once all its events are stored; a segment with a torn tail (a crash
-//! mid-write) is kept, renamed `.torn`, after its whole events are stored.
+//! events, every `seal_interval_ms` those holding only durable notices
+//! (money, impressions, clicks), which are written both ways and need the
+//! replay only for their report rollups: each replayed segment is a
+//! rollup source of its own, so fewer segments keep reports small) and
+//! replays every sealed segment, deleting it once all its events are
+//! stored; a segment with a torn tail (a crash mid-write) is kept, renamed
+//! `.torn`, after its whole events are stored.
 //!
 //! Spend is added apart from the event rows, so that slow conditional
 //! writes never hold up the rows: once a batch's rows are stored, its
