@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_adshard");
-const KEYS: &str = r#"["fleet-test-key-0123456789abcdef-0123456789"]"#;
 const SIMPLE: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
 const INTERVAL_MS: u64 = 500;
 const BUDGET_MICROS: i64 = 2_000_000;
@@ -148,7 +147,6 @@ fn start(db: &str, spool: &std::path::Path, campaigns: &std::path::Path) -> (Ser
         BIN,
         spool,
         &[
-            ("ADSHARD__BIDDER__NOTICE_KEYS", KEYS),
             ("ADSHARD__CAMPAIGNS__PATH", campaigns.to_str().unwrap()),
             ("ADSHARD__EVENTS__DB__NODES", &nodes),
             ("ADSHARD__EVENTS__DB__KEYSPACE", "t_fleet"),

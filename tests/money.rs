@@ -414,10 +414,9 @@ mod fault {
     use std::sync::{Arc, Mutex};
 
     const BIN: &str = env!("CARGO_BIN_EXE_adshard");
-    const KEYS: &str = r#"["fault-test-key-0123456789abcdef-0123456789"]"#;
 
     fn serve(spool: &std::path::Path) -> (Server, SocketAddr) {
-        adshard::testkit::process::serve(BIN, spool, &[("ADSHARD__BIDDER__NOTICE_KEYS", KEYS)])
+        adshard::testkit::process::serve(BIN, spool, &[])
     }
 
     /// Sends each (bid id, path) on one of `conns` keep-alive connections;

@@ -141,15 +141,34 @@ fn trackers(r: &mut Reader, body: &[u8]) -> (String, String) {
     (url("/imp?"), url("/click?"))
 }
 
+/// Fires a click tracker: a redirect, whether the click counts or not.
+fn click(a: std::net::SocketAddr, tracker: &str) {
+    let resp = get(a, tracker);
+    assert_eq!(resp.status, 302, "{}", resp.text());
+}
+
+/// Shard 0's `adshard_events_total` of `kind`.
+fn events(m: &str, kind: &str) -> u64 {
+    metric(
+        m,
+        &format!("adshard_events_total{{shard=\"0\",kind=\"{kind}\""),
+    )
+}
+
+/// Shard 0's `adshard_invalid_clicks_total` for `reason`.
+fn invalid_clicks(m: &str, reason: &str) -> u64 {
+    metric(
+        m,
+        &format!("adshard_invalid_clicks_total{{shard=\"0\",reason=\"{reason}\""),
+    )
+}
+
 #[test]
 fn clicks_without_an_impression_too_fast_or_repeated_are_invalid() {
     let app = start_api("[ivt]\nmin_click_delay_ms = 300\n");
     let a = app.local_addr();
     let mut r = Reader::new(connect(a));
-    let click = |p: &str| {
-        let resp = get(a, p);
-        assert_eq!(resp.status, 302, "{}", resp.text());
-    };
+    let click = |p: &str| click(a, p);
     // No impression before it.
     let (_, c1) = trackers(&mut r, &request("c1", UA, "81.2.69.142"));
     click(&c1);
@@ -165,26 +184,10 @@ fn clicks_without_an_impression_too_fast_or_repeated_are_invalid() {
     click(&c3);
     let m = get(a, "/metrics").text();
     for (reason, n) in [("no_impression", 1), ("too_fast", 1), ("repeated", 1)] {
-        assert_eq!(
-            metric(
-                &m,
-                &format!("adshard_invalid_clicks_total{{shard=\"0\",reason=\"{reason}\"")
-            ),
-            n,
-            "{reason}"
-        );
+        assert_eq!(invalid_clicks(&m, reason), n, "{reason}");
     }
-    assert_eq!(
-        metric(&m, "adshard_events_total{shard=\"0\",kind=\"click\""),
-        1
-    );
-    assert_eq!(
-        metric(
-            &m,
-            "adshard_events_total{shard=\"0\",kind=\"invalid_click\""
-        ),
-        2
-    );
+    assert_eq!(events(&m, "click"), 1);
+    assert_eq!(events(&m, "invalid_click"), 2);
     app.stop();
 }
 
@@ -196,14 +199,7 @@ fn clicks_without_an_impression_too_fast_or_repeated_are_invalid() {
 fn click_checks_survive_a_crash() {
     const BIN: &str = env!("CARGO_BIN_EXE_adshard");
     let spool = spool_dir();
-    let env = [
-        ("ADSHARD__IVT__MIN_CLICK_DELAY_MS", "0"),
-        // One key for both processes (by default each draws its own).
-        (
-            "ADSHARD__BIDDER__NOTICE_KEYS",
-            r#"["click-test-key-0123456789abcdef-0123456789"]"#,
-        ),
-    ];
+    let env = [("ADSHARD__IVT__MIN_CLICK_DELAY_MS", "0")];
     let (mut first, a) = process::serve(BIN, &spool, &env);
     let mut r = Reader::new(connect(a));
     let (i1, c1) = trackers(&mut r, &request("k1", UA, "81.2.69.142"));
@@ -213,32 +209,26 @@ fn click_checks_survive_a_crash() {
     assert_eq!(get(a, &c2).status, 302);
     first.kill();
     let (_second, a) = process::serve(BIN, &spool, &env);
-    for c in [&c1, &c2] {
-        let resp = get(a, c);
-        assert_eq!(resp.status, 302, "{}", resp.text());
-    }
+    click(a, &c1);
+    click(a, &c2);
     assert_eq!(get(a, &i1).status, 200);
     let m = get(a, "/metrics").text();
-    let clicks = |kind: &str| {
-        metric(
-            &m,
-            &format!("adshard_events_total{{shard=\"0\",kind=\"{kind}\""),
-        )
-    };
     assert_eq!(
-        clicks("click"),
+        events(&m, "click"),
         1,
         "the click on the impression before the crash"
     );
-    assert_eq!(clicks("invalid_click"), 0, "a repeat records nothing more");
-    let invalid = |reason: &str| {
-        metric(
-            &m,
-            &format!("adshard_invalid_clicks_total{{shard=\"0\",reason=\"{reason}\""),
-        )
-    };
-    assert_eq!(invalid("no_impression"), 0, "the impression is remembered");
-    assert_eq!(invalid("repeated"), 1, "the click is remembered");
+    assert_eq!(
+        events(&m, "invalid_click"),
+        0,
+        "a repeat records nothing more"
+    );
+    assert_eq!(
+        invalid_clicks(&m, "no_impression"),
+        0,
+        "the impression is remembered"
+    );
+    assert_eq!(invalid_clicks(&m, "repeated"), 1, "the click is remembered");
     // The repeated click and the impression fired again.
     assert_eq!(metric(&m, "adshard_duplicate_notices_total{shard=\"0\""), 2);
     let _ = std::fs::remove_dir_all(&spool);

@@ -25,8 +25,14 @@ impl Server {
     }
 }
 
+/// The notice key of every server these tests start: a notice signed by
+/// one process (before a restart, or by another node of a fleet) verifies
+/// in the next (each would otherwise draw its own key).
+const NOTICE_KEYS: &str = r#"["process-test-key-0123456789abcdef-0123456789"]"#;
+
 /// Starts `bin serve` on 127.0.0.1:0, one shard on core 0, scoring,
-/// overload shedding and the IVT device and rate checks off, its spool in `spool`, with `env` on top; returns
+/// overload shedding and the IVT device and rate checks off, its spool in
+/// `spool`, [`NOTICE_KEYS`] for its notice key, with `env` on top; returns
 /// once it has logged its address.
 pub fn serve(bin: &str, spool: &Path, env: &[(&str, &str)]) -> (Server, SocketAddr) {
     let mut cmd = Command::new(bin);
@@ -36,6 +42,7 @@ pub fn serve(bin: &str, spool: &Path, env: &[(&str, &str)]) -> (Server, SocketAd
         .env("ADSHARD__SCORING__ENABLED", "false")
         .env("ADSHARD__OVERLOAD__ENABLED", "false")
         .env("ADSHARD__EVENTS__SPOOL_DIR", spool)
+        .env("ADSHARD__BIDDER__NOTICE_KEYS", NOTICE_KEYS)
         // As in the in-process test config (testkit::wire::TEST_TOML).
         .env("ADSHARD__IVT__REQUIRE_DEVICE", "false")
         .env("ADSHARD__IVT__MAX_PER_IP", "0")
