@@ -44,6 +44,9 @@ fn campaign_file_reload_keeps_old_index_on_error() {
         adshard::api::EMBEDDED_CAMPAIGNS.replace("w = 300\nh = 250", "w = 301\nh = 251");
     replace(&file, &only_mobile);
     assert!(eventually(|| version() == 2));
+    // A fresh connection: waiting for the reload can outlast the test
+    // config's keep-alive (600 ms), which closes the first one.
+    let mut r = Reader::new(connect(a));
     assert_eq!(
         post(&mut r, "/openrtb2/bid", "application/json", "", &body).status,
         204
