@@ -15,12 +15,32 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/cassandra/cass
 /// One node at a time: two JVMs at once would crowd a small machine.
 pub static ONE_NODE: Mutex<()> = Mutex::new(());
 
+/// A port nothing listens on now, below the kernel's ephemeral range, so
+/// that no client socket is ever given it as its own port. A client that
+/// keeps reconnecting to a stopped node on an ephemeral port now and then
+/// connects to itself (TCP self-connect: source port = destination port)
+/// and so holds the port the node is to restart on (the likely cause of
+/// the fault test's one failed restart, "Address already in use" on the
+/// native port, 42435).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    // The range's first port (32768 by default).
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.clamp(LOW + 1_000, 32_768) - LOW;
+    // Test processes start apart (by pid), calls in one step on.
+    let start = std::process::id()
+        .wrapping_mul(7_919)
+        .wrapping_add(NEXT.fetch_add(1, Relaxed).wrapping_mul(101))
+        % span;
+    (0..span)
+        .map(|i| (LOW + (start + i) % span) as u16)
+        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 /// A Cassandra node; killed when dropped.
