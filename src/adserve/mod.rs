@@ -268,7 +268,7 @@ fn decide_inner(
 ) -> Decision {
     st.lapse(ix, now);
     let evictions = st.freq_evictions;
-    let mut s = match start(ix, st, req, cfg, now, exhaustive) {
+    let mut s = match start(ix, req, cfg, now, exhaustive) {
         Ok(s) => s,
         Err(d) => return *d,
     };
@@ -310,7 +310,7 @@ pub fn decide_batch(
     // Gather every impression; rows[from..from + p.rows()] are its rows.
     let mut started = Vec::with_capacity(reqs.len());
     for req in reqs {
-        let s = start(ix, st, req, cfg, now, false).map(|mut s| {
+        let s = start(ix, req, cfg, now, false).map(|mut s| {
             let pending: Vec<_> = (0..req.imp.len())
                 .map(|i| {
                     if s.insecure(i) {
@@ -412,7 +412,6 @@ struct Start<'a, 'r> {
 /// we do not know).
 fn start<'a, 'r>(
     ix: &'a Index,
-    st: &mut ShardState,
     req: &'r BidRequest<'r>,
     cfg: &'a BidderConfig,
     now: Now,
@@ -446,7 +445,7 @@ fn start<'a, 'r>(
         usd_per_cur,
         exhaustive,
     };
-    let plan = targeting(ix, st, req, contextual);
+    let plan = targeting(ix, req, contextual);
     Ok(Start { ctx, plan, cur, d })
 }
 

@@ -35,7 +35,6 @@ pub struct ShardState {
     pub(super) seq: u64,
     /// `{node}-{shard}-` of every id this shard makes.
     id_prefix: String,
-    pub(super) keys: Vec<String>,
     /// Frequency entries evicted (oldest first) to stay within
     /// `max_tracked_users`; the table is never wiped.
     pub freq_evictions: u64,
@@ -84,7 +83,6 @@ impl ShardState {
                 super::signing::base64url(&bits, &mut node);
                 format!("{}-{shard}-", String::from_utf8_lossy(&node))
             },
-            keys: Vec::new(),
             freq_evictions: 0,
             holds: VecDeque::new(),
             hold_micros: i64::try_from(cfg.hold_ms.saturating_mul(1000)).unwrap_or(i64::MAX),

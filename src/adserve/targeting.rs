@@ -7,8 +7,9 @@
 
 use super::plan::Plan;
 use super::{BidderConfig, Now, ShardState};
-use crate::index::{Bitset, Campaign, Dim, FormatKey, Index};
+use crate::index::{norm_domain, norm_lower, norm_upper, Bitset, Campaign, Dim, FormatKey, Index};
 use crate::openrtb::{BidRequest, Imp};
+use std::borrow::Cow;
 
 /// Request-wide facts every impression's auction reads.
 pub(super) struct Ctx<'a, 'r> {
@@ -60,20 +61,15 @@ pub(super) fn offered(imp: &Imp<'_>, out: &mut Vec<FormatKey>) {
 
 /// The plan of the campaigns whose request-wide targeting matches, less
 /// those the request's blocks exclude (nothing is evaluated yet).
-pub(super) fn targeting<'a>(
-    ix: &'a Index,
-    st: &mut ShardState,
-    req: &BidRequest<'_>,
-    contextual: bool,
-) -> Plan<'a> {
+pub(super) fn targeting<'a>(ix: &'a Index, req: &BidRequest<'_>, contextual: bool) -> Plan<'a> {
     let mut plan = Plan::default();
     plan.and(if req.app.is_some() {
         &ix.on_app
     } else {
         &ix.on_site
     });
-    restrict_place(ix, st, req, &mut plan);
-    restrict_content(ix, st, req, contextual, &mut plan);
+    restrict_place(ix, req, &mut plan);
+    restrict_content(ix, req, contextual, &mut plan);
     apply_blocks(ix, req, &mut plan);
     plan
 }
@@ -88,44 +84,56 @@ fn restrict<'a, 'k>(dim: &'a Dim, keys: impl IntoIterator<Item = &'k str>, plan:
 }
 
 /// Where the ad would show: geography, device type, OS, site domain or app bundle.
-fn restrict_place<'a>(
-    ix: &'a Index,
-    st: &mut ShardState,
-    req: &BidRequest<'_>,
-    plan: &mut Plan<'a>,
-) {
-    let keys = &mut st.keys;
+fn restrict_place<'a>(ix: &'a Index, req: &BidRequest<'_>, plan: &mut Plan<'a>) {
     let dev = req.device.as_ref();
     let geo = dev
         .and_then(|d| d.geo.as_ref())
         .or(req.user.as_ref().and_then(|u| u.geo.as_ref()));
-    let one = |keys: &mut Vec<String>, v: Option<String>| {
-        keys.clear();
-        keys.extend(v.filter(|s| !s.is_empty()));
-    };
-    one(keys, geo.map(|g| g.country.to_ascii_uppercase()));
-    restrict(&ix.country, keys.iter().map(String::as_str), plan);
-    one(keys, geo.map(|g| g.region.to_ascii_uppercase()));
-    restrict(&ix.region, keys.iter().map(String::as_str), plan);
-    one(keys, dev.and_then(|d| d.devicetype).map(|t| t.to_string()));
-    restrict(&ix.device_type, keys.iter().map(String::as_str), plan);
-    one(keys, dev.map(|d| d.os.to_ascii_lowercase()));
-    restrict(&ix.os, keys.iter().map(String::as_str), plan);
+    // Each key normalised as the index was (borrowed when already so: the
+    // usual case allocates nothing); an empty value is no key.
+    let country = nonempty(geo.map(|g| norm_upper(&g.country)));
+    restrict(&ix.country, country.as_deref(), plan);
+    let region = nonempty(geo.map(|g| norm_upper(&g.region)));
+    restrict(&ix.region, region.as_deref(), plan);
+    let mut digits = [0u8; 3];
+    let device_type = dev
+        .and_then(|d| d.devicetype)
+        .map(|t| decimal(t, &mut digits));
+    restrict(&ix.device_type, device_type, plan);
+    let os = nonempty(dev.map(|d| norm_lower(&d.os)));
+    restrict(&ix.os, os.as_deref(), plan);
     match (&req.site, &req.app) {
         (_, Some(app)) => {
-            one(keys, Some(app.bundle.to_ascii_lowercase()));
-            restrict(&ix.bundle, keys.iter().map(String::as_str), plan);
+            let bundle = nonempty(Some(norm_lower(&app.bundle)));
+            restrict(&ix.bundle, bundle.as_deref(), plan);
             restrict(&ix.domain, [], plan);
         }
         (site, None) => {
-            one(
-                keys,
-                site.as_ref().map(|s| crate::index::norm_domain(&s.domain)),
-            );
-            restrict(&ix.domain, keys.iter().map(String::as_str), plan);
+            let domain = nonempty(site.as_ref().map(|s| norm_domain(&s.domain)));
+            restrict(&ix.domain, domain.as_deref(), plan);
             restrict(&ix.bundle, [], plan);
         }
     }
+}
+
+/// An empty value is no key.
+fn nonempty(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    v.filter(|s| !s.is_empty())
+}
+
+/// `v` in decimal, written into `buf` (the device type's index key).
+pub(super) fn decimal(v: u8, buf: &mut [u8; 3]) -> &str {
+    let mut at = buf.len();
+    let mut v = v;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + v % 10;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 /// What it would show beside, and to whom: content categories (a
@@ -134,31 +142,23 @@ fn restrict_place<'a>(
 /// is used and segment-targeted campaigns sit out.
 fn restrict_content<'a>(
     ix: &'a Index,
-    st: &mut ShardState,
     req: &BidRequest<'_>,
     contextual: bool,
     plan: &mut Plan<'a>,
 ) {
-    let keys = &mut st.keys;
-    keys.clear();
-    for c in req.content_cats() {
-        keys.push(c.to_string());
-        if let Some((parent, _)) = c.split_once('-') {
-            keys.push(parent.to_string());
-        }
-    }
-    restrict(&ix.category, keys.iter().map(String::as_str), plan);
-    keys.clear();
-    if !contextual {
-        if let Some(u) = &req.user {
-            keys.extend(
-                u.data
-                    .iter()
-                    .flat_map(|d| d.segment.iter().map(|s| s.id.to_string())),
-            );
-        }
-    }
-    restrict(&ix.segment, keys.iter().map(String::as_str), plan);
+    // A subcategory also matches its parent.
+    let cats = req
+        .content_cats()
+        .iter()
+        .flat_map(|c| std::iter::once(&**c).chain(c.split_once('-').map(|(parent, _)| parent)));
+    restrict(&ix.category, cats, plan);
+    let segments = req
+        .user
+        .as_ref()
+        .filter(|_| !contextual)
+        .into_iter()
+        .flat_map(|u| u.data.iter().flat_map(|d| d.segment.iter().map(|s| &*s.id)));
+    restrict(&ix.segment, segments, plan);
     if contextual {
         // No behavioural targeting, so segment-targeted campaigns sit out.
         plan.and(&ix.no_segments);
@@ -169,10 +169,13 @@ fn restrict_content<'a>(
 /// its seat allow-list.
 fn apply_blocks<'a>(ix: &'a Index, req: &BidRequest<'_>, plan: &mut Plan<'a>) {
     let block = |m: &'a std::collections::HashMap<String, Bitset>,
-                 keys: &mut dyn Iterator<Item = String>,
+                 keys: &mut dyn Iterator<Item = Cow<'_, str>>,
                  plan: &mut Plan<'a>| {
+        if m.is_empty() {
+            return;
+        }
         for k in keys {
-            if let Some(b) = m.get(&k) {
+            if let Some(b) = m.get(&*k) {
                 plan.and_not(b);
             }
         }
@@ -185,21 +188,25 @@ fn apply_blocks<'a>(ix: &'a Index, req: &BidRequest<'_>, plan: &mut Plan<'a>) {
         }
         block(
             &ix.cat_block,
-            &mut req.bcat.iter().map(|c| c.to_string()),
+            &mut req.bcat.iter().map(|c| Cow::Borrowed(&**c)),
             plan,
         );
     }
     block(
         &ix.adomain,
-        &mut req.badv.iter().map(|d| d.to_ascii_lowercase()),
+        &mut req.badv.iter().map(|d| norm_lower(d)),
         plan,
     );
     block(
         &ix.app_bundle,
-        &mut req.bapp.iter().map(|b| b.to_string()),
+        &mut req.bapp.iter().map(|b| Cow::Borrowed(&**b)),
         plan,
     );
-    block(&ix.seat, &mut req.bseat.iter().map(|b| b.to_string()), plan);
+    block(
+        &ix.seat,
+        &mut req.bseat.iter().map(|b| Cow::Borrowed(&**b)),
+        plan,
+    );
     apply_schain(ix, req, plan);
     if !req.wseat.is_empty() {
         plan.any_of(req.wseat.iter().filter_map(|w| ix.seat.get(w.as_ref())));
@@ -225,7 +232,7 @@ fn apply_schain<'a>(ix: &'a Index, req: &BidRequest<'_>, plan: &mut Plan<'a>) {
         }
         if !ix.seller_domain_block.is_empty() {
             for d in [&n.asi, &n.domain] {
-                if let Some(b) = ix.seller_domain_block.get(&crate::index::norm_domain(d)) {
+                if let Some(b) = ix.seller_domain_block.get(&*norm_domain(d)) {
                     plan.and_not(b);
                 }
             }

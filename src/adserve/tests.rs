@@ -466,6 +466,38 @@ fn targeting_dimensions_each_exclude() {
     assert!(run(&ix, &mut st(), &coppa).response.is_none());
 }
 
+/// A request's targeting values match whatever their case (the index keeps
+/// countries and regions upper-case, OS names and bundles lower-case), and
+/// a device type matches as its number.
+#[test]
+fn targeting_values_match_in_any_case() {
+    let ix = Index::load(TARGETED, "t.toml", 1).unwrap();
+    let good = r#"{"id":"r","imp":[{"id":"1","banner":{"w":320,"h":50}}],"app":{"bundle":"com.news","cat":["IAB2-3"]},"device":{"devicetype":4,"os":"iOS","geo":{"country":"USA"}},"user":{"id":"u1","data":[{"id":"d","segment":[{"id":"auto"}]}]}}"#;
+    for (from, to) in [
+        ("\"USA\"", "\"usa\""),
+        ("\"iOS\"", "\"IOS\""),
+        ("\"com.news\"", "\"Com.News\""),
+    ] {
+        let req = good.replace(from, to);
+        assert_eq!(
+            winner(&run(&ix, &mut st(), &req)).map(|w| w.0),
+            Some("10".to_string()),
+            "{from} -> {to}"
+        );
+    }
+    for dt in [
+        "\"devicetype\":14",
+        "\"devicetype\":40",
+        "\"devicetype\":255",
+    ] {
+        let req = good.replace("\"devicetype\":4", dt);
+        assert!(run(&ix, &mut st(), &req).response.is_none(), "{dt}");
+    }
+    for v in 0..=u8::MAX {
+        assert_eq!(super::targeting::decimal(v, &mut [0; 3]), v.to_string());
+    }
+}
+
 /// Privacy signals limit a request to contextual bidding: no audience
 /// segments (the segment campaign sits out) and no user id (a capped
 /// campaign cannot bid); one that allows tracking changes nothing.

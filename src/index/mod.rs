@@ -20,6 +20,7 @@ pub mod synth;
 pub use bitset::Bitset;
 pub use brief::{Brief, Briefs};
 pub use model::*;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// One targeting dimension: campaigns per value, plus those that do not
@@ -37,15 +38,12 @@ impl Dim {
             by: HashMap::new(),
         }
     }
-    fn add(&mut self, n: usize, pos: usize, values: &[String], norm: fn(&str) -> String) {
+    fn add(&mut self, n: usize, pos: usize, values: &[String], norm: fn(&str) -> Cow<'_, str>) {
         if values.is_empty() {
             self.any.set(pos);
         }
         for v in values {
-            self.by
-                .entry(norm(v))
-                .or_insert_with(|| Bitset::new(n))
-                .set(pos);
+            post(&mut self.by, n, &norm(v), pos);
         }
     }
     /// Campaigns that do not target this dimension.
@@ -241,18 +239,32 @@ pub struct Index {
     pub rule_start: usize,
 }
 
-/// Lower-case.
-pub fn norm_lower(s: &str) -> String {
-    s.to_ascii_lowercase()
+/// Lower-case. Borrows `s` when it has no upper-case letter (the usual
+/// case: the index build and the request path then allocate nothing).
+pub fn norm_lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
-/// Upper-case.
-pub fn norm_upper(s: &str) -> String {
-    s.to_ascii_uppercase()
+/// Upper-case; borrows `s` when it has no lower-case letter.
+pub fn norm_upper(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(s.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
-/// Lower-case without a leading `www.`.
-pub fn norm_domain(s: &str) -> String {
-    let s = s.trim().to_ascii_lowercase();
-    s.strip_prefix("www.").map(str::to_string).unwrap_or(s)
+/// Lower-case without a leading `www.`; borrows where it can.
+pub fn norm_domain(s: &str) -> Cow<'_, str> {
+    match norm_lower(s.trim()) {
+        Cow::Borrowed(d) => Cow::Borrowed(d.strip_prefix("www.").unwrap_or(d)),
+        Cow::Owned(d) => match d.strip_prefix("www.") {
+            Some(rest) => Cow::Owned(rest.to_string()),
+            None => Cow::Owned(d),
+        },
+    }
 }
 /// A seller as `asi:sid`, the system's domain lower-case, the id as is.
 pub fn seller_key(s: &str) -> String {
@@ -261,8 +273,21 @@ pub fn seller_key(s: &str) -> String {
         None => s.trim().to_string(),
     }
 }
-fn same(s: &str) -> String {
-    s.to_string()
+fn same(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(s)
+}
+
+/// Adds `pos` to the posting list of `key` in `m` (a list over `n`
+/// positions, made on the key's first posting). Allocates the key only then.
+fn post(m: &mut HashMap<String, Bitset>, n: usize, key: &str, pos: usize) {
+    match m.get_mut(key) {
+        Some(b) => b.set(pos),
+        None => {
+            let mut b = Bitset::new(n);
+            b.set(pos);
+            m.insert(key.to_string(), b);
+        }
+    }
 }
 
 impl Index {
@@ -360,32 +385,29 @@ impl Index {
                 if !c.active {
                     continue;
                 }
-                let post = |m: &mut HashMap<String, Bitset>, k: String| {
-                    m.entry(k).or_insert_with(|| Bitset::new(n)).set(pos)
-                };
                 for k in &c.cat {
-                    post(&mut ix.cat_block, k.clone());
+                    post(&mut ix.cat_block, n, k, pos);
                     if let Some((parent, _)) = k.split_once('-') {
-                        post(&mut ix.cat_block, parent.to_string());
+                        post(&mut ix.cat_block, n, parent, pos);
                     }
                 }
                 for d in &c.adomain {
-                    post(&mut ix.adomain, d.to_ascii_lowercase());
+                    post(&mut ix.adomain, n, &norm_lower(d), pos);
                 }
                 if let Some(b) = &c.bundle {
-                    post(&mut ix.app_bundle, b.clone());
+                    post(&mut ix.app_bundle, n, b, pos);
                 }
-                post(&mut ix.seat, c.seat.clone());
+                post(&mut ix.seat, n, &c.seat, pos);
                 if t.require_complete_schain {
                     ix.schain_required
                         .get_or_insert_with(|| Bitset::new(n))
                         .set(pos);
                 }
                 for s in &t.blocked_sellers {
-                    post(&mut ix.seller_block, seller_key(s));
+                    post(&mut ix.seller_block, n, &seller_key(s), pos);
                 }
                 for d in &t.blocked_seller_domains {
-                    post(&mut ix.seller_domain_block, norm_domain(d));
+                    post(&mut ix.seller_domain_block, n, &norm_domain(d), pos);
                 }
                 ix.cattax
                     .entry(c.cattax)
@@ -406,10 +428,7 @@ impl Index {
                     ix.open.set(pos);
                 }
                 for d in &t.deals {
-                    ix.deals
-                        .entry(d.clone())
-                        .or_insert_with(|| Bitset::new(n))
-                        .set(pos);
+                    post(&mut ix.deals, n, d, pos);
                 }
                 ix.country.add(n, pos, &t.countries, norm_upper);
                 ix.region.add(n, pos, &t.regions, norm_upper);

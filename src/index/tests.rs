@@ -89,3 +89,21 @@ fn bitset_iter() {
     b.clear();
     assert!(b.is_empty());
 }
+
+#[test]
+fn keys_normalise_and_borrow_when_already_normal() {
+    use std::borrow::Cow;
+    assert_eq!(norm_domain(" WWW.News.Example "), "news.example");
+    assert_eq!(norm_domain("www.news.example"), "news.example");
+    assert_eq!(norm_domain("wwwnews.example"), "wwwnews.example");
+    assert_eq!(norm_upper("usa"), "USA");
+    assert_eq!(norm_lower("iOS"), "ios");
+    // Already normal: no allocation.
+    assert!(matches!(
+        norm_domain("www.news.example"),
+        Cow::Borrowed("news.example")
+    ));
+    assert!(matches!(norm_upper("USA"), Cow::Borrowed(_)));
+    assert!(matches!(norm_lower("ios"), Cow::Borrowed(_)));
+    assert_eq!(seller_key("EXCHANGE.com: 42 "), "exchange.com:42");
+}
