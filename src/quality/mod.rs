@@ -30,7 +30,7 @@ mod trigrams;
 use crate::config::IvtConfig;
 use crate::openrtb::BidRequest;
 pub use lists::{IvtLists, Lists};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Why a bid request is invalid traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,10 +191,15 @@ impl Checker {
             if text.is_empty() {
                 continue;
             }
-            // `device.ip` holds IPv4, `device.ipv6` IPv6: anything else is malformed.
-            let ip = match text.parse::<IpAddr>() {
-                Ok(ip) if ip.is_ipv6() == v6 => ip,
-                _ => return Some(Ivt::Device),
+            // `device.ip` holds IPv4, `device.ipv6` IPv6: anything else is
+            // malformed. Each is parsed as its own family only.
+            let ip = if v6 {
+                text.parse::<Ipv6Addr>().map(IpAddr::V6)
+            } else {
+                text.parse::<Ipv4Addr>().map(IpAddr::V4)
+            };
+            let Ok(ip) = ip else {
+                return Some(Ivt::Device);
             };
             match lists.ranges.tag(ip) {
                 None => {}

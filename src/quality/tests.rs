@@ -74,10 +74,19 @@ fn each_kind_of_invalid_traffic_is_named() {
         check(&mut lax, &req(r#"{"ip":"81.2.69.147"}"#, ""), 1_000),
         None
     );
-    assert_eq!(
-        check(&mut lax, &req(r#"{"ip":"1.2.3"}"#, ""), 1_000),
-        Some(Ivt::Device)
-    );
+    // Not an address, or one of the other family in the field.
+    for dev in [
+        r#"{"ip":"1.2.3"}"#,
+        r#"{"ip":"2a00:1450::1"}"#,
+        r#"{"ipv6":"81.2.69.147"}"#,
+        r#"{"ipv6":"::ffff:81.2.69.147:1"}"#,
+    ] {
+        assert_eq!(
+            check(&mut lax, &req(dev, ""), 1_000),
+            Some(Ivt::Device),
+            "{dev}"
+        );
+    }
 }
 
 #[test]
