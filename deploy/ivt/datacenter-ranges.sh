@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Writes an IP-ranges file for `ivt.ip_ranges_file`: the shipped reserved
-# blocks (configs/ivt/ip-ranges.txt without its May 2021 data-centre
+# blocks (configs/ivt/ip-ranges.txt without its 2023 data-centre
 # snapshot) plus the ranges cloud providers publish today,
-# tagged `datacenter`. Needs network access to the providers; run it on a
+# tagged `datacenter`. Azure's list (service tags) lives under a URL that
+# changes every week: append its prefixes by hand if you need them. Needs network access to the providers; run it on a
 # schedule (adshard reloads the file when it changes) and write through a
 # temporary file so a half-written file is never read:
 #
@@ -18,11 +19,18 @@ import json, sys
 d = json.load(sys.stdin)
 for p in sorted({x["ip_prefix"] for x in d["prefixes"]} | {x["ipv6_prefix"] for x in d["ipv6_prefixes"]}):
     print(p, "datacenter")'
-echo "# Google Cloud (https://www.gstatic.com/ipranges/cloud.json)"
-fetch https://www.gstatic.com/ipranges/cloud.json | python3 -c '
+google() { # url: Google's prefixes format (cloud.json, googlebot.json, ...)
+  fetch "$1" | python3 -c '
 import json, sys
 for x in json.load(sys.stdin)["prefixes"]:
     print(x.get("ipv4Prefix") or x.get("ipv6Prefix"), "datacenter")'
+}
+echo "# Google Cloud (https://www.gstatic.com/ipranges/cloud.json)"
+google https://www.gstatic.com/ipranges/cloud.json
+echo "# Google's crawlers and fetchers (developers.google.com/search/apis/ipranges)"
+for list in googlebot special-crawlers user-triggered-fetchers; do
+  google "https://developers.google.com/search/apis/ipranges/$list.json"
+done
 echo "# Oracle Cloud (https://docs.oracle.com/en-us/iaas/tools/public_ip_ranges.json)"
 fetch https://docs.oracle.com/en-us/iaas/tools/public_ip_ranges.json | python3 -c '
 import json, sys

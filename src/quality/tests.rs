@@ -145,16 +145,35 @@ fn a_data_centre_range_is_its_own_reason() {
 fn the_shipped_ranges_hold_the_cloud_providers_snapshot() {
     let shipped = Lists::shipped();
     let tag = |ip: &str| shipped.ranges.tag(ip.parse().unwrap()).map(str::to_string);
-    // AWS (EU Paris), Google Cloud, DigitalOcean, as their lists had them in May 2021.
-    for ip in ["3.5.141.7", "35.180.1.1", "34.64.65.1", "104.131.0.1"] {
+    // AWS (EU Paris), Google Cloud, DigitalOcean, Azure (IPv4 and IPv6),
+    // Oracle Cloud, Googlebot, as their lists had them in late 2023.
+    for ip in [
+        "3.5.141.7",
+        "35.180.1.1",
+        "34.64.65.1",
+        "104.131.0.1",
+        "20.36.0.1",
+        "2603:1000::1",
+        "129.146.0.1",
+        "66.249.66.1",
+    ] {
         assert_eq!(tag(ip).as_deref(), Some("datacenter"), "{ip}");
     }
     assert_eq!(tag("10.1.2.3").as_deref(), Some("reserved"));
-    // The IAB examples' addresses and a residential one are not data centres.
-    for ip in ["123.145.167.10", "64.124.253.1", "81.2.69.142"] {
+    // The IAB examples' addresses and a residential one are not data
+    // centres; nor are Google's public DNS and services and Cloudflare's
+    // edge (left out: people's traffic comes through them).
+    for ip in [
+        "123.145.167.10",
+        "64.124.253.1",
+        "81.2.69.142",
+        "8.8.8.8",
+        "2a00:1450::1",
+        "104.16.0.1",
+    ] {
         assert_eq!(tag(ip), None, "{ip}");
     }
-    assert!(shipped.ranges.len() > 5000, "{}", shipped.ranges.len());
+    assert!(shipped.ranges.len() > 6000, "{}", shipped.ranges.len());
 }
 
 #[test]
