@@ -353,14 +353,9 @@ fn bench_ivt(c: &mut Criterion) {
     });
     // The ranges lookup alone, for IPv4 addresses spread over the whole
     // space (as a shard's traffic is): 4,096 cycled.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = synth::Rng(0x9e37_79b9_7f4a_7c15);
     let spread: Vec<std::net::IpAddr> = (0..4096)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            std::net::IpAddr::V4((x as u32).into())
-        })
+        .map(|_| std::net::IpAddr::V4((rng.bits() as u32).into()))
         .collect();
     let mut j = 0usize;
     g.bench_function("ranges/random_ipv4", |b| {

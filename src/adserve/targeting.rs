@@ -168,48 +168,36 @@ fn restrict_content<'a>(
 /// The request's blocks (categories, advertiser domains, apps, seats) and
 /// its seat allow-list.
 fn apply_blocks<'a>(ix: &'a Index, req: &BidRequest<'_>, plan: &mut Plan<'a>) {
-    let block = |m: &'a std::collections::HashMap<String, Bitset>,
-                 keys: &mut dyn Iterator<Item = Cow<'_, str>>,
-                 plan: &mut Plan<'a>| {
-        if m.is_empty() {
-            return;
-        }
-        for k in keys {
-            if let Some(b) = m.get(&*k) {
-                plan.and_not(b);
-            }
-        }
-    };
     if !req.bcat.is_empty() {
         // Categories in another taxonomy cannot be checked: those campaigns stay out.
         match ix.cattax.get(&req.cattax.unwrap_or(1)) {
             Some(same) => plan.and(same),
             None => plan.none(),
         }
-        block(
-            &ix.cat_block,
-            &mut req.bcat.iter().map(|c| Cow::Borrowed(&**c)),
-            plan,
-        );
+        block(&ix.cat_block, &req.bcat, plan);
     }
-    block(
-        &ix.adomain,
-        &mut req.badv.iter().map(|d| norm_lower(d)),
-        plan,
-    );
-    block(
-        &ix.app_bundle,
-        &mut req.bapp.iter().map(|b| Cow::Borrowed(&**b)),
-        plan,
-    );
-    block(
-        &ix.seat,
-        &mut req.bseat.iter().map(|b| Cow::Borrowed(&**b)),
-        plan,
-    );
+    block(&ix.adomain, req.badv.iter().map(|d| norm_lower(d)), plan);
+    block(&ix.app_bundle, &req.bapp, plan);
+    block(&ix.seat, &req.bseat, plan);
     apply_schain(ix, req, plan);
     if !req.wseat.is_empty() {
         plan.any_of(req.wseat.iter().filter_map(|w| ix.seat.get(w.as_ref())));
+    }
+}
+
+/// Takes out the campaigns `m` lists under any of `keys`.
+fn block<'a, K: AsRef<str>>(
+    m: &'a std::collections::HashMap<String, Bitset>,
+    keys: impl IntoIterator<Item = K>,
+    plan: &mut Plan<'a>,
+) {
+    if m.is_empty() {
+        return;
+    }
+    for k in keys {
+        if let Some(b) = m.get(k.as_ref()) {
+            plan.and_not(b);
+        }
     }
 }
 

@@ -260,10 +260,12 @@ pub fn norm_upper(s: &str) -> Cow<'_, str> {
 pub fn norm_domain(s: &str) -> Cow<'_, str> {
     match norm_lower(s.trim()) {
         Cow::Borrowed(d) => Cow::Borrowed(d.strip_prefix("www.").unwrap_or(d)),
-        Cow::Owned(d) => match d.strip_prefix("www.") {
-            Some(rest) => Cow::Owned(rest.to_string()),
-            None => Cow::Owned(d),
-        },
+        Cow::Owned(mut d) => {
+            if d.starts_with("www.") {
+                d.drain(.."www.".len());
+            }
+            Cow::Owned(d)
+        }
     }
 }
 /// A seller as `asi:sid`, the system's domain lower-case, the id as is.

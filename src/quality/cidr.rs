@@ -263,15 +263,8 @@ mod tests {
             "{DEFAULT}\n::ffff:0:0/100 mapped\n0.0.0.0/1 low\n"
         ))
         .unwrap();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut points: Vec<u32> = (0..200_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u32
-            })
-            .collect();
+        let mut rng = crate::index::synth::Rng(0x9e37_79b9_7f4a_7c15);
+        let mut points: Vec<u32> = (0..200_000).map(|_| rng.bits() as u32).collect();
         for (&a, &(b, _)) in r.v4_first.iter().zip(&r.v4) {
             points.extend([a.wrapping_sub(1), a, b, b.wrapping_add(1)]);
         }
