@@ -18,6 +18,9 @@
 #    200s within TMAX_MS (100).
 # 3. /metrics: shed and tmax no-bid counters, the monitor's lag, busy share
 #    and shed ratio at the end.
+# 4. With WITH_NGINX=1 (nginx reads a variable named NGINX itself): one nginx worker answering `return 200` on SERVER_CPU,
+#    driven by the same generator at the same rate: the floor this machine
+#    and generator show (issue 12's latency goal is read against it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 FACTOR=${FACTOR:-2}
@@ -35,8 +38,7 @@ build_server
 cargo bench --bench overload --no-run --quiet 2>/dev/null
 GEN=$(ls -t target/release/deps/overload-* | grep -v '\.d$' | head -1)
 TMP=$(mktemp -d)
-cleanup() { [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP" ${BENCH_SPOOL:+"$BENCH_SPOOL"}; }
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 if [ "$CAMPAIGNS" -gt 0 ]; then
   "$BIN" gen-campaigns --count "$CAMPAIGNS" > "$TMP/campaigns.json"
@@ -67,3 +69,13 @@ TARGET="127.0.0.1:$PORT" RATE=$RATE SECS=$SECS CONNS=$CONNS taskset -c "$CLIENT_
 echo "metrics:"
 curl -sf "http://127.0.0.1:$PORT/metrics" |
   grep -E '^adshard_(shed_total|no_bids_total\{.*tmax|loop_lag_seconds|busy_ratio|shed_ratio)' | sed 's/^/  /'
+stop_server
+
+if [ "${WITH_NGINX:-0}" = 1 ]; then
+  need nginx nginx-light
+  N_PORT=$((PORT + 1))
+  start_nginx "$N_PORT" /openrtb2/bid "$SERVER_CPU"
+  wait_ok "http://127.0.0.1:$N_PORT/openrtb2/bid" 10
+  echo "nginx (return 200) at the same rate:"
+  TARGET="127.0.0.1:$N_PORT" RATE=$RATE SECS=$SECS CONNS=$CONNS taskset -c "$CLIENT_CPU" "$GEN" --bench
+fi
