@@ -5,7 +5,11 @@
 //! request path; a scrape from any core reads them exactly. Latency histograms
 //! (hdrhistogram) are shard-local and copied into a per-shard slot every
 //! `metrics.publish_interval_ms` by a timer task, so a scrape sees quantiles at
-//! most one interval old; the scraping shard publishes its own fresh.
+//! most one interval old; the scraping shard publishes its own fresh. Only
+//! the routes that answered since the last copy are copied (a histogram is
+//! 221 KB: copying every route's each second stalled the shard for about a
+//! millisecond), each swapped in whole (`ArcSwap`): a scrape never holds a
+//! lock the shard waits on.
 
 use crate::adserve::{NoBid, Reason};
 use crate::events::Kind;
@@ -19,7 +23,8 @@ use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use arc_swap::ArcSwap;
+use std::sync::Arc;
 
 /// Status codes counted individually; anything else counts as "other".
 pub const STATUS_CODES: [u16; 17] = [
@@ -125,7 +130,7 @@ pub struct ShardCounters {
     /// Impressions of a batch decided afresh (a campaign they counted on bid).
     pub redecided: AtomicU64,
     /// Latency histograms as last published, `[route]`.
-    published: Mutex<Vec<Histogram<u64>>>,
+    published: Vec<ArcSwap<Histogram<u64>>>,
 }
 
 /// The routes' metric labels, fixed at start-up.
@@ -164,7 +169,7 @@ impl ShardCounters {
             bid_batches: AtomicU64::new(0),
             bid_batched: AtomicU64::new(0),
             redecided: AtomicU64::new(0),
-            published: Mutex::new((0..routes).map(|_| new_hist()).collect()),
+            published: (0..routes).map(|_| ArcSwap::from_pointee(new_hist())).collect(),
         }
     }
 
@@ -222,7 +227,9 @@ impl Registry {
 pub struct LocalMetrics {
     /// This shard's counters (also readable by scrapers).
     pub counters: Arc<ShardCounters>,
-    hist: RefCell<Vec<Histogram<u64>>>,
+    /// Per route: the live histogram, and whether it recorded since the
+    /// last publish.
+    hist: RefCell<Vec<(Histogram<u64>, bool)>>,
 }
 
 impl LocalMetrics {
@@ -232,7 +239,7 @@ impl LocalMetrics {
         let routes = registry.routes.len();
         LocalMetrics {
             counters,
-            hist: RefCell::new((0..routes).map(|_| new_hist()).collect()),
+            hist: RefCell::new((0..routes).map(|_| (new_hist(), false)).collect()),
         }
     }
 
@@ -241,7 +248,9 @@ impl LocalMetrics {
     pub fn record(&self, route: usize, status: u16, nanos: u64) {
         bump(&self.counters.requests[route][status_index(status)], 1);
         // saturating_record clamps out-of-range values instead of failing.
-        self.hist.borrow_mut()[route].saturating_record(nanos.max(1));
+        let (h, dirty) = &mut self.hist.borrow_mut()[route];
+        h.saturating_record(nanos.max(1));
+        *dirty = true;
     }
 
     /// Counts an HTTP-layer refusal.
@@ -288,15 +297,18 @@ impl LocalMetrics {
         bump(&self.counters.request_drops[d as usize], 1);
     }
 
-    /// Copies the live histograms into the scrape slot.
+    /// Copies the live histograms that recorded since the last call into
+    /// the scrape slots.
     pub fn publish(&self) {
-        let live = self.hist.borrow();
-        let mut slot = match self.counters.published.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        for (dst, src) in slot.iter_mut().zip(live.iter()) {
-            dst.clone_from(src);
+        for ((h, dirty), slot) in self
+            .hist
+            .borrow_mut()
+            .iter_mut()
+            .zip(&self.counters.published)
+        {
+            if std::mem::take(dirty) {
+                slot.store(Arc::new(h.clone()));
+            }
         }
     }
 }

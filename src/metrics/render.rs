@@ -257,21 +257,16 @@ impl Registry {
             "summary",
             "Time from the read that completed a request to its response being queued; shard=\"all\" merges shards.",
         );
-        let hists: Vec<Vec<Histogram<u64>>> = shards
+        let hists: Vec<Vec<Arc<Histogram<u64>>>> = shards
             .iter()
-            .map(|s| match s.published.lock() {
-                Ok(g) => g.clone(),
-                // A poisoned slot only means a publisher panicked mid-copy; the
-                // data is still a valid histogram.
-                Err(p) => p.into_inner().clone(),
-            })
+            .map(|s| s.published.iter().map(|h| h.load_full()).collect())
             .collect();
         for (r, label) in self.routes.iter().enumerate() {
             let mut all = new_hist();
             for (i, h) in hists.iter().enumerate() {
                 summary(out, &i.to_string(), label, &h[r]);
                 // Same bounds on both sides, so add cannot fail.
-                let _ = all.add(&h[r]);
+                let _ = all.add(&*h[r]);
             }
             if shards.len() > 1 {
                 summary(out, "all", label, &all);

@@ -54,3 +54,25 @@ fn unpublished_latency_is_not_visible() {
     reg.render(&mut s);
     assert!(s.contains("adshard_http_request_duration_seconds_count{shard=\"0\",route=\"a\"} 1"));
 }
+
+#[test]
+fn a_publish_copies_only_routes_that_answered_since_the_last() {
+    let reg = Registry::new(&["a", "b"], 1);
+    let m = LocalMetrics::new(&reg, 0);
+    m.record(0, 200, 5);
+    m.publish();
+    let a = reg.shard(0).published[0].load_full();
+    m.record(1, 200, 7);
+    m.publish();
+    // Route a recorded nothing more: its slot is the same copy, not a new one.
+    assert!(Arc::ptr_eq(&a, &reg.shard(0).published[0].load_full()));
+    let mut s = String::new();
+    reg.render(&mut s);
+    assert!(s.contains("adshard_http_request_duration_seconds_count{shard=\"0\",route=\"a\"} 1"), "{s}");
+    assert!(s.contains("adshard_http_request_duration_seconds_count{shard=\"0\",route=\"b\"} 1"), "{s}");
+    // An idle publish changes nothing a scrape sees.
+    m.publish();
+    let mut again = String::new();
+    reg.render(&mut again);
+    assert_eq!(s, again);
+}
