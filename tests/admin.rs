@@ -11,7 +11,7 @@ const FIXTURES: &str = fixtures::DIR;
 /// A server watching its own copy of the embedded campaigns file (polled
 /// every 20 ms), with the admin listener on (token `s3cret-token`).
 fn watching_campaigns(tag: &str) -> (adshard::api::App, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("adshard-{tag}-{}", std::process::id()));
+    let dir = adshard::testkit::scratch::dir(tag);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("campaigns.toml");
     std::fs::write(&file, adshard::api::EMBEDDED_CAMPAIGNS).unwrap();

@@ -210,7 +210,7 @@ fn write_behind_and_replay() {
     assert_eq!(spilled, 0, "nothing spilled while the database was up");
 
     // 2. `adshard replay`: twice, same rows, spend added once.
-    let dir = std::env::temp_dir().join(format!("adshard-replay-{}", std::process::id()));
+    let dir = adshard::testkit::scratch::dir("replay");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("shard-0-0000000001.spool");
@@ -323,7 +323,7 @@ fn write_behind_and_replay() {
 /// spend comes from the database's rollups: today's and lifetime spend are
 /// back even when the spool's segments are gone, and counted once.
 fn without_the_fleet_budgets_restart_from_the_database(addr: &str) {
-    let spool = std::env::temp_dir().join(format!("adshard-ledger-{}", std::process::id()));
+    let spool = adshard::testkit::scratch::dir("ledger");
     let _ = std::fs::remove_dir_all(&spool);
     let toml = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"ledger-token\"\n[fleet]\nenabled = false\n\
@@ -406,7 +406,7 @@ fn without_the_fleet_budgets_restart_from_the_database(addr: &str) {
 /// are rows in `frequency`, under the spool directory's node id, kept for
 /// the cap's window (TTL).
 fn frequency_caps_survive_a_restart_through_the_database(addr: &str) {
-    let spool = std::env::temp_dir().join(format!("adshard-freq-db-{}", std::process::id()));
+    let spool = adshard::testkit::scratch::dir("freq-db");
     let _ = std::fs::remove_dir_all(&spool);
     std::fs::create_dir_all(&spool).unwrap();
     let campaigns = spool.join("capped.toml");
@@ -476,7 +476,7 @@ fn node_killed_under_load_loses_nothing() {
     let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
     let mut node = Node::new("fault");
     let addr = node.addr();
-    let spool = std::env::temp_dir().join(format!("adshard-fault-spool-{}", std::process::id()));
+    let spool = adshard::testkit::scratch::dir("fault-spool");
     let _ = std::fs::remove_dir_all(&spool);
     let mut cfg = adshard::config::EventsConfig {
         spool_dir: spool.clone(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_adshard");
 
 fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("adshard-cli-{}", std::process::id()));
+    let dir = adshard::testkit::scratch::dir("cli");
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -104,7 +104,7 @@ fn bad_config_fails_naming_the_key() {
     let not_a_dir = write_config("not-a-dir", "x");
     let spool = format!(
         "[events]\nspool_dir = {:?}\n",
-        std::env::temp_dir().join(format!("adshard-cli-spool-{}", std::process::id()))
+        adshard::testkit::scratch::dir("cli-spool")
     );
     let startup = [
         (
@@ -162,7 +162,7 @@ fn sigterm_drains_and_exits_zero() {
         .env("ADSHARD__SCORING__ENABLED", "false")
         .env(
             "ADSHARD__EVENTS__SPOOL_DIR",
-            std::env::temp_dir().join(format!("adshard-cli-spool-{}", std::process::id())),
+            adshard::testkit::scratch::dir("cli-spool"),
         )
         .stderr(Stdio::piped())
         .spawn()
@@ -209,7 +209,7 @@ fn sigterm_drains_and_exits_zero() {
 /// SO_REUSEPORT (which would split the connections between the two).
 #[test]
 fn a_listen_address_in_use_exits_2_naming_it() {
-    let spool = std::env::temp_dir().join(format!("adshard-cli-busy-{}", std::process::id()));
+    let spool = adshard::testkit::scratch::dir("cli-busy");
     let (first, addr) = adshard::testkit::process::serve(BIN, &spool, &[]);
     let mut second = Command::new(BIN)
         .args(["serve", "--listen", &addr.to_string(), "--cores", "0"])

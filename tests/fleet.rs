@@ -178,7 +178,7 @@ fn two_nodes_share_budgets_through_the_database() {
     let _one = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
     let db = Node::new("fleet");
     let addr = db.addr();
-    let dir = std::env::temp_dir().join(format!("adshard-fleet-{}", std::process::id()));
+    let dir = adshard::testkit::scratch::dir("fleet");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("campaigns.toml");

@@ -76,7 +76,7 @@ fn invalid_traffic_gets_a_no_bid_with_its_reason() {
 
 #[test]
 fn a_new_ip_ranges_file_is_picked_up_and_a_bad_one_refused() {
-    let dir = std::env::temp_dir().join(format!("adshard-ivt-{}", std::process::id()));
+    let dir = adshard::testkit::scratch::dir("ivt");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("ranges.txt");
     std::fs::write(&file, "10.0.0.0/8 reserved\n").unwrap();

@@ -12,7 +12,7 @@ fn scoring_reloads_and_refuses_corrupt_models() {
         std::env::var_os("ORT_DYLIB_PATH").is_some(),
         "run through deploy/dev.sh test (sets ORT_DYLIB_PATH)"
     );
-    let dir = std::env::temp_dir().join(format!("adshard-model-{}", std::process::id()));
+    let dir = adshard::testkit::scratch::dir("model");
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("ctr.onnx");
     std::fs::write(&model, adshard::scoring::EMBEDDED_MODEL).unwrap();

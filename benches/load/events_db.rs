@@ -55,7 +55,7 @@ fn main() {
         std::env::set_var("CASSANDRA_HEAP", "2g");
     }
     let mut node = cassandra::Node::new("bench");
-    let spool = std::env::temp_dir().join(format!("adshard-bench-spool-{}", std::process::id()));
+    let spool = adshard::testkit::scratch::dir("bench-spool");
     let _ = std::fs::remove_dir_all(&spool);
     let mut cfg = adshard::config::EventsConfig {
         spool_dir: spool.clone(),

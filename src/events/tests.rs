@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("adshard-{name}-{}", std::process::id()));
+    let dir = crate::testkit::scratch::dir(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }

@@ -54,7 +54,7 @@ pub struct Node {
 
 impl Node {
     pub fn new(name: &str) -> Node {
-        let dir = std::env::temp_dir().join(format!("adshard-cass-{name}-{}", std::process::id()));
+        let dir = super::scratch::dir(&format!("cass-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut n = Node {

@@ -9,6 +9,7 @@
 //! - [`events`]: event builders.
 //! - [`process`]: `adshard serve` as a child process.
 //! - [`tcf`]: TCF v2 consent strings with chosen purposes and vendors.
+//! - [`scratch`]: temp directories under one root per test process.
 //! - here: scraping `/metrics`, waiting for a condition, the clock.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
@@ -16,6 +17,7 @@ pub mod cassandra;
 pub mod events;
 pub mod fixtures;
 pub mod process;
+pub mod scratch;
 pub mod tcf;
 pub mod wire;
 

@@ -47,7 +47,7 @@ max_per_device = 0
 pub fn spool_dir() -> std::path::PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("adshard-test-spool-{}-{n}", std::process::id()))
+    super::scratch::dir(&format!("spool-{n}"))
 }
 
 pub fn config(extra: &str) -> Config {
