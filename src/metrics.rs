@@ -19,11 +19,11 @@ use crate::openrtb::Contextual;
 use crate::prom::family;
 use crate::quality::clicks::InvalidClick;
 use crate::quality::Ivt;
+use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use arc_swap::ArcSwap;
 use std::sync::Arc;
 
 /// Status codes counted individually; anything else counts as "other".
@@ -169,7 +169,9 @@ impl ShardCounters {
             bid_batches: AtomicU64::new(0),
             bid_batched: AtomicU64::new(0),
             redecided: AtomicU64::new(0),
-            published: (0..routes).map(|_| ArcSwap::from_pointee(new_hist())).collect(),
+            published: (0..routes)
+                .map(|_| ArcSwap::from_pointee(new_hist()))
+                .collect(),
         }
     }
 

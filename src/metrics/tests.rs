@@ -68,8 +68,14 @@ fn a_publish_copies_only_routes_that_answered_since_the_last() {
     assert!(Arc::ptr_eq(&a, &reg.shard(0).published[0].load_full()));
     let mut s = String::new();
     reg.render(&mut s);
-    assert!(s.contains("adshard_http_request_duration_seconds_count{shard=\"0\",route=\"a\"} 1"), "{s}");
-    assert!(s.contains("adshard_http_request_duration_seconds_count{shard=\"0\",route=\"b\"} 1"), "{s}");
+    assert!(
+        s.contains("adshard_http_request_duration_seconds_count{shard=\"0\",route=\"a\"} 1"),
+        "{s}"
+    );
+    assert!(
+        s.contains("adshard_http_request_duration_seconds_count{shard=\"0\",route=\"b\"} 1"),
+        "{s}"
+    );
     // An idle publish changes nothing a scrape sees.
     m.publish();
     let mut again = String::new();
