@@ -17,8 +17,14 @@
 //! seconds (default 1) are sent but not counted; SECS counted seconds follow.
 #![allow(clippy::unwrap_used)]
 
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use adshard::testkit::fixtures;
 
@@ -75,24 +81,69 @@ async fn response(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> std::io::
     }
 }
 
-/// Sleeps until `due` and returns how late it woke, in microseconds. The
-/// runtime's timer ticks every millisecond, so it sleeps to a little before
-/// `due` and then yields until the clock reaches it: a request leaves within
-/// microseconds of its schedule instead of up to a millisecond after (which
-/// its latency would count, since it is measured from the schedule).
-async fn wait_until(due: tokio::time::Instant) -> u32 {
-    const SPIN: Duration = Duration::from_micros(1500);
-    if let Some(coarse) = due.checked_sub(SPIN) {
-        if coarse > tokio::time::Instant::now() {
-            tokio::time::sleep_until(coarse).await;
+/// The send schedule. Connections wait on it for their due times; one task
+/// ([`Schedule::run`]) sleeps on the runtime's timer, which ticks every
+/// millisecond, to a little before the earliest due time and then yields
+/// until the clock reaches it. A request thus leaves within microseconds of
+/// its schedule instead of up to a millisecond after (which its latency,
+/// measured from the schedule, would count), and only that one task spins
+/// however many connections wait.
+struct Schedule {
+    due: RefCell<BinaryHeap<Reverse<(Instant, usize)>>>,
+    go: Vec<Notify>,
+    added: Notify,
+    open: Cell<usize>,
+}
+
+impl Schedule {
+    fn new(conns: usize) -> Schedule {
+        Schedule {
+            due: RefCell::default(),
+            go: (0..conns).map(|_| Notify::new()).collect(),
+            added: Notify::new(),
+            open: Cell::new(conns),
         }
     }
-    loop {
-        let now = tokio::time::Instant::now();
-        if now >= due {
-            return (now - due).as_micros().min(u128::from(u32::MAX)) as u32;
+
+    /// Waits until connection `c`'s time `at`; returns how late it was
+    /// let go, in microseconds.
+    async fn wait(&self, c: usize, at: Instant) -> u32 {
+        self.due.borrow_mut().push(Reverse((at, c)));
+        self.added.notify_one();
+        self.go[c].notified().await;
+        (Instant::now() - at).as_micros().min(u128::from(u32::MAX)) as u32
+    }
+
+    /// A connection is done: the schedule ends with the last.
+    fn close(&self) {
+        self.open.set(self.open.get() - 1);
+        self.added.notify_one();
+    }
+
+    async fn run(&self) {
+        const SPIN: Duration = Duration::from_micros(1500);
+        loop {
+            let next = self.due.borrow().peek().map(|r| r.0);
+            let Some((at, c)) = next else {
+                if self.open.get() == 0 {
+                    return;
+                }
+                self.added.notified().await;
+                continue;
+            };
+            let now = Instant::now();
+            if at <= now {
+                self.due.borrow_mut().pop();
+                self.go[c].notify_one();
+            } else if at - now > SPIN {
+                // An earlier time may be added meanwhile.
+                let sleep = Box::pin(tokio::time::sleep_until(at - SPIN));
+                let added = Box::pin(self.added.notified());
+                futures::future::select(sleep, added).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
         }
-        tokio::task::yield_now().await;
     }
 }
 
@@ -121,13 +172,18 @@ fn main() {
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async {
-                let start = tokio::time::Instant::now() + Duration::from_millis(200);
+                let start = Instant::now() + Duration::from_millis(200);
+                let sched = Rc::new(Schedule::new(conns));
+                let ticker = tokio::task::spawn_local({
+                    let sched = sched.clone();
+                    async move { sched.run().await }
+                });
                 let per_conn = Duration::from_secs_f64(conns as f64 / rate);
                 let counted = start + Duration::from_secs_f64(warmup);
                 let end = counted + Duration::from_secs_f64(secs);
                 let mut tasks = Vec::new();
                 for c in 0..conns {
-                    let (target, bodies) = (target.clone(), bodies.clone());
+                    let (target, bodies, sched) = (target.clone(), bodies.clone(), sched.clone());
                     tasks.push(tokio::task::spawn_local(async move {
                         let mut out: Vec<(u16, u32, u32)> = Vec::new();
                         let mut s = tokio::net::TcpStream::connect(&target).await.unwrap();
@@ -137,7 +193,7 @@ fn main() {
                         let mut due = start + per_conn.mul_f64(c as f64 / conns as f64);
                         let mut k = c;
                         while due < end {
-                            let late = wait_until(due).await;
+                            let late = sched.wait(c, due).await;
                             let body = bodies[k % bodies.len()]
                                 .replacen("\"id\"", &format!("\"id\":\"ol-{c}-{k}\",\"x_id\""), 1);
                             k += conns;
@@ -151,7 +207,7 @@ fn main() {
                             }
                             match response(&mut s, &mut buf).await {
                                 Ok(st) => {
-                                    let lat = tokio::time::Instant::now() - due;
+                                    let lat = Instant::now() - due;
                                     if due >= counted {
                                         out.push((st, lat.as_micros() as u32, late));
                                     }
@@ -163,6 +219,7 @@ fn main() {
                             }
                             due += per_conn;
                         }
+                        sched.close();
                         out
                     }));
                 }
@@ -170,6 +227,7 @@ fn main() {
                 for t in tasks {
                     all.extend(t.await.unwrap());
                 }
+                ticker.await.unwrap();
                 all
             })
             .await
