@@ -97,9 +97,16 @@ fn kind_from_capnp(k: EventKind) -> Kind {
     }
 }
 
+/// The first segment of an encoded event's message, in 8-byte words.
+const FIRST_SEGMENT_WORDS: u32 = 64;
+
 /// Appends `ev` as one framed message.
 pub fn encode(ev: &Event, out: &mut Vec<u8>) {
-    let mut msg = capnp::message::Builder::new_default();
+    // The default first segment is 8 KB, allocated zeroed for every event;
+    // an event takes about 170 bytes (longer ids get a second segment).
+    let mut msg = capnp::message::Builder::new(
+        capnp::message::HeapAllocator::new().first_segment_words(FIRST_SEGMENT_WORDS),
+    );
     let mut b = msg.init_root::<event::Builder>();
     b.set_id_hi((ev.id >> 64) as u64);
     b.set_id_lo(ev.id as u64);
@@ -296,6 +303,34 @@ mod tests {
             }
         }
         assert_eq!(at, buf.len());
+    }
+
+    #[test]
+    fn an_event_longer_than_the_first_segment_roundtrips() {
+        // Ids past 512 bytes (the first segment) make a second segment;
+        // both readers take the frame whole.
+        let mut ev = sample(9);
+        ev.auction_id = "a".repeat(700);
+        ev.bid_id = "b".repeat(300);
+        let mut buf = Vec::new();
+        encode(&ev, &mut buf);
+        assert!(
+            u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) >= 1,
+            "one segment only"
+        );
+        match decode(&buf).unwrap() {
+            Decoded::Event(got, used) => {
+                assert_eq!(got, ev);
+                assert_eq!(used, buf.len());
+            }
+            Decoded::Partial => panic!("whole frame read as partial"),
+        }
+        let mut seen = Vec::new();
+        assert_eq!(
+            scan_notices(&buf, |n| seen.push(n.bid_id.to_string())).unwrap(),
+            0
+        );
+        assert_eq!(seen, [ev.bid_id.clone()]);
     }
 
     #[test]
