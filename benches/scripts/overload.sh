@@ -62,9 +62,9 @@ CAP=$(awk '/Requests\/sec/ {printf "%d", $2}' "$TMP/wrk.out")
 SET=$([ "$CAMPAIGNS" -gt 0 ] && echo "$CAMPAIGNS synthetic" || echo "10 built-in")
 echo "campaigns: $SET; capacity (wrk closed loop, 64 connections, shedding off): $CAP req/s"
 
-# Memory a server freed or faulted in (600 MB with 100k campaigns) costs
-# this VM's host CPU for a while after (see the nginx step below): settle
-# after the capacity run and after the new server's start-up.
+# Memory a server freed or faulted in (600 MB with 100k campaigns) keeps
+# this VM busy for a while after (see the nginx step below): settle after
+# the capacity run and after the new server's start-up.
 sleep "${SETTLE:-20}"
 start_server
 sleep "${SETTLE:-20}"
@@ -78,10 +78,11 @@ stop_server
 
 if [ "${WITH_NGINX:-0}" = 1 ]; then
   need nginx nginx-light
-  # After a server holding 100k campaigns exits, this VM's host takes CPU
-  # from it for a while (vmstat's steal column at 1-5%; nginx's p99 read
-  # 2-23 ms in the 10 s after such a run, 0.3-0.4 ms after a 10-campaign
-  # one): let it settle first.
+  # After a server holding 100k campaigns exits, this VM is busy for a
+  # while: vmstat's steal column at 1-5%, and the kernel's DAMON reclaim
+  # (kdamond, set up by the platform) paging out in bursts of several ms.
+  # nginx's p99 read 2-23 ms in the 10 s after such a run, 0.3-0.4 ms after
+  # a 10-campaign one: let it settle first.
   sleep "${SETTLE:-20}"
   N_PORT=$((PORT + 1))
   start_nginx "$N_PORT" /openrtb2/bid "$SERVER_CPU"
