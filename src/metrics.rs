@@ -229,9 +229,7 @@ impl Registry {
 pub struct LocalMetrics {
     /// This shard's counters (also readable by scrapers).
     pub counters: Arc<ShardCounters>,
-    /// Per route: the live histogram, and whether it recorded since the
-    /// last publish.
-    hist: RefCell<Vec<(Histogram<u64>, bool)>>,
+    hist: RefCell<Vec<Histogram<u64>>>,
 }
 
 impl LocalMetrics {
@@ -241,7 +239,7 @@ impl LocalMetrics {
         let routes = registry.routes.len();
         LocalMetrics {
             counters,
-            hist: RefCell::new((0..routes).map(|_| (new_hist(), false)).collect()),
+            hist: RefCell::new((0..routes).map(|_| new_hist()).collect()),
         }
     }
 
@@ -250,9 +248,7 @@ impl LocalMetrics {
     pub fn record(&self, route: usize, status: u16, nanos: u64) {
         bump(&self.counters.requests[route][status_index(status)], 1);
         // saturating_record clamps out-of-range values instead of failing.
-        let (h, dirty) = &mut self.hist.borrow_mut()[route];
-        h.saturating_record(nanos.max(1));
-        *dirty = true;
+        self.hist.borrow_mut()[route].saturating_record(nanos.max(1));
     }
 
     /// Counts an HTTP-layer refusal.
@@ -300,15 +296,11 @@ impl LocalMetrics {
     }
 
     /// Copies the live histograms that recorded since the last call into
-    /// the scrape slots.
+    /// the scrape slots (a histogram only grows: one that recorded counts
+    /// more values than its published copy).
     pub fn publish(&self) {
-        for ((h, dirty), slot) in self
-            .hist
-            .borrow_mut()
-            .iter_mut()
-            .zip(&self.counters.published)
-        {
-            if std::mem::take(dirty) {
+        for (h, slot) in self.hist.borrow().iter().zip(&self.counters.published) {
+            if h.len() != slot.load().len() {
                 slot.store(Arc::new(h.clone()));
             }
         }

@@ -10,10 +10,11 @@
 //! so a server that falls behind is charged for the queueing it causes
 //! (no coordinated omission). Sends keep their schedule to microseconds (a
 //! millisecond timer, then a spin on the clock; the client's core is busy
-//! throughout), and how late they left is printed as the run's floor. Bodies: the IAB bid request examples with a
-//! fresh auction id each. Prints counts per status and latency quantiles per
-//! status, and the share of 200s answered within TMAX_MS (default 100; the
-//! examples that set tmax set 120). Requests scheduled in the first WARMUP
+//! throughout), and how late they left is printed as the run's floor.
+//! Bodies: the IAB bid request examples with a fresh auction id each.
+//! Prints counts per status and latency quantiles per status, and the share
+//! of 200s answered within TMAX_MS (default 100; the examples that set tmax
+//! set 120). Requests scheduled in the first WARMUP
 //! seconds (default 1) are sent but not counted; SECS counted seconds follow.
 #![allow(clippy::unwrap_used)]
 
@@ -147,6 +148,11 @@ impl Schedule {
     }
 }
 
+/// The `p` quantile of `sorted` (not empty).
+fn quantile(sorted: &[u32], p: f64) -> u32 {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench binaries without `--bench`: this
     // one needs minutes (and, for overload, a server), so it only runs
@@ -248,7 +254,7 @@ fn main() {
         // scheduled time (counted in its latency, as it must be when the
         // server is the cause; here the floor of what this run can show).
         lates.sort_unstable();
-        let q = |p: f64| lates[((lates.len() - 1) as f64 * p) as usize];
+        let q = |p: f64| quantile(&lates, p);
         println!(
             "  sent after schedule: p50 {} us, p99 {} us, p99.9 {} us, max {} us",
             q(0.5),
@@ -259,7 +265,7 @@ fn main() {
     }
     for (st, lats) in &mut by {
         lats.sort_unstable();
-        let q = |p: f64| lats[((lats.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
+        let q = |p: f64| f64::from(quantile(lats, p)) / 1000.0;
         println!(
             "  status {st}: {} ({:.1}%), p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
             lats.len(),

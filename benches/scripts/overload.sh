@@ -18,9 +18,10 @@
 #    200s within TMAX_MS (100).
 # 3. /metrics: shed and tmax no-bid counters, the monitor's lag, busy share
 #    and shed ratio at the end.
-# 4. With WITH_NGINX=1 (nginx reads a variable named NGINX itself): one nginx worker answering `return 200` on SERVER_CPU,
-#    driven by the same generator at the same rate: the floor this machine
-#    and generator show (issue 12's latency goal is read against it).
+# 4. With WITH_NGINX=1 (nginx itself reads a variable named NGINX): one
+#    nginx worker answering `return 200` on SERVER_CPU, driven by the same
+#    generator at the same rate: the floor this machine and generator show
+#    (issue 12's latency goal is read against it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 FACTOR=${FACTOR:-2}
