@@ -16,6 +16,8 @@
 //! of 200s answered within TMAX_MS (default 100; the examples that set tmax
 //! set 120). Requests scheduled in the first WARMUP
 //! seconds (default 1) are sent but not counted; SECS counted seconds follow.
+//! GET=/healthz sends that GET instead (the server's floor at the same rate:
+//! its loop and network path without the bid work).
 #![allow(clippy::unwrap_used)]
 
 use std::cell::{Cell, RefCell};
@@ -169,6 +171,7 @@ fn main() {
     // Requests scheduled in the first WARMUP seconds are sent but not
     // counted: connections opening, the server's first allocations.
     let warmup: f64 = env("WARMUP", 1.0);
+    let get: String = env("GET", String::new());
     let bodies = std::rc::Rc::new(bodies());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -190,6 +193,7 @@ fn main() {
                 let mut tasks = Vec::new();
                 for c in 0..conns {
                     let (target, bodies, sched) = (target.clone(), bodies.clone(), sched.clone());
+                    let get = get.clone();
                     tasks.push(tokio::task::spawn_local(async move {
                         let mut out: Vec<(u16, u32, u32)> = Vec::new();
                         let mut s = tokio::net::TcpStream::connect(&target).await.unwrap();
@@ -203,10 +207,14 @@ fn main() {
                             let body = bodies[k % bodies.len()]
                                 .replacen("\"id\"", &format!("\"id\":\"ol-{c}-{k}\",\"x_id\""), 1);
                             k += conns;
-                            let req = format!(
-                                "POST /openrtb2/bid HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                                body.len()
-                            );
+                            let req = if get.is_empty() {
+                                format!(
+                                    "POST /openrtb2/bid HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                                    body.len()
+                                )
+                            } else {
+                                format!("GET {get} HTTP/1.1\r\nHost: t\r\n\r\n")
+                            };
                             if s.write_all(req.as_bytes()).await.is_err() {
                                 out.push((0, 0, late));
                                 break;
