@@ -14,8 +14,11 @@
 
 use regex_syntax::hir::{Hir, HirKind};
 
-/// Bits of the table index: three 5-bit byte classes (a 4 KB table, in
-/// the L1 cache beside everything else a request touches).
+/// Bits of the table index: three 5-bit byte classes. The pieces that may
+/// occur anywhere are a byte per index (32 KB, of which a browser's user
+/// agent touches a few lines): a byte load and an OR per position, 1.5-1.9x
+/// faster than testing a bit of a 4 KB table (a scratch program over the
+/// 2,072 browser fixtures, 2026-11-30).
 const BITS: u32 = 15;
 
 /// Browser user agents the pieces are chosen to avoid (frequent browsers,
@@ -50,8 +53,8 @@ instagram 309.0.0.40.113 android (33/13; 420dpi; 1080x2400; samsung; sm-a546b; a
 pub struct Trigrams {
     /// Byte -> 5-bit class (ASCII letters folded); 0 for bytes no piece holds.
     class: [u8; 256],
-    /// One bit per class triple: pieces that may occur anywhere.
-    bits: Box<[u64; 1 << (BITS - 6)]>,
+    /// One byte per class triple, 1 for pieces that may occur anywhere.
+    anywhere: Box<[u8; 1 << BITS]>,
     /// The same for pieces that must open the user agent (`^curl`).
     start: Box<[u64; 1 << (BITS - 6)]>,
 }
@@ -104,18 +107,24 @@ impl Trigrams {
         for b in b'a'..=b'z' {
             class[usize::from(b.to_ascii_uppercase())] = class[usize::from(b)];
         }
-        let mut bits = Box::new([0u64; 1 << (BITS - 6)]);
+        let mut anywhere = Box::new([0u8; 1 << BITS]);
         let mut start = Box::new([0u64; 1 << (BITS - 6)]);
         for (t, opening) in &chosen {
             let i = index(&class, t[0], t[1], t[2]);
-            let set: &mut [u64] = if *opening {
-                &mut start[..]
+            if *opening {
+                start[i >> 6] |= 1 << (i & 63);
             } else {
-                &mut bits[..]
-            };
-            set[i >> 6] |= 1 << (i & 63);
+                anywhere[i] = 1;
+            }
         }
-        (Trigrams { class, bits, start }, without)
+        (
+            Trigrams {
+                class,
+                anywhere,
+                start,
+            },
+            without,
+        )
     }
 
     /// Whether `ua` holds one of the pieces (case-insensitively). False
@@ -131,17 +140,24 @@ impl Trigrams {
         // The classes of the two bytes before (class 0, which no piece
         // has, in front of the first). Each index is built afresh from
         // three classes, not shifted on from the last one: no step waits
-        // on the one before, so the loads of several bytes overlap.
+        // on the one before, so the loads of several bytes overlap. Eight
+        // positions are ORed before one test (a piece is rare in a
+        // browser's user agent: one branch per eight bytes, not per byte).
         let (mut p, mut q) = (0usize, 0usize);
-        for &b in ua {
-            let c = usize::from(self.class[usize::from(b)]);
-            let idx = (p << 10) | (q << 5) | c;
-            if self.bits[idx >> 6] & (1 << (idx & 63)) != 0 {
-                return true;
+        let mut step = |block: &[u8]| {
+            let mut acc = 0u8;
+            for &b in block {
+                let c = usize::from(self.class[usize::from(b)]);
+                acc |= self.anywhere[(p << 10) | (q << 5) | c];
+                (p, q) = (q, c);
             }
-            (p, q) = (q, c);
+            acc != 0
+        };
+        let mut blocks = ua.chunks_exact(8);
+        if (&mut blocks).any(&mut step) {
+            return true;
         }
-        false
+        step(blocks.remainder())
     }
 }
 
