@@ -154,7 +154,7 @@ impl Trigrams {
             acc != 0
         };
         let mut blocks = ua.chunks_exact(8);
-        if (&mut blocks).any(&mut step) {
+        if blocks.any(&mut step) {
             return true;
         }
         step(blocks.remainder())
