@@ -22,6 +22,8 @@
 #    nginx worker answering `return 200` on SERVER_CPU, driven by the same
 #    generator at the same rate: the floor this machine and generator show
 #    (issue 12's latency goal is read against it).
+# 5. With WITH_HEALTHZ=1: before step 4, the same server answers GET /healthz
+#    at the same rate (its loop and network path without the bid work).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 FACTOR=${FACTOR:-2}
@@ -75,6 +77,10 @@ TARGET="127.0.0.1:$PORT" RATE=$RATE SECS=$SECS CONNS=$CONNS taskset -c "$CLIENT_
 echo "metrics:"
 curl -sf "http://127.0.0.1:$PORT/metrics" |
   grep -E '^adshard_(shed_total|no_bids_total\{.*tmax|loop_lag_seconds|busy_ratio|shed_ratio)' | sed 's/^/  /'
+if [ "${WITH_HEALTHZ:-0}" = 1 ]; then
+  echo "GET /healthz on the same server at the same rate:"
+  GET=/healthz TARGET="127.0.0.1:$PORT" RATE=$RATE SECS=$SECS CONNS=$CONNS taskset -c "$CLIENT_CPU" "$GEN" --bench
+fi
 stop_server
 
 if [ "${WITH_NGINX:-0}" = 1 ]; then
