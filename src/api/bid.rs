@@ -53,11 +53,20 @@ impl Api {
     }
 
     /// Answers the queued bid requests, at most `bidder.max_batch` of them
-    /// (the rest wait for the next flush, after the answers are written).
+    /// and no more than `bidder.batch_budget_us` fits at the recent cost
+    /// per request (the rest wait for the next flush, after the answers
+    /// are written).
     pub(super) fn bid_batch(&self) {
+        let started = std::time::Instant::now();
         let jobs: Vec<Job> = {
             let mut queue = self.bids.borrow_mut();
-            let n = queue.len().min(self.cfg.bidder.max_batch.max(1));
+            let b = &self.cfg.bidder;
+            let n = batch_len(
+                queue.len(),
+                b.max_batch,
+                b.batch_budget_us.saturating_mul(1000),
+                self.batch_cost_ns.get(),
+            );
             if queue.len() > n {
                 self.flush.raise();
             }
@@ -90,6 +99,11 @@ impl Api {
                 self.answer(&ix, &l.req, d, capnp, &l.dropped, &mut answers[l.job]);
             }
         }
+        let per = started.elapsed().as_nanos() as u64 / jobs.len() as u64;
+        self.batch_cost_ns.set(match self.batch_cost_ns.get() {
+            0 => per,
+            c => (c * 7 + per) / 8,
+        });
         for (job, r) in jobs.into_iter().zip(answers) {
             // A connection gone meanwhile drops its receiver: nothing to send.
             let _ = job.done.send(r);
@@ -293,4 +307,35 @@ fn told(body: &mut Vec<u8>, dropped: &[openrtb::lenient::Dropped]) {
     body.extend_from_slice(b",\"ext\":");
     body.extend_from_slice(ext.to_string().as_bytes());
     body.push(b'}');
+}
+
+/// How many of `queued` requests the next batch takes: at most `max`, and
+/// no more than `budget_ns` holds at `cost_ns` each (no budget when either
+/// is 0), but always one.
+fn batch_len(queued: usize, max: usize, budget_ns: u64, cost_ns: u64) -> usize {
+    let fits = match (budget_ns, cost_ns) {
+        (0, _) | (_, 0) => usize::MAX,
+        (b, c) => usize::try_from(b / c).unwrap_or(usize::MAX),
+    };
+    queued.min(max).min(fits).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_len;
+
+    #[test]
+    fn a_batch_takes_what_its_time_budget_holds() {
+        // 25 us a request, 250 us a batch: 10 of 40 queued.
+        assert_eq!(batch_len(40, 32, 250_000, 25_000), 10);
+        // max_batch still caps it.
+        assert_eq!(batch_len(40, 8, 250_000, 25_000), 8);
+        // No budget, or no cost measured yet: max_batch alone.
+        assert_eq!(batch_len(40, 32, 0, 25_000), 32);
+        assert_eq!(batch_len(40, 32, 250_000, 0), 32);
+        // A request dearer than the whole budget still goes, alone.
+        assert_eq!(batch_len(40, 32, 250_000, 900_000), 1);
+        // Fewer queued than fit: all of them.
+        assert_eq!(batch_len(3, 32, 250_000, 25_000), 3);
+    }
 }

@@ -220,6 +220,9 @@ pub struct Api {
     json: RefCell<Vec<crate::openrtb::JsonDecoder>>,
     /// Bid requests read since the last batch (see `bid.rs`).
     bids: RefCell<Vec<bid::Job>>,
+    /// Recent cost of a batched bid request (ns, a moving average over
+    /// batches; 0 before the first), for `bidder.batch_budget_us`.
+    batch_cost_ns: std::cell::Cell<u64>,
     /// Raised to have the shard run the next batch.
     flush: Rc<crate::shard::FlushSignal>,
     /// Where this shard's events go.
@@ -293,6 +296,7 @@ impl Api {
             load: ctx.load.clone(),
             json: RefCell::default(),
             bids: RefCell::default(),
+            batch_cost_ns: std::cell::Cell::new(0),
             flush: ctx.flush.clone(),
             sink,
             ivt: RefCell::new(crate::quality::Checker::new(&cfg.ivt)),

@@ -274,6 +274,16 @@ pub struct BidderConfig {
     /// loop; more wait for the next batch, so a batch's time stays short).
     /// 1: every request is decided alone.
     pub max_batch: usize,
+    /// How long one batch should take (us): a batch takes no more of the
+    /// queued requests than the shard's recent cost per request fits in
+    /// this (at least one, at most `max_batch`); the rest go next, after
+    /// the answers are written. A burst (after a stall, or a wave of
+    /// connections) is then answered in several short batches, not one
+    /// long one that holds every answer until its last request is decided.
+    /// 0 (the default): `max_batch` alone. A latency knob: 250 cut the
+    /// server's own p99 at half capacity by a third here, and cost 11% of
+    /// capacity at 100k campaigns (fewer requests share each model run).
+    pub batch_budget_us: u64,
     /// How long a bid's price counts against its campaign's budget while
     /// the bid's win, bill or loss notice is awaited (ms): a notice that
     /// reaches the shard which bid settles it at once; one that reaches
@@ -365,6 +375,7 @@ impl Default for BidderConfig {
             cpc_cap_multiple: 3.0,
             max_scored: 16,
             max_batch: 32,
+            batch_budget_us: 0,
             hold_ms: 5_000,
             secure_url: String::new(),
             nbr: false,

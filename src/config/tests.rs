@@ -47,6 +47,10 @@ fn invalid_values_are_named() {
         ("[server]\ncores = \"3-1\"", "server.cores"),
         ("[server]\nmax_connections = 0", "server.max_connections"),
         ("[bidder]\nmax_batch = 0", "bidder.max_batch"),
+        (
+            "[bidder]\nbatch_budget_us = 100001",
+            "bidder.batch_budget_us",
+        ),
         ("[bidder]\nmax_scored = 0", "bidder.max_scored"),
         ("[[shard]]\ncore = 0\n[[shard]]\ncore = 0", "shard[1].core"),
         (

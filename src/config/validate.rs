@@ -86,6 +86,12 @@ impl Config {
         if b.max_batch == 0 || b.max_batch > 1024 {
             return Err(invalid("bidder.max_batch", "must be between 1 and 1024"));
         }
+        if b.batch_budget_us > 100_000 {
+            return Err(invalid(
+                "bidder.batch_budget_us",
+                "must be at most 100000 (100 ms; 0 for no budget)",
+            ));
+        }
         if !(b.secure_url.is_empty() || b.secure_url.starts_with("https://")) {
             return Err(invalid("bidder.secure_url", "must be an https:// URL"));
         }
