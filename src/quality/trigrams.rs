@@ -16,9 +16,9 @@ use regex_syntax::hir::{Hir, HirKind};
 
 /// Bits of the table index: three 5-bit byte classes. The pieces that may
 /// occur anywhere are a byte per index (32 KB, of which a browser's user
-/// agent touches a few lines): a byte load and an OR per position, 1.5-1.9x
+/// agent touches a few lines): a byte load and an OR per position, 1.4-2.1x
 /// faster than testing a bit of a 4 KB table (a scratch program over the
-/// 2,072 browser fixtures, 2026-11-30).
+/// 2,072 browser fixtures, 2026-11-30; README, Benchmarks).
 const BITS: u32 = 15;
 
 /// Browser user agents the pieces are chosen to avoid (frequent browsers,
