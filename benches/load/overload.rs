@@ -171,7 +171,10 @@ fn main() {
     // Requests scheduled in the first WARMUP seconds are sent but not
     // counted: connections opening, the server's first allocations.
     let warmup: f64 = env("WARMUP", 1.0);
-    let get: String = env("GET", String::new());
+    // GET=<path>: every request is that one GET, built once.
+    let get: Option<Rc<str>> = Some(env("GET", String::new()))
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("GET {p} HTTP/1.1\r\nHost: t\r\n\r\n").into());
     let bodies = std::rc::Rc::new(bodies());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -204,17 +207,22 @@ fn main() {
                         let mut k = c;
                         while due < end {
                             let late = sched.wait(c, due).await;
-                            let body = bodies[k % bodies.len()]
-                                .replacen("\"id\"", &format!("\"id\":\"ol-{c}-{k}\",\"x_id\""), 1);
-                            k += conns;
-                            let req = if get.is_empty() {
-                                format!(
-                                    "POST /openrtb2/bid HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                                    body.len()
-                                )
-                            } else {
-                                format!("GET {get} HTTP/1.1\r\nHost: t\r\n\r\n")
+                            let req: Rc<str> = match &get {
+                                Some(g) => g.clone(),
+                                None => {
+                                    let body = bodies[k % bodies.len()].replacen(
+                                        "\"id\"",
+                                        &format!("\"id\":\"ol-{c}-{k}\",\"x_id\""),
+                                        1,
+                                    );
+                                    format!(
+                                        "POST /openrtb2/bid HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                                        body.len()
+                                    )
+                                    .into()
+                                }
                             };
+                            k += conns;
                             if s.write_all(req.as_bytes()).await.is_err() {
                                 out.push((0, 0, late));
                                 break;

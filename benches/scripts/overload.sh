@@ -57,6 +57,13 @@ start_server() {
   wait_ok "http://127.0.0.1:$PORT/readyz" 60
 }
 stop_server() { kill "$APID"; wait "$APID" 2>/dev/null || true; APID=; }
+# drive PORT [ENV=VALUE...]: the open-loop generator at RATE from CLIENT_CPU.
+drive() {
+  local port=$1
+  shift
+  env "$@" TARGET="127.0.0.1:$port" RATE="$RATE" SECS="$SECS" CONNS="$CONNS" \
+    taskset -c "$CLIENT_CPU" "$GEN" --bench
+}
 
 start_server ADSHARD__OVERLOAD__ENABLED=false
 taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d10s -s benches/scripts/bid.lua "http://127.0.0.1:$PORT/openrtb2/bid" >"$TMP/wrk.out"
@@ -73,13 +80,13 @@ start_server
 sleep "${SETTLE:-20}"
 RATE=$(awk -v c="$CAP" -v f="$FACTOR" 'BEGIN {printf "%d", c * f}')
 echo "open loop at ${FACTOR}x: $RATE req/s for ${SECS} s over $CONNS connections"
-TARGET="127.0.0.1:$PORT" RATE=$RATE SECS=$SECS CONNS=$CONNS taskset -c "$CLIENT_CPU" "$GEN" --bench
+drive "$PORT"
 echo "metrics:"
 curl -sf "http://127.0.0.1:$PORT/metrics" |
   grep -E '^adshard_(shed_total|no_bids_total\{.*tmax|loop_lag_seconds|busy_ratio|shed_ratio)' | sed 's/^/  /'
 if [ "${WITH_HEALTHZ:-0}" = 1 ]; then
   echo "GET /healthz on the same server at the same rate:"
-  GET=/healthz TARGET="127.0.0.1:$PORT" RATE=$RATE SECS=$SECS CONNS=$CONNS taskset -c "$CLIENT_CPU" "$GEN" --bench
+  drive "$PORT" GET=/healthz
 fi
 stop_server
 
@@ -95,5 +102,5 @@ if [ "${WITH_NGINX:-0}" = 1 ]; then
   start_nginx "$N_PORT" /openrtb2/bid "$SERVER_CPU"
   wait_ok "http://127.0.0.1:$N_PORT/openrtb2/bid" 10
   echo "nginx (return 200) at the same rate:"
-  TARGET="127.0.0.1:$N_PORT" RATE=$RATE SECS=$SECS CONNS=$CONNS taskset -c "$CLIENT_CPU" "$GEN" --bench
+  drive "$N_PORT"
 fi

@@ -57,14 +57,15 @@ impl Api {
     /// per request (the rest wait for the next flush, after the answers
     /// are written).
     pub(super) fn bid_batch(&self) {
-        let started = std::time::Instant::now();
+        let budget_ns = self.cfg.bidder.batch_budget_us.saturating_mul(1000);
+        // Batches are timed only where a budget needs their cost.
+        let started = (budget_ns > 0).then(std::time::Instant::now);
         let jobs: Vec<Job> = {
             let mut queue = self.bids.borrow_mut();
-            let b = &self.cfg.bidder;
             let n = batch_len(
                 queue.len(),
-                b.max_batch,
-                b.batch_budget_us.saturating_mul(1000),
+                self.cfg.bidder.max_batch,
+                budget_ns,
                 self.batch_cost_ns.get(),
             );
             if queue.len() > n {
@@ -99,11 +100,13 @@ impl Api {
                 self.answer(&ix, &l.req, d, capnp, &l.dropped, &mut answers[l.job]);
             }
         }
-        let per = started.elapsed().as_nanos() as u64 / jobs.len() as u64;
-        self.batch_cost_ns.set(match self.batch_cost_ns.get() {
-            0 => per,
-            c => (c * 7 + per) / 8,
-        });
+        if let Some(t) = started {
+            let per = t.elapsed().as_nanos() as u64 / jobs.len() as u64;
+            self.batch_cost_ns.set(match self.batch_cost_ns.get() {
+                0 => per,
+                c => (c * 7 + per) / 8,
+            });
+        }
         for (job, r) in jobs.into_iter().zip(answers) {
             // A connection gone meanwhile drops its receiver: nothing to send.
             let _ = job.done.send(r);

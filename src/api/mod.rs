@@ -221,7 +221,8 @@ pub struct Api {
     /// Bid requests read since the last batch (see `bid.rs`).
     bids: RefCell<Vec<bid::Job>>,
     /// Recent cost of a batched bid request (ns, a moving average over
-    /// batches; 0 before the first), for `bidder.batch_budget_us`.
+    /// batches; 0 before the first, and while no budget is set), for
+    /// `bidder.batch_budget_us`.
     batch_cost_ns: std::cell::Cell<u64>,
     /// Raised to have the shard run the next batch.
     flush: Rc<crate::shard::FlushSignal>,
