@@ -147,6 +147,18 @@ fn bench_json(c: &mut Criterion, ix: &Index) {
             b.iter(|| decode_json(black_box(body)).unwrap().imp.len())
         });
     }
+    // The fixtures in turn through one decoder, as a shard sees a mix of
+    // requests (each fixture alone above keeps the branch predictor and the
+    // caches trained on one body): per request.
+    let bodies: Vec<Vec<u8>> = fixtures().into_iter().map(|(_, b)| b).collect();
+    let mut json = JsonDecoder::default();
+    let mut k = 0usize;
+    g.bench_function("decode/all_fixtures_in_turn", |b| {
+        b.iter(|| {
+            k = (k + 1) % bodies.len();
+            json.decode(black_box(&bodies[k])).unwrap().imp.len()
+        })
+    });
     let (_, body) = fixtures()
         .into_iter()
         .find(|(n, _)| n == "2.5_simple-banner")
