@@ -314,13 +314,13 @@ fn told(body: &mut Vec<u8>, dropped: &[openrtb::lenient::Dropped]) {
 
 /// How many of `queued` requests the next batch takes: at most `max`, and
 /// no more than `budget_ns` holds at `cost_ns` each (no budget when either
-/// is 0), but always one.
+/// is 0), but at least one of those queued (none when none is).
 fn batch_len(queued: usize, max: usize, budget_ns: u64, cost_ns: u64) -> usize {
     let fits = match (budget_ns, cost_ns) {
         (0, _) | (_, 0) => usize::MAX,
         (b, c) => usize::try_from(b / c).unwrap_or(usize::MAX),
     };
-    queued.min(max).min(fits).max(1)
+    queued.min(max.min(fits).max(1))
 }
 
 #[cfg(test)]
@@ -338,7 +338,10 @@ mod tests {
         assert_eq!(batch_len(40, 32, 250_000, 0), 32);
         // A request dearer than the whole budget still goes, alone.
         assert_eq!(batch_len(40, 32, 250_000, 900_000), 1);
-        // Fewer queued than fit: all of them.
+        // Fewer queued than fit: all of them; none queued: none (the
+        // queue is drained by this count).
         assert_eq!(batch_len(3, 32, 250_000, 25_000), 3);
+        assert_eq!(batch_len(0, 32, 250_000, 900_000), 0);
+        assert_eq!(batch_len(0, 32, 0, 0), 0);
     }
 }
