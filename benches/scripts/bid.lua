@@ -2,6 +2,7 @@
 --
 --   wrk -t1 -c64 -d10s -s benches/scripts/bid.lua http://127.0.0.1:8080/openrtb2/bid
 --   FIXTURES=/path/to/openrtb wrk ... (default: tests/fixtures/openrtb, run from the repository root)
+--   FIXTURES=dir NAMES="a.json b.json" wrk ...   (other files)
 --
 -- Each IAB example is loaded once; requests cycle through them with a fresh
 -- auction id, so the bidder sees distinct auctions (de-duplication, ids) while
@@ -17,6 +18,13 @@ local names = {
   "bid-request-2.6_pmp-with-direct-deal.json", "bid-request-2.6_simple-banner.json",
   "bid-request-2.6_video.json",
 }
+
+-- NAMES="a.json b.json": another list of files under FIXTURES (deploy/pgo.sh
+-- trains on tests/fixtures/corpus this way, not on the corpus benchmarks send).
+if os.getenv("NAMES") then
+  names = {}
+  for n in os.getenv("NAMES"):gmatch("%S+") do table.insert(names, n) end
+end
 
 local bodies = {}
 for _, n in ipairs(names) do
