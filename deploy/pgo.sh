@@ -62,6 +62,8 @@ GEN=target/pgo-gen/$TRIPLE/release/adshard
 TMP=$(mktemp -d)
 trap 'kill "${APID:-}" 2>/dev/null || true; rm -rf "$TMP" ${BENCH_SPOOL:+"$BENCH_SPOOL"}' EXIT
 PORT=${PORT:-18620}
+# The first CPU this script may use (a build host's cpuset need not hold CPU 0).
+CORE=${CORE:-$(taskset -pc $$ | awk -F': ' '{print $2}' | cut -d, -f1 | cut -d- -f1)}
 NAMES=$(cd tests/fixtures/corpus && ls ./*.json | grep -v expect.json | sed 's|^\./||' | tr '\n' ' ')
 "$GEN" gen-campaigns --count 20000 >"$TMP/campaigns.json"
 
@@ -69,7 +71,7 @@ train() { # binary, extra env for the server
   local bin=$1
   shift
   env "$@" LLVM_PROFILE_FILE="$RAW/adshard-%p-%m.profraw" ADSHARD__OVERLOAD__ENABLED=false ADSHARD_LOG=error \
-    "$bin" serve --listen "127.0.0.1:$PORT" --cores 0 &
+    "$bin" serve --listen "127.0.0.1:$PORT" --cores "$CORE" &
   APID=$!
   wait_ok "http://127.0.0.1:$PORT/healthz" 120
   FIXTURES=tests/fixtures/corpus NAMES="$NAMES" wrk -t1 -c32 -d15s -s benches/scripts/bid.lua \
