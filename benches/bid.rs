@@ -320,10 +320,6 @@ fn print_row(name: &str, h: &hdrhistogram::Histogram<u64>, bid: &str) {
     );
 }
 
-/// The invalid-traffic check of one bid request that passes (the common
-/// case, every check run): a browser user agent, a public IP, a user id;
-/// 256 IPs and users cycled so the rate table is not one hot slot. And the
-/// same request from a crawler (stops at the user agent).
 /// A banner request from browser `ua`, request `i` of a stream: its own
 /// public IP (81.2.0.1 on, 250 per /24) and its own user id.
 fn browser_request(i: usize, ua: &str) -> String {
@@ -349,6 +345,10 @@ fn unseen_pass(
     }
 }
 
+/// The invalid-traffic check of one bid request that passes (the common
+/// case, every check run): a browser user agent, a public IP, a user id;
+/// 256 IPs and users cycled so the rate table is not one hot slot. And the
+/// same request from a crawler (stops at the user agent).
 fn bench_ivt(c: &mut Criterion) {
     use adshard::quality::{Checker, Lists};
     let lists = Lists::shipped();
