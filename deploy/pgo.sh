@@ -34,7 +34,7 @@ cd "$(dirname "$0")/.."
 . benches/scripts/lib.sh
 need wrk wrk
 need curl curl
-source <(sed -n '/^apt_install()/,/^}/p;/^ORT_VERSION=/p;/^ensure_ort()/,/^}/p' deploy/dev.sh)
+. deploy/lib.sh
 ensure_ort
 
 TRIPLE=$(rustc -vV | awk '/^host:/ {print $2}')
@@ -60,8 +60,9 @@ RUSTFLAGS="-Cprofile-generate=$RAW" cargo build --release --locked --quiet \
 GEN=target/pgo-gen/$TRIPLE/release/adshard
 
 TMP=$(mktemp -d)
-trap 'kill "${APID:-}" 2>/dev/null || true; rm -rf "$TMP" ${BENCH_SPOOL:+"$BENCH_SPOOL"}' EXIT
+trap bench_cleanup EXIT
 PORT=${PORT:-18620}
+BOLT=${BOLT:-0}
 # The first CPU this script may use (a build host's cpuset need not hold CPU 0).
 CORE=${CORE:-$(taskset -pc $$ | awk -F': ' '{print $2}' | cut -d, -f1 | cut -d- -f1)}
 NAMES=$(cd tests/fixtures/corpus && ls ./*.json | grep -v expect.json | sed 's|^\./||' | tr '\n' ' ')
@@ -101,12 +102,12 @@ PROFILE=$PWD/target/pgo/adshard-$(sha256sum "$TMP/adshard.profdata" | cut -c1-16
 mv "$TMP/adshard.profdata" "$PROFILE"
 echo "pgo: optimised build" >&2
 RELOCS=""
-[ "${BOLT:-0}" = 1 ] && RELOCS=" -Clink-arg=-Wl,--emit-relocs"
+[ "$BOLT" = 1 ] && RELOCS=" -Clink-arg=-Wl,--emit-relocs"
 RUSTFLAGS="-Cprofile-use=$PROFILE$RELOCS" \
   cargo build --release --locked --quiet --target "$TRIPLE" --target-dir target/pgo-use
 USE=target/pgo-use/$TRIPLE/release/adshard
 
-if [ "${BOLT:-0}" != 1 ]; then
+if [ "$BOLT" != 1 ]; then
   cp "$USE" target/pgo/adshard
 else
   BOLT_BIN=$(tool llvm-bolt bolt)
