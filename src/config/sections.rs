@@ -423,6 +423,11 @@ pub struct ServerConfig {
     pub pin: bool,
     /// Microseconds an idle executor spins before parking (0 = park at once).
     pub spin_before_park_us: u64,
+    /// Set the shards' io_uring rings up with `IORING_SETUP_COOP_TASKRUN`
+    /// (Linux 5.19; an older kernel gets plain rings): a completion from
+    /// another core waits for the shard's next system call instead of
+    /// interrupting it, and the other core sends no IPI for it.
+    pub coop_taskrun: bool,
     /// listen(2) backlog per shard.
     pub backlog: u32,
     /// Open connections per shard beyond which new ones get 503 and close.
@@ -436,6 +441,7 @@ impl Default for ServerConfig {
             cores: Cores::All,
             pin: true,
             spin_before_park_us: 10_000,
+            coop_taskrun: true,
             backlog: 1024,
             max_connections: 10_000,
         }

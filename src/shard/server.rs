@@ -78,7 +78,9 @@ impl Server {
             } else {
                 Placement::Unbound
             };
-            let mut b = LocalExecutorBuilder::new(placement).name(&format!("shard-{}", s.id));
+            let mut b = LocalExecutorBuilder::new(placement)
+                .name(&format!("shard-{}", s.id))
+                .coop_taskrun(shared.config.server.coop_taskrun);
             if !s.spin_before_park.is_zero() {
                 b = b.spin_before_park(s.spin_before_park);
             }

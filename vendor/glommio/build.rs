@@ -9,17 +9,17 @@ fn main() {
 
     let liburing = match env::var("GLOMMIO_LIBURING_DIR") {
         Ok(path) => PathBuf::from(path).canonicalize().unwrap(),
-        Err(_) => {
-            Command::new("git")
-                .arg("submodule")
-                .arg("update")
-                .arg("--init")
-                .status()
-                .unwrap();
-
-            project.join("liburing")
-        }
+        // adshard: the vendored copy carries liburing's sources; upstream
+        // ran `git submodule update --init` here, which in this repository
+        // would act on adshard's own checkout.
+        Err(_) => project.join("liburing"),
     };
+
+    // adshard: rebuild the C parts when they change (the patch is in them).
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=rusturing.c");
+    println!("cargo:rerun-if-changed={}", liburing.join("src").display());
+    println!("cargo:rerun-if-env-changed=GLOMMIO_LIBURING_DIR");
 
     // Run the configure script in OUT_DIR to get `compat.h`
     let configured_include = configure(&liburing);

@@ -35,9 +35,16 @@ static inline bool sq_ring_needs_enter(struct io_uring *ring, unsigned *flags)
 	return false;
 }
 
+/*
+ * adshard: as in liburing 2.2 and later, a ring set up with
+ * IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG posts completions
+ * only when its task enters the kernel; IORING_SQ_TASKRUN says some wait,
+ * and a peek with an empty CQ enters to collect them.
+ */
 static inline bool cq_ring_needs_flush(struct io_uring *ring)
 {
-	return IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_CQ_OVERFLOW;
+	return IO_URING_READ_ONCE(*ring->sq.kflags) &
+		(IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN);
 }
 
 static int __io_uring_peek_cqe(struct io_uring *ring,

@@ -480,6 +480,9 @@ pub struct LocalExecutorBuilder {
     /// [`stall::DefaultStallDetectionHandler`] installs a signal handler for
     /// [`nix::libc::SIGUSR1`], so is disabled by default.
     detect_stalls: Option<Box<dyn stall::StallDetectionHandler + 'static>>,
+    /// adshard: set up the main and latency rings with
+    /// `IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG`.
+    coop_taskrun: bool,
 }
 
 impl LocalExecutorBuilder {
@@ -499,6 +502,7 @@ impl LocalExecutorBuilder {
             record_io_latencies: false,
             blocking_thread_pool_placement: PoolPlacement::from(placement),
             detect_stalls: None,
+            coop_taskrun: false,
         }
     }
 
@@ -506,6 +510,25 @@ impl LocalExecutorBuilder {
     #[must_use = "The builder must be built to be useful"]
     pub fn spin_before_park(mut self, spin: Duration) -> LocalExecutorBuilder {
         self.spin_before_park = Some(spin);
+        self
+    }
+
+    /// adshard: sets the executor's main and latency io_uring rings up with
+    /// `IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG` (Linux 5.19;
+    /// an older kernel refuses the flags and gets the plain rings).
+    ///
+    /// Without it, every completion that another CPU produces for these
+    /// rings (a socket's data arriving, a timer) interrupts this executor's
+    /// thread with an inter-processor interrupt to run the completion's
+    /// task work, and the sending CPU pays for the IPI. With it, the work
+    /// waits until the thread next enters the kernel: at its next system
+    /// call, at its next peek of an empty completion queue (the ring's
+    /// `IORING_SQ_TASKRUN` flag says work waits) or when it parks. A task
+    /// that runs long without either sees its completions later, as it
+    /// would see them anyway only once it yields. Default: off.
+    #[must_use = "The builder must be built to be useful"]
+    pub fn coop_taskrun(mut self, on: bool) -> LocalExecutorBuilder {
+        self.coop_taskrun = on;
         self
     }
 
@@ -624,6 +647,7 @@ impl LocalExecutorBuilder {
                 spin_before_park: self.spin_before_park,
                 thread_pool_placement: self.blocking_thread_pool_placement,
                 detect_stalls: self.detect_stalls,
+                coop_taskrun: self.coop_taskrun,
             },
         )?;
         le.init();
@@ -690,6 +714,7 @@ impl LocalExecutorBuilder {
         let detect_stalls = self.detect_stalls;
         let record_io_latencies = self.record_io_latencies;
         let blocking_thread_pool_placement = self.blocking_thread_pool_placement;
+        let coop_taskrun = self.coop_taskrun;
 
         Builder::new()
             .name(name)
@@ -705,6 +730,7 @@ impl LocalExecutorBuilder {
                         spin_before_park,
                         thread_pool_placement: blocking_thread_pool_placement,
                         detect_stalls,
+                        coop_taskrun,
                     },
                 )?;
                 le.init();
@@ -988,6 +1014,7 @@ impl LocalExecutorPoolBuilder {
                             spin_before_park,
                             thread_pool_placement: blocking_thread_pool_placement,
                             detect_stalls,
+                            coop_taskrun: false,
                         },
                     )?;
                     le.init();
@@ -1083,6 +1110,8 @@ pub struct LocalExecutorConfig {
     pub spin_before_park: Option<Duration>,
     pub thread_pool_placement: PoolPlacement,
     pub detect_stalls: Option<Box<dyn stall::StallDetectionHandler + 'static>>,
+    /// adshard: see [`LocalExecutorBuilder::coop_taskrun`].
+    pub coop_taskrun: bool,
 }
 
 /// Single-threaded executor.
@@ -1169,6 +1198,7 @@ impl LocalExecutor {
                 config.io_memory,
                 config.ring_depth,
                 config.record_io_latencies,
+                config.coop_taskrun,
                 blocking_thread,
             )?),
             stall_detector: RefCell::new(

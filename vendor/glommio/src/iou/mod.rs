@@ -92,6 +92,13 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// adshard: run completion task work when the ring's task next
+        /// enters the kernel instead of interrupting it with an IPI
+        /// (Linux 5.19).
+        const COOP_TASKRUN = 1 << 8;
+        /// adshard: with `COOP_TASKRUN`, flag `IORING_SQ_TASKRUN` in the
+        /// submission ring while such work waits (Linux 5.19).
+        const TASKRUN_FLAG = 1 << 9;
     }
 }
 

@@ -895,16 +895,39 @@ struct SleepableRing {
     in_kernel: usize,
 }
 
+/// adshard: a ring with `IORING_SETUP_COOP_TASKRUN |
+/// IORING_SETUP_TASKRUN_FLAG` when asked for and the kernel takes them (5.19
+/// and later; an older one refuses unknown flags with EINVAL and gets a plain
+/// ring, as glommio 0.9.0 makes). liburing's peek (src/queue.c) enters the
+/// kernel when `IORING_SQ_TASKRUN` says completions wait, so spinning on the
+/// completion queue still sees them.
+fn new_sleepable_ring(entries: u32, coop_taskrun: bool) -> io::Result<iou::IoUring> {
+    if coop_taskrun {
+        match iou::IoUring::new_with_flags(
+            entries,
+            iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::TASKRUN_FLAG,
+            iou::SetupFeatures::empty(),
+        ) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                warn!("io_uring: this kernel refuses IORING_SETUP_COOP_TASKRUN ({e}); plain rings");
+            }
+            ring => return ring,
+        }
+    }
+    iou::IoUring::new(entries)
+}
+
 impl SleepableRing {
     fn new(
         size: usize,
         name: &'static str,
+        coop_taskrun: bool,
         allocator: Rc<UringBufferAllocator>,
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring: new_sleepable_ring(size as _, coop_taskrun)?,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1288,6 +1311,7 @@ impl Reactor {
         notifier: Arc<sys::SleepNotifier>,
         mut io_memory: usize,
         ring_depth: usize,
+        coop_taskrun: bool,
         blocking_thread: BlockingThreadPool,
     ) -> crate::Result<Reactor, ()> {
         const MIN_MEMLOCK_LIMIT: u64 = 512 * 1024;
@@ -1306,11 +1330,21 @@ impl Reactor {
         let allocator = Rc::new(UringBufferAllocator::new(io_memory));
         let registry = vec![allocator.as_bytes()];
 
-        let main_ring =
-            SleepableRing::new(ring_depth, "main", allocator.clone(), source_map.clone())?;
+        let main_ring = SleepableRing::new(
+            ring_depth,
+            "main",
+            coop_taskrun,
+            allocator.clone(),
+            source_map.clone(),
+        )?;
         let poll_ring = PollRing::new(ring_depth, allocator.clone(), source_map.clone())?;
-        let mut latency_ring =
-            SleepableRing::new(ring_depth, "latency", allocator.clone(), source_map.clone())?;
+        let mut latency_ring = SleepableRing::new(
+            ring_depth,
+            "latency",
+            coop_taskrun,
+            allocator.clone(),
+            source_map.clone(),
+        )?;
 
         match main_ring.registrar().register_buffers_by_ref(&registry) {
             Err(x) => warn!("Error: registering buffers in the main ring. Skipping{x:#?}"),
