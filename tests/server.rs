@@ -107,7 +107,11 @@ fn a_spinning_shard_answers_with_and_without_coop_taskrun() {
                     .as_bytes(),
                 );
                 let resp = r.response();
-                assert_eq!((resp.status, resp.text()), (200, body), "coop_taskrun = {coop}");
+                assert_eq!(
+                    (resp.status, resp.text()),
+                    (200, body),
+                    "coop_taskrun = {coop}"
+                );
             }
         }
         srv.stop();
