@@ -52,20 +52,22 @@ fn routes_and_methods() {
     srv.stop();
 }
 
+/// `POST /e` with `body`, for the echo server.
+fn post_echo(body: &str) -> Vec<u8> {
+    format!(
+        "POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 #[test]
 fn pipelined_requests_answer_in_order_in_one_batch() {
     let srv = start_echo("");
     let mut r = Reader::new(connect(srv.local_addr()));
     let mut wire = Vec::new();
     for i in 0..20 {
-        let body = format!("body-{i}");
-        wire.extend_from_slice(
-            format!(
-                "POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        );
+        wire.extend_from_slice(&post_echo(&format!("body-{i}")));
     }
     wire.extend_from_slice(b"GET /last HTTP/1.1\r\nHost: t\r\n\r\n");
     r.send(&wire);
@@ -99,13 +101,7 @@ fn a_spinning_shard_answers_with_and_without_coop_taskrun() {
             let mut r = Reader::new(connect(srv.local_addr()));
             for i in 0..30 {
                 let body = format!("ping-{i}");
-                r.send(
-                    format!(
-                        "POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    )
-                    .as_bytes(),
-                );
+                r.send(&post_echo(&body));
                 let resp = r.response();
                 assert_eq!(
                     (resp.status, resp.text()),
