@@ -272,9 +272,9 @@ pub struct BidderConfig {
     /// Most bid requests decided together, with one CTR model run for all
     /// their candidates (those read in the same turn of the shard's event
     /// loop; more wait for the next batch, so a batch's time stays short).
-    /// 1: every request is decided alone. Default 32 (8 while each
-    /// arrival of a socket's data interrupted a shard in user space, before
-    /// `server.coop_taskrun`; README, Batches).
+    /// 1: every request is decided alone. Default 8: a longer batch keeps
+    /// the shard in user space while its sockets' data arrives, and each
+    /// arrival then interrupts it (README, Batches).
     pub max_batch: usize,
     /// How long one batch should take (us): a batch takes no more of the
     /// queued requests than the shard's recent cost per request fits in
@@ -376,7 +376,7 @@ impl Default for BidderConfig {
             notice_ttl: "72h".into(),
             cpc_cap_multiple: 3.0,
             max_scored: 16,
-            max_batch: 32,
+            max_batch: 8,
             batch_budget_us: 0,
             hold_ms: 5_000,
             secure_url: String::new(),
