@@ -61,11 +61,17 @@ bench_cleanup() {
 }
 
 # start_nginx PORT PATH CPU: one nginx worker (config, pid and log in TMP)
-# pinned to CPU, answering PATH with the 11-byte body adshard's /healthz sends.
+# pinned to CPU, answering PATH with the 11-byte body adshard's /healthz sends;
+# with NGINX_BODY=N, a JSON body of N bytes instead (a bid answer's size, for
+# a floor that moves as many bytes as the bids do: the 2.5 simple banner's
+# answer is about 1,300).
 start_nginx() {
   # nginx affinity is a bit string, rightmost bit = CPU 0.
-  local affinity
+  local affinity body='{"ok":true}'
   affinity=1$(printf '%*s' "$3" '' | tr ' ' 0)
+  if [ -n "${NGINX_BODY:-}" ]; then
+    body="{\"pad\":\"$(printf '%*s' $((NGINX_BODY - 10)) '' | tr ' ' x)\"}"
+  fi
   cat >"$TMP/nginx.conf" <<NGX
 worker_processes 1;
 worker_cpu_affinity $affinity;
@@ -80,7 +86,7 @@ http {
   keepalive_timeout 120s;
   server {
     listen 127.0.0.1:$1 reuseport backlog=1024;
-    location $2 { default_type application/json; return 200 '{"ok":true}'; }
+    location $2 { default_type application/json; return 200 '$body'; }
   }
 }
 NGX

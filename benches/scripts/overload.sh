@@ -21,7 +21,8 @@
 # 4. With WITH_NGINX=1 (nginx itself reads a variable named NGINX): one
 #    nginx worker answering `return 200` on SERVER_CPU, driven by the same
 #    generator at the same rate: the floor this machine and generator show
-#    (issue 12's latency goal is read against it).
+#    (issue 12's latency goal is read against it). NGINX_BODY=1300: nginx
+#    answers with a body of that many bytes (a bid answer's size).
 # 5. With WITH_HEALTHZ=1: before step 4, the same server answers GET /healthz
 #    at the same rate (its loop and network path without the bid work).
 set -euo pipefail
