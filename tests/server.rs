@@ -52,22 +52,20 @@ fn routes_and_methods() {
     srv.stop();
 }
 
-/// `POST /e` with `body`, for the echo server.
-fn post_echo(body: &str) -> Vec<u8> {
-    format!(
-        "POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
 #[test]
 fn pipelined_requests_answer_in_order_in_one_batch() {
     let srv = start_echo("");
     let mut r = Reader::new(connect(srv.local_addr()));
     let mut wire = Vec::new();
     for i in 0..20 {
-        wire.extend_from_slice(&post_echo(&format!("body-{i}")));
+        let body = format!("body-{i}");
+        wire.extend_from_slice(
+            format!(
+                "POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
     }
     wire.extend_from_slice(b"GET /last HTTP/1.1\r\nHost: t\r\n\r\n");
     r.send(&wire);
@@ -101,8 +99,7 @@ fn a_spinning_shard_answers_with_and_without_coop_taskrun() {
             let mut r = Reader::new(connect(srv.local_addr()));
             for i in 0..30 {
                 let body = format!("ping-{i}");
-                r.send(&post_echo(&body));
-                let resp = r.response();
+                let resp = post(&mut r, "/e", "text/plain", "", body.as_bytes());
                 assert_eq!(
                     (resp.status, resp.text()),
                     (200, body),
