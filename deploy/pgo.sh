@@ -31,10 +31,10 @@
 # (installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# benches/scripts/lib.sh sources deploy/lib.sh (apt_install, ensure_ort).
 . benches/scripts/lib.sh
 need wrk wrk
 need curl curl
-. deploy/lib.sh
 ensure_ort
 
 TRIPLE=$(rustc -vV | awk '/^host:/ {print $2}')

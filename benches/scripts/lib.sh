@@ -1,10 +1,13 @@
 # Shared by the benchmark scripts (sourced from the repository root).
 
+# apt_install, ensure_ort (deploy/dev.sh's and deploy/pgo.sh's as well).
+. deploy/lib.sh
+
 # need COMMAND PACKAGE: install the Debian package when the command is missing.
 need() {
   command -v "$1" >/dev/null 2>&1 && return
   echo "installing $2" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  apt_install "$2"
 }
 
 # The IAB examples the benchmarks send carry no device and few IPs: the IVT
