@@ -1,5 +1,6 @@
 //! CTR scoring cost per request: feature hashing for 20 candidates plus one
-//! batched ONNX Runtime run (target <= 5 us), beside batch sizes 1 and 64.
+//! batched ONNX Runtime run (target <= 5 us), beside batch sizes 1 and 64;
+//! the model run alone for 1, 16, 32 and 96 rows (a batch of 8 requests).
 //! Needs ORT_DYLIB_PATH (deploy/dev.sh sets it; `deploy/dev.sh bench scoring`).
 #![allow(clippy::unwrap_used)]
 
@@ -28,7 +29,7 @@ fn main() {
     let mut g = c.benchmark_group("score_request");
     let mut out = Vec::new();
     // What the bidder does per impression: one request row, one row per candidate.
-    let names: Vec<String> = (0..64).map(|k| format!("creative-{k}")).collect();
+    let names: Vec<String> = (0..96).map(|k| format!("creative-{k}")).collect();
     let build = |rows: &mut Vec<[i64; FEATURES]>, n: usize| {
         rows.clear();
         let base = scoring::request_row(&req, &req.imp[0], 13);
@@ -45,7 +46,8 @@ fn main() {
             })
         });
     }
-    for n in [1usize, 16, 32] {
+    // 96: a batch of 8 requests at 100k campaigns (12 rows an impression).
+    for n in [1usize, 16, 32, 96] {
         let mut rows = Vec::new();
         build(&mut rows, n);
         g.bench_with_input(BenchmarkId::new("predict_only", n), &rows, |b, rows| {
