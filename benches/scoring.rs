@@ -1,13 +1,19 @@
 //! CTR scoring cost per request: feature hashing for 20 candidates plus one
 //! batched ONNX Runtime run (target <= 5 us), beside batch sizes 1 and 64;
-//! the model run alone for 1, 16, 32 and 96 rows (a batch of 8 requests).
+//! the model run alone for 1, 16, 32 and 96 rows (a batch of 8 requests);
+//! and a batch of 8 IAB requests decided with the model, as a shard does
+//! (`decide_batch`, decode excluded), against the built-in campaigns and
+//! 100k synthetic ones: the bidder's own cost per request at index scale.
 //! Needs ORT_DYLIB_PATH (deploy/dev.sh sets it; `deploy/dev.sh bench scoring`).
 #![allow(clippy::unwrap_used)]
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use adshard::openrtb::decode_json;
+use adshard::adserve::{decide_batch, Now, ShardState};
+use adshard::config::BidderConfig;
+use adshard::index::{synth, Index};
+use adshard::openrtb::{decode_json, BidRequest};
 use adshard::scoring::{self, CtrModel, FEATURES};
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
@@ -65,5 +71,45 @@ fn main() {
         });
     }
     g.finish();
+    bench_batch(&mut c, &mut model);
     c.final_summary();
+}
+
+/// The requests `benches/scripts/bid.lua` sends, in its order.
+fn corpus() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = adshard::testkit::fixtures::bid_requests()
+        .into_iter()
+        .filter(|(n, _)| !n.contains("native"))
+        .map(|(_, b)| b)
+        .collect();
+    v.push(adshard::testkit::fixtures::corpus(
+        "native-1.0_iab-2.5-example-with-assets.json",
+    ));
+    v
+}
+
+/// `decide_batch` with the model over batches of 8 requests (the corpus in
+/// turn), per batch; divide by 8 for a request.
+fn bench_batch(c: &mut Criterion, model: &mut scoring::Scorer) {
+    let bodies = corpus();
+    let reqs: Vec<BidRequest<'_>> = bodies.iter().map(|b| decode_json(b).unwrap()).collect();
+    let built_in = Index::parse(adshard::api::EMBEDDED_CAMPAIGNS, "campaigns.toml").unwrap();
+    let mut g = c.benchmark_group("decide_batch_of_8_scored");
+    g.throughput(Throughput::Elements(8));
+    for (name, file) in [("built_in", built_in), ("100k", synth::campaigns(100_000, 1))] {
+        let ix = Index::build(file, 1).unwrap();
+        let cfg = BidderConfig::default();
+        let mut st = ShardState::new(0, 1, &cfg);
+        let mut k = 0;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let batch: Vec<&BidRequest<'_>> =
+                    (0..8).map(|i| &reqs[(k + i) % reqs.len()]).collect();
+                k += 8;
+                let m: &mut dyn CtrModel = model;
+                decide_batch(&ix, &mut st, black_box(&batch), &cfg, Now::wall(), Some(m)).len()
+            })
+        });
+    }
+    g.finish();
 }
