@@ -113,6 +113,14 @@ impl Gathered<'_, '_> {
                 return;
             }
             if eligible(self.ctx, pos, st) && deal_allows(ix, pos, deal, self.pmp) {
+                if self.scored.capacity() == 0 {
+                    // Room for the usual count at once rather than growing
+                    // through 4, 8, 16 (a large index fills `max_scored`).
+                    let k = self.ctx.cfg.max_scored.max(1) + 1;
+                    self.scored.reserve(k);
+                    self.seen.reserve(k);
+                    self.top.reserve(k);
+                }
                 self.seen.push(pos);
                 self.scored.push(Cpc { pos, deal, floor });
                 if rule {
