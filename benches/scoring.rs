@@ -96,7 +96,10 @@ fn bench_batch(c: &mut Criterion, model: &mut scoring::Scorer) {
     let built_in = Index::parse(adshard::api::EMBEDDED_CAMPAIGNS, "campaigns.toml").unwrap();
     let mut g = c.benchmark_group("decide_batch_of_8_scored");
     g.throughput(Throughput::Elements(8));
-    for (name, file) in [("built_in", built_in), ("100k", synth::campaigns(100_000, 1))] {
+    for (name, file) in [
+        ("built_in", built_in),
+        ("100k", synth::campaigns(100_000, 1)),
+    ] {
         let ix = Index::build(file, 1).unwrap();
         let cfg = BidderConfig::default();
         let mut st = ShardState::new(0, 1, &cfg);
