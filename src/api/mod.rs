@@ -242,11 +242,11 @@ impl std::fmt::Debug for Api {
     }
 }
 
-/// How often a shard publishes its report counters (when they changed).
+/// How often a shard publishes the report counters that changed.
 const REPORT_PUBLISH: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The shard's report counters, and the task (on this shard's executor)
-/// that publishes them to `board` when they changed.
+/// that publishes the rows that changed to `board`.
 fn publish_reports(
     shard: usize,
     board: &Arc<crate::quality::report::Board>,
@@ -257,9 +257,7 @@ fn publish_reports(
         loop {
             glommio::timer::sleep(REPORT_PUBLISH).await;
             let now_hour = crate::adserve::Now::wall().secs / 3600;
-            if let Some(rows) = h.borrow_mut().take_snapshot(now_hour) {
-                board.publish(shard, rows);
-            }
+            h.borrow_mut().publish(&board, shard, now_hour);
         }
     })
     .detach();
