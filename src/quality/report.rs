@@ -179,27 +179,16 @@ impl Board {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::Kind;
 
     const HOUR: u64 = 493_000;
 
+    /// A bid for `campaign` (creative `cr-<campaign>`) in `hour`.
     fn bid(campaign: u64, hour: u64) -> Event {
         Event {
-            id: 1,
-            kind: Kind::Bid,
             ts_micros: (hour * 3600 + 5) as i64 * 1_000_000,
-            shard: 0,
-            auction_id: "a".into(),
-            imp_id: "1".into(),
             campaign_id: campaign,
             creative_id: format!("cr-{campaign}"),
-            price_micros: 0,
-            currency: String::new(),
-            spend_micros: 0,
-            bid_id: String::new(),
-            freq_key: 0,
-            freq_window: 0,
-            test: false,
+            ..crate::testkit::events::bid(campaign)
         }
     }
 
