@@ -99,24 +99,10 @@ impl Hourly {
     /// wait for the next publish: the shard never waits).
     pub fn publish(&mut self, board: &Board, i: usize, now_hour: u64) {
         let delta = self.take_delta(now_hour);
-        if self.pending.is_empty() {
-            self.pending = delta;
-        } else {
-            self.pending.extend(delta);
+        self.pending.extend(delta);
+        if !self.pending.is_empty() {
+            board.try_apply(i, &mut self.pending);
         }
-        if !self.pending.is_empty() && board.try_apply(i, &mut self.pending) {
-            self.pending = Vec::new();
-        }
-    }
-
-    /// Rows held.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// Whether no row is held.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 }
 
@@ -136,17 +122,17 @@ impl Board {
         }
     }
 
-    /// Applies shard `i`'s changes in order (draining `delta`); false, and
-    /// nothing applied, when a reader holds that shard's rows.
-    pub fn try_apply(&self, i: usize, delta: &mut Delta) -> bool {
+    /// Applies shard `i`'s changes in order, draining `delta`; leaves it
+    /// as it is when a reader holds that shard's rows.
+    pub fn try_apply(&self, i: usize, delta: &mut Delta) {
         let Some(s) = self.shards.get(i) else {
             delta.clear();
-            return true;
+            return;
         };
         let mut rows = match s.try_lock() {
             Ok(r) => r,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return false,
+            Err(std::sync::TryLockError::WouldBlock) => return,
         };
         for (k, v) in delta.drain(..) {
             match v {
@@ -158,7 +144,6 @@ impl Board {
                 }
             }
         }
-        true
     }
 
     /// The shards' rows summed by key, for hours `from..to`.
@@ -217,7 +202,7 @@ mod tests {
         assert_eq!(d[0].0.campaign, 2);
         assert_eq!(d[0].1.map(|c| c.bids), Some(3));
         assert!(h.take_delta(HOUR).is_empty(), "nothing changed");
-        assert_eq!(h.len(), 3);
+        assert_eq!(h.rows.len(), 3);
     }
 
     #[test]
@@ -235,9 +220,9 @@ mod tests {
         // next the rest; the newer hour stays.
         let later = HOUR + KEEP_HOURS;
         h.publish(&board, 0, later);
-        assert_eq!(h.len() as u64, n + 1 - DROP_PER_PUBLISH as u64);
+        assert_eq!(h.rows.len() as u64, n + 1 - DROP_PER_PUBLISH as u64);
         h.publish(&board, 0, later);
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.rows.len(), 1);
         let left = board.merged(0, u64::MAX);
         assert_eq!(left.len(), 1);
         assert!(left.keys().all(|k| k.hour == HOUR + 1 && k.campaign == 7));
