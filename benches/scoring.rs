@@ -75,7 +75,8 @@ fn main() {
     c.final_summary();
 }
 
-/// The requests `benches/scripts/bid.lua` sends, in its order.
+/// The requests `benches/scripts/bid.lua` sends (the native example from
+/// the corpus, with its assets), sorted by name with the native one last.
 fn corpus() -> Vec<Vec<u8>> {
     let mut v: Vec<Vec<u8>> = adshard::testkit::fixtures::bid_requests()
         .into_iter()

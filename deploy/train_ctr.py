@@ -14,9 +14,10 @@ two sides agree bit for bit. The ONNX graph takes int64 bucket indices
 
 GatherElements rather than Gather: ONNX Runtime's Gather copies each index's
 element with its own memcpy call (about 130 ns a row of 13 here), where
-GatherElements indexes in a typed loop (about 28 ns). To weigh a graph
-variant: `ADSHARD_BENCH_MODEL=<file.onnx> cargo bench --bench scoring`. Row sums are a Gemm with ones (the bias its C input):
-cheaper than ReduceSum, and one node for MatMul + Add.
+GatherElements indexes in a typed loop (about 28 ns). Row sums are a Gemm
+with ones (the bias its C input): cheaper than ReduceSum, and one node for
+MatMul + Add. To weigh a graph variant:
+`ADSHARD_BENCH_MODEL=<file.onnx> cargo bench --bench scoring`.
 
 Training: shuffled 80/20 split (seed 7), Adagrad SGD on log-loss with L2,
 a few epochs. Prints validation AUC and log-loss next to a constant-rate
