@@ -1,4 +1,5 @@
-//! The system calls the server makes directly: the process's CPU affinity,
+//! The system calls the server makes directly: the process's CPU affinity
+//! (read, and set for the thread that starts the helpers),
 //! adopting a listening socket into Glommio, `shutdown(2)` on a
 //! connection's socket during a drain, and the change stamp of a file the
 //! loaders watch. Every `unsafe` block of the crate
@@ -34,6 +35,29 @@ pub fn allowed_cores() -> Vec<usize> {
         // SAFETY: CPU_ISSET reads within the set for any index below CPU_SETSIZE.
         .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
         .collect()
+}
+
+/// Restricts the calling thread to `cores` (threads it spawns afterwards
+/// inherit the mask). Cores past `CPU_SETSIZE` are ignored; an empty list
+/// changes nothing.
+pub fn set_thread_cores(cores: &[usize]) -> std::io::Result<()> {
+    if cores.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: as in `allowed_cores`: zeroed is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cores.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+        // SAFETY: CPU_SET writes within the set for an index below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: pid 0 is this thread; the pointer and size describe `set`,
+    // which sched_setaffinity only reads.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Hands a bound, listening TCP socket to Glommio, which closes it on drop.

@@ -1,4 +1,5 @@
-//! The real binary: start-up errors name the key, SIGTERM drains and exits 0.
+//! The real binary: start-up errors name the key, SIGTERM drains and exits 0,
+//! helper threads keep off the shards' cores.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -280,4 +281,85 @@ fn spool_dump_salvages_events_before_damage() {
     assert_eq!(lines[19]["spend_micros"], 7);
     assert!(err.contains(&format!("damaged at byte {good}")), "{err}");
     assert!(err.contains("20 events before it"), "{err}");
+}
+
+/// Threads of process `pid` by name, each with the cores it may run on.
+fn thread_cores(pid: u32) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = t.unwrap().path();
+        let (Ok(comm), Ok(status)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("status")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap();
+        let cores = adshard::config::parse_core_spec(list).unwrap().unwrap();
+        out.push((comm.trim().to_string(), cores));
+    }
+    out
+}
+
+/// With pinned shards on some of its cores, the server's helper threads
+/// (index loader, spool writer, admin listener) run on the others: a
+/// reload or a spool write never takes a shard's core, where it would hold
+/// it for a scheduler tick (4 ms at HZ=250) while requests wait.
+#[test]
+fn helper_threads_run_off_the_shards_cores() {
+    // `process::serve` puts its one shard on core 0.
+    let (allowed, shard_core) = (adshard::sys::allowed_cores(), 0);
+    assert!(
+        allowed.len() >= 2 && allowed.contains(&shard_core),
+        "this test needs core 0 and another to tell shard from helper, has {allowed:?}"
+    );
+    let spool = adshard::testkit::scratch::dir("cli-helpers");
+    let (server, _addr) = adshard::testkit::process::serve(
+        BIN,
+        &spool,
+        &[
+            ("ADSHARD__SERVER__PIN", "true"),
+            ("ADSHARD__ADMIN__LISTEN", "127.0.0.1:0"),
+            ("ADSHARD__ADMIN__TOKEN", "helper-test-token-0123456789"),
+        ],
+    );
+    // Its address is logged as the listeners are bound, before the shards start.
+    let t = Instant::now();
+    let threads = loop {
+        let threads = thread_cores(server.0.id());
+        if threads.iter().any(|(n, _)| n.starts_with("shard-0"))
+            || t.elapsed() > Duration::from_secs(10)
+        {
+            break threads;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let helpers: Vec<usize> = allowed
+        .iter()
+        .copied()
+        .filter(|&c| c != shard_core)
+        .collect();
+    let named = |prefix: &str| -> Vec<&Vec<usize>> {
+        threads
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(_, c)| c)
+            .collect()
+    };
+    for name in ["index-loader", "spool-0", "admin"] {
+        let found = named(name);
+        assert!(!found.is_empty(), "no {name} thread among {threads:?}");
+        for cores in found {
+            assert_eq!(cores, &helpers, "{name} thread's cores ({threads:?})");
+        }
+    }
+    let shards = named("shard-0");
+    assert!(!shards.is_empty(), "no shard thread among {threads:?}");
+    assert!(
+        shards.iter().any(|c| c.as_slice() == [shard_core]),
+        "the shard is pinned to core {shard_core}: {threads:?}"
+    );
 }

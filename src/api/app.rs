@@ -175,6 +175,9 @@ pub struct App {
 impl App {
     /// Loads campaigns, starts the loader thread and the shards.
     pub fn start(cfg: Config) -> Result<App, StartError> {
+        let allowed = crate::sys::allowed_cores();
+        // The helper threads start on the cores without a shard.
+        let helpers = HelperPlacement::enter(cfg.helper_cores(&allowed)?, allowed);
         let source = match &cfg.campaigns.path {
             Some(p) => Source::File(p.clone()),
             None => Source::Embedded(EMBEDDED_CAMPAIGNS),
@@ -182,7 +185,7 @@ impl App {
         let poll = std::time::Duration::from_millis(cfg.campaigns.reload_poll_ms);
         let (index, loader) = loader::start(source, poll, cfg.campaigns.max_shrink)
             .map_err(|e| invalid("campaigns.path", e.to_string()))?;
-        match Self::start_rest(cfg, index.clone()) {
+        match Self::start_rest(cfg, index.clone(), helpers) {
             Ok((server, deps, admin, store)) => Ok(App {
                 server,
                 deps,
@@ -203,8 +206,9 @@ impl App {
     fn start_rest(
         cfg: Config,
         index: IndexHandle,
+        helpers: HelperPlacement,
     ) -> Result<(Server, Deps, Option<AdminServer>, Store), StartError> {
-        let shards = cfg.shards(&crate::sys::allowed_cores())?.len();
+        let shards = cfg.shards(&helpers.allowed)?.len();
         let board = Arc::new(SpendBoard::new(shards));
         // Before the event writer: the fleet's first sync (which creates the
         // schema when configured) is done, or has timed out, before any bid.
@@ -341,6 +345,9 @@ impl App {
         // Each shard takes its own sink; only shards hold them, so the writers
         // finish once every shard has stopped.
         let sinks = std::sync::Mutex::new(sinks.into_iter().map(Some).collect::<Vec<_>>());
+        // Every helper has started: the shards (and with `server.pin` off,
+        // unpinned ones) start from the mask this thread had.
+        drop(helpers);
         let server = Server::start(cfg, move |ctx: &ShardCtx| {
             let sink = sinks
                 .lock()
@@ -503,4 +510,39 @@ fn restore_from_spool(
     };
     restored.from_spool = restored.add_capped(capped, shards);
     restored
+}
+
+/// While held, the thread starting the server runs on the helper cores, so
+/// that every helper thread it spawns (and every thread those spawn)
+/// inherits that mask; dropping it restores the mask the thread had. A
+/// mask the system refuses is logged and the helpers run anywhere.
+struct HelperPlacement {
+    /// The cores the thread may use otherwise (restored on drop).
+    allowed: Vec<usize>,
+    moved: bool,
+}
+
+impl HelperPlacement {
+    fn enter(cores: Vec<usize>, allowed: Vec<usize>) -> HelperPlacement {
+        let moved = !cores.is_empty()
+            && crate::sys::set_thread_cores(&cores)
+                .map_err(|e| {
+                    tracing::warn!(?cores, error = %e, "helper threads not moved off the shards' cores");
+                })
+                .is_ok();
+        if moved {
+            tracing::debug!(?cores, "helper threads run on the cores without a shard");
+        }
+        HelperPlacement { allowed, moved }
+    }
+}
+
+impl Drop for HelperPlacement {
+    fn drop(&mut self) {
+        if self.moved {
+            if let Err(e) = crate::sys::set_thread_cores(&self.allowed) {
+                tracing::warn!(error = %e, "cannot restore the starting thread's cores");
+            }
+        }
+    }
 }

@@ -121,6 +121,23 @@ impl Config {
         })
     }
 
+    /// The cores the server's helper threads (index, model and list
+    /// loaders, spool and database writers, fleet sync, admin listener) run
+    /// on: those of `allowed` that run no shard, so that a helper never
+    /// takes a shard's core from it. Empty (no restriction) when shards are
+    /// not pinned or every allowed core runs one.
+    pub fn helper_cores(&self, allowed: &[usize]) -> Result<Vec<usize>, ConfigError> {
+        if !self.server.pin {
+            return Ok(Vec::new());
+        }
+        let shards: Vec<usize> = self.shards(allowed)?.iter().map(|s| s.core).collect();
+        Ok(allowed
+            .iter()
+            .copied()
+            .filter(|c| !shards.contains(c))
+            .collect())
+    }
+
     /// One [`ShardSettings`] per configured core, after `[[shard]]` overrides.
     /// `allowed` is the set of cores this process may run on.
     pub fn shards(&self, allowed: &[usize]) -> Result<Vec<ShardSettings>, ConfigError> {

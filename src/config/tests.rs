@@ -73,6 +73,20 @@ fn invalid_values_are_named() {
 }
 
 #[test]
+fn helpers_take_the_cores_without_a_shard() {
+    let c = parse("[server]\ncores = \"1-2\"").unwrap();
+    assert_eq!(c.helper_cores(&[0, 1, 2, 3]).unwrap(), vec![0, 3]);
+    // Every allowed core runs a shard: helpers go where the system puts them.
+    let c = parse("[server]\ncores = \"all\"").unwrap();
+    assert!(c.helper_cores(&[0, 1]).unwrap().is_empty());
+    // Unpinned shards may run anywhere, so helpers are not confined either.
+    let c = parse("[server]\ncores = [0]\npin = false").unwrap();
+    assert!(c.helper_cores(&[0, 1]).unwrap().is_empty());
+    let e = parse("[server]\ncores = [4]").unwrap().helper_cores(&[0, 1]);
+    assert!(e.unwrap_err().to_string().contains("server.cores"));
+}
+
+#[test]
 fn cores_and_overrides() {
     let c = parse("[server]\ncores = \"0-1\"\nspin_before_park_us = 5\n[[shard]]\ncore = 1\nspin_before_park_us = 0\nmax_connections = 7").unwrap();
     let s = c.shards(&[0, 1]).unwrap();
