@@ -82,7 +82,9 @@ fn helpers_take_the_cores_without_a_shard() {
     // Unpinned shards may run anywhere, so helpers are not confined either.
     let c = parse("[server]\ncores = [0]\npin = false").unwrap();
     assert!(c.helper_cores(&[0, 1]).unwrap().is_empty());
-    let e = parse("[server]\ncores = [4]").unwrap().helper_cores(&[0, 1]);
+    let e = parse("[server]\ncores = [4]")
+        .unwrap()
+        .helper_cores(&[0, 1]);
     assert!(e.unwrap_err().to_string().contains("server.cores"));
 }
 
