@@ -1,5 +1,5 @@
 //! The system calls the server makes directly: the process's CPU affinity
-//! (read, and set for the thread that starts the helpers),
+//! (read, and set for the helper threads),
 //! adopting a listening socket into Glommio, `shutdown(2)` on a
 //! connection's socket during a drain, and the change stamp of a file the
 //! loaders watch. Every `unsafe` block of the crate

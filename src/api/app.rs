@@ -176,15 +176,17 @@ impl App {
     /// Loads campaigns, starts the loader thread and the shards.
     pub fn start(cfg: Config) -> Result<App, StartError> {
         let allowed = crate::sys::allowed_cores();
-        // The helper threads start on the cores without a shard.
-        let helpers = HelperPlacement::enter(cfg.helper_cores(&allowed)?, allowed);
+        let helper_cores = cfg.helper_cores(&allowed)?;
         let source = match &cfg.campaigns.path {
             Some(p) => Source::File(p.clone()),
             None => Source::Embedded(EMBEDDED_CAMPAIGNS),
         };
         let poll = std::time::Duration::from_millis(cfg.campaigns.reload_poll_ms);
-        let (index, loader) = loader::start(source, poll, cfg.campaigns.max_shrink)
-            .map_err(|e| invalid("campaigns.path", e.to_string()))?;
+        let (index, loader) =
+            loader::start(source, poll, cfg.campaigns.max_shrink, helper_cores.clone())
+                .map_err(|e| invalid("campaigns.path", e.to_string()))?;
+        // The other helper threads start on the cores without a shard.
+        let helpers = HelperPlacement::enter(helper_cores, allowed);
         match Self::start_rest(cfg, index.clone(), helpers) {
             Ok((server, deps, admin, store)) => Ok(App {
                 server,

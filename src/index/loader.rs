@@ -134,11 +134,15 @@ fn read(path: &PathBuf) -> Result<String, IndexError> {
     })
 }
 
-/// Loads the initial index (failing start-up on error) and starts the thread.
+/// Loads the initial index on the calling thread (failing start-up on
+/// error; before any shard serves, so on every core it may use) and starts
+/// the loader thread on `cores` (the helper cores; empty: anywhere), where
+/// every later build runs.
 pub fn start(
     source: Source,
     poll: Duration,
     max_shrink: f64,
+    cores: Vec<usize>,
 ) -> Result<(IndexHandle, std::thread::JoinHandle<()>), IndexError> {
     let (text, origin) = match &source {
         Source::Embedded(t) => (t.to_string(), "embedded campaigns".to_string()),
@@ -165,7 +169,12 @@ pub fn start(
     };
     let thread = std::thread::Builder::new()
         .name("index-loader".into())
-        .spawn(move || run(source, poll, max_shrink, rx, current, status))
+        .spawn(move || {
+            if let Err(e) = crate::sys::set_thread_cores(&cores) {
+                tracing::warn!(?cores, error = %e, "index loader not moved off the shards' cores");
+            }
+            run(source, poll, max_shrink, rx, current, status)
+        })
         .map_err(|e| IndexError::Parse {
             origin: "index loader".into(),
             message: e.to_string(),
