@@ -33,8 +33,6 @@ pub struct Hourly {
     changed: Vec<Key>,
     /// Rows by the hour they count, to drop them when it expires.
     by_hour: BTreeMap<u64, Vec<Key>>,
-    /// Taken but not yet on the board (it was busy being read).
-    pending: Delta,
 }
 
 impl Hourly {
@@ -95,13 +93,27 @@ impl Hourly {
     }
 
     /// Takes the rows changed since the last publish and puts them on
-    /// `board` as shard `i`'s, unless a reader holds the board (then they
-    /// wait for the next publish: the shard never waits).
+    /// `board` as shard `i`'s, unless a reader holds the board: then they
+    /// stay listed as changed until the next publish (the shard never waits).
     pub fn publish(&mut self, board: &Board, i: usize, now_hour: u64) {
-        let delta = self.take_delta(now_hour);
-        self.pending.extend(delta);
-        if !self.pending.is_empty() {
-            board.try_apply(i, &mut self.pending);
+        let Some(s) = board.shards.get(i) else {
+            self.take_delta(now_hour);
+            return;
+        };
+        let mut rows = match s.try_lock() {
+            Ok(r) => r,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        for (k, v) in self.take_delta(now_hour) {
+            match v {
+                Some(c) => {
+                    rows.insert(k, c);
+                }
+                None => {
+                    rows.remove(&k);
+                }
+            }
         }
     }
 }
@@ -119,30 +131,6 @@ impl Board {
     pub fn new(shards: usize) -> Board {
         Board {
             shards: (0..shards).map(|_| Mutex::default()).collect(),
-        }
-    }
-
-    /// Applies shard `i`'s changes in order, draining `delta`; leaves it
-    /// as it is when a reader holds that shard's rows.
-    pub fn try_apply(&self, i: usize, delta: &mut Delta) {
-        let Some(s) = self.shards.get(i) else {
-            delta.clear();
-            return;
-        };
-        let mut rows = match s.try_lock() {
-            Ok(r) => r,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return,
-        };
-        for (k, v) in delta.drain(..) {
-            match v {
-                Some(c) => {
-                    rows.insert(k, c);
-                }
-                None => {
-                    rows.remove(&k);
-                }
-            }
         }
     }
 
