@@ -8,10 +8,11 @@
 # For each count, synthetic campaigns from `adshard gen-campaigns --count N`
 # (10: the embedded default set); adshard serves them with one shard on
 # SERVER_CPU (default 0), CTR scoring on (SCORING=false turns it off), and
-# wrk on CLIENT_CPU (default 1) POSTs the IAB corpus (benches/scripts/bid.lua). Rounds
-# alternate nginx (one worker, `return 200`, same core) and adshard; the table
-# gives medians: adshard req/s, bids per request (impressions bid, from /metrics),
-# nginx req/s, adshard / nginx, and adshard / adshard at the first count.
+# wrk on CLIENT_CPU (default 1) POSTs the IAB corpus (benches/scripts/bid.lua).
+# Each round runs nginx (one worker, `return 200`, same core) and then every
+# count's server, all started beforehand; the table gives medians: adshard
+# req/s, bids per request (impressions bid, from /metrics), nginx req/s, and
+# of each round's ratios adshard / nginx and adshard / adshard at the first count.
 # Needs: wrk, nginx (Debian: wrk nginx-light), taskset; installs them if missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,37 +42,67 @@ run() { # port -> req/s
   grep -q "Non-2xx" "$TMP/wrk.out" && { echo "non-2xx responses on port $1:" >&2; cat "$TMP/wrk.out" >&2; exit 1; }
   awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out"
 }
-metric() { # name-prefix -> sum over its samples
-  curl -sf "http://127.0.0.1:$A_PORT/metrics" | awk -v p="$1" 'index($0, p) == 1 {s += $NF} END {print s + 0}'
+metric() { # port name-prefix -> sum over its samples
+  curl -sf "http://127.0.0.1:$1/metrics" | awk -v p="$2" 'index($0, p) == 1 {s += $NF} END {print s + 0}'
 }
 
-rows=()
-first=""
-for n in "${COUNTS[@]}"; do
+# Every count's server runs from the start (each on its own port, all on
+# SERVER_CPU; an idle one parks), so that each round measures nginx and every
+# count back to back: this VM's speed moves 15-50% within minutes, and counts
+# measured one after another compared phases, not index sizes. The ratios are
+# medians of each round's own ratios.
+pids=(); ports=()
+for i in "${!COUNTS[@]}"; do
+  n=${COUNTS[$i]}; port=$((A_PORT + 2 * i))
+  [ "$port" != "$N_PORT" ] || port=$((port + 1))
   env=()
   if [ "$n" != 10 ]; then
-    "$BIN" gen-campaigns --count "$n" >"$TMP/campaigns.json"
-    env+=("ADSHARD__CAMPAIGNS__PATH=$TMP/campaigns.json")
+    "$BIN" gen-campaigns --count "$n" >"$TMP/campaigns-$n.json"
+    env+=("ADSHARD__CAMPAIGNS__PATH=$TMP/campaigns-$n.json")
   fi
   t0=$(date +%s%N)
   env "${env[@]}" ADSHARD__SCORING__ENABLED="$SCORING" ADSHARD__OVERLOAD__ENABLED=false ADSHARD_LOG=warn \
-    taskset -c "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$A_PORT" --cores "$SERVER_CPU" &
-  APID=$!
-  wait_ok "http://127.0.0.1:$A_PORT/healthz" 60
-  echo "$n campaigns: serving after $(( ($(date +%s%N) - t0) / 1000000 )) ms, RSS $(awk '/VmRSS/ {print $2 " " $3}' /proc/$APID/status)" >&2
-  DURATION=2 run "$N_PORT" >/dev/null; DURATION=2 run "$A_PORT" >/dev/null
-  ns=(); as=()
-  req0=$(metric 'adshard_http_requests_total{shard="0",route="bid"'); bid0=$(metric 'adshard_events_total{shard="0",kind="bid"')
-  for r in $(seq "$ROUNDS"); do
-    v=$(run "$N_PORT"); echo "  round $r nginx   $v req/s" >&2; ns+=("$v")
-    v=$(run "$A_PORT"); echo "  round $r adshard $v req/s" >&2; as+=("$v")
+    ADSHARD__EVENTS__SPOOL_DIR="$TMP/spool-$n" \
+    taskset -c "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$port" --cores "$SERVER_CPU" &
+  pids+=($!); ports+=("$port"); APID="${pids[*]}"
+  wait_ok "http://127.0.0.1:$port/healthz" 60
+  echo "$n campaigns: serving after $(( ($(date +%s%N) - t0) / 1000000 )) ms, RSS $(awk '/VmRSS/ {print $2 " " $3}' "/proc/${pids[$i]}/status")" >&2
+  DURATION=2 run "$port" >/dev/null
+done
+DURATION=2 run "$N_PORT" >/dev/null
+
+declare -A as req0 bid0
+ns=(); firsts=()
+for i in "${!COUNTS[@]}"; do
+  req0[$i]=$(metric "${ports[$i]}" 'adshard_http_requests_total{shard="0",route="bid"')
+  bid0[$i]=$(metric "${ports[$i]}" 'adshard_events_total{shard="0",kind="bid"')
+done
+for r in $(seq "$ROUNDS"); do
+  g=$(run "$N_PORT"); echo "  round $r nginx $g req/s" >&2; ns+=("$g")
+  order=("${!COUNTS[@]}")
+  # Odd rounds go up the counts, even rounds down (ABBA), so that no count
+  # always runs right after nginx or last in a round.
+  [ $((r % 2)) = 1 ] || order=($(printf '%s\n' "${order[@]}" | sort -rn))
+  for i in "${order[@]}"; do
+    v=$(run "${ports[$i]}"); echo "  round $r ${COUNTS[$i]} $v req/s" >&2
+    as[$i]="${as[$i]:-} $v"
+    [ "$i" != 0 ] || firsts+=("$v")
   done
-  req1=$(metric 'adshard_http_requests_total{shard="0",route="bid"'); bid1=$(metric 'adshard_events_total{shard="0",kind="bid"')
-  kill "$APID"; wait "$APID" 2>/dev/null || true; APID=""
-  mn=$(median "${ns[@]}"); ma=$(median "${as[@]}")
-  [ -n "$first" ] || first=$ma
-  rows+=("$(awk -v n="$n" -v a="$ma" -v g="$mn" -v f="$first" -v r="$((req1 - req0))" -v b="$((bid1 - bid0))" \
-    'BEGIN {printf "| %s | %.1fk | %.2f | %.1fk | %.3f | %.3f |", n, a/1000, r ? b/r : 0, g/1000, a/g, a/f}')")
+done
+
+pair() { # a-list b-list -> median of a[k]/b[k]
+  local -a a=($1) b=($2) q=()
+  for k in "${!a[@]}"; do q+=("$(awk -v x="${a[$k]}" -v y="${b[$k]}" 'BEGIN {print x / y}')"); done
+  median "${q[@]}"
+}
+rows=()
+for i in "${!COUNTS[@]}"; do
+  req1=$(metric "${ports[$i]}" 'adshard_http_requests_total{shard="0",route="bid"')
+  bid1=$(metric "${ports[$i]}" 'adshard_events_total{shard="0",kind="bid"')
+  ma=$(median ${as[$i]}); mn=$(median "${ns[@]}")
+  rg=$(pair "${as[$i]}" "${ns[*]}"); rf=$(pair "${as[$i]}" "${firsts[*]}")
+  rows+=("$(awk -v n="${COUNTS[$i]}" -v a="$ma" -v g="$mn" -v rg="$rg" -v rf="$rf" -v r="$((req1 - req0[$i]))" -v b="$((bid1 - bid0[$i]))" \
+    'BEGIN {printf "| %s | %.1fk | %.2f | %.1fk | %.3f | %.3f |", n, a/1000, r ? b/r : 0, g/1000, rg, rf}')")
 done
 echo "scoring=$SCORING conns=$CONNS duration=${DURATION}s rounds=$ROUNDS server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU"
 echo "| campaigns | adshard req/s | bids/req | nginx req/s | ratio | vs ${COUNTS[0]} |"

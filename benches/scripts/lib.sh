@@ -54,10 +54,12 @@ wait_ok() {
   exit 1
 }
 
-# With TMP set: the cleanup trap for a benchmark that runs adshard (APID)
+# With TMP set: the cleanup trap for a benchmark that runs adshard (APID: its
+# pid, or several separated by spaces)
 # beside nginx (TMP/nginx.pid), and removes TMP and the spool made above.
 bench_cleanup() {
-  [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true
+  # shellcheck disable=SC2086
+  [ -n "${APID:-}" ] && kill $APID 2>/dev/null || true
   [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$TMP" ${BENCH_SPOOL:+"$BENCH_SPOOL"}
