@@ -23,7 +23,8 @@
 #    generator at the same rate: the floor this machine and generator show
 #    (issue 12's latency goal is read against it). NGINX_BODY=1300: nginx
 #    answers with a body of that many bytes (a bid answer's size).
-# 5. With WITH_HEALTHZ=1: before step 4, the same server answers GET /healthz
+# 5. With PAUSE_DAMON=1 (root): the kernel's DAMON monitors are off for the run (below).
+# 6. With WITH_HEALTHZ=1: before step 4, the same server answers GET /healthz
 #    at the same rate (its loop and network path without the bid work).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,7 +43,22 @@ build_server
 cargo bench --bench overload --no-run --quiet 2>/dev/null
 GEN=$(ls -t target/release/deps/overload-* | grep -v '\.d$' | head -1)
 TMP=$(mktemp -d)
-trap bench_cleanup EXIT
+# PAUSE_DAMON=1 (root): kernel DAMON monitors that are on (this VM's platform
+# runs one, kdamond.0, paging out cold memory in stretches of 1.5-6 ms on
+# whatever core it lands) are turned off for the run and back on at exit, so
+# that the latency read is the servers', not the reclaim's.
+PAUSED=()
+if [ "${PAUSE_DAMON:-0}" = 1 ]; then
+  for st in /sys/kernel/mm/damon/admin/kdamonds/*/state; do
+    [ -w "$st" ] && [ "$(cat "$st")" = on ] || continue
+    echo off >"$st" && PAUSED+=("$st") && echo "paused DAMON: $st" >&2
+  done
+fi
+cleanup() {
+  for st in "${PAUSED[@]}"; do echo on >"$st" || echo "could not turn $st back on" >&2; done
+  bench_cleanup
+}
+trap cleanup EXIT
 
 if [ "$CAMPAIGNS" -gt 0 ]; then
   "$BIN" gen-campaigns --count "$CAMPAIGNS" > "$TMP/campaigns.json"
