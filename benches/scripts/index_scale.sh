@@ -96,10 +96,11 @@ pair() { # a-list b-list -> median of a[k]/b[k]
   median "${q[@]}"
 }
 rows=()
+mn=$(median "${ns[@]}")
 for i in "${!COUNTS[@]}"; do
   req1=$(metric "${ports[$i]}" 'adshard_http_requests_total{shard="0",route="bid"')
   bid1=$(metric "${ports[$i]}" 'adshard_events_total{shard="0",kind="bid"')
-  ma=$(median ${as[$i]}); mn=$(median "${ns[@]}")
+  ma=$(median ${as[$i]})
   rg=$(pair "${as[$i]}" "${ns[*]}"); rf=$(pair "${as[$i]}" "${firsts[*]}")
   rows+=("$(awk -v n="${COUNTS[$i]}" -v a="$ma" -v g="$mn" -v rg="$rg" -v rf="$rf" -v r="$((req1 - req0[$i]))" -v b="$((bid1 - bid0[$i]))" \
     'BEGIN {printf "| %s | %.1fk | %.2f | %.1fk | %.3f | %.3f |", n, a/1000, r ? b/r : 0, g/1000, rg, rf}')")

@@ -55,8 +55,8 @@ wait_ok() {
 }
 
 # With TMP set: the cleanup trap for a benchmark that runs adshard (APID: its
-# pid, or several separated by spaces)
-# beside nginx (TMP/nginx.pid), and removes TMP and the spool made above.
+# pid, or several separated by spaces) beside nginx (TMP/nginx.pid), and
+# removes TMP and the spool made above.
 bench_cleanup() {
   # shellcheck disable=SC2086
   [ -n "${APID:-}" ] && kill $APID 2>/dev/null || true
