@@ -32,6 +32,14 @@ fn campaign_file_reload_keeps_old_index_on_error() {
     let m = get(a, "/metrics").text();
     assert!(m.contains("adshard_index_reload_errors_total 1"), "{m}");
     assert!(m.contains("adshard_index_last_error{error="));
+    let postings = m
+        .lines()
+        .find_map(|l| l.strip_prefix("adshard_index_postings_bytes "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        postings.is_some_and(|b| b > 0),
+        "the index in service reports its posting lists' memory: {m}"
+    );
     let body = std::fs::read(format!("{FIXTURES}/bid-request-2.5_simple-banner.json")).unwrap();
     let mut r = Reader::new(connect(a));
     assert_eq!(

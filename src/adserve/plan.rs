@@ -189,10 +189,8 @@ pub(super) fn span(w: usize, range: &std::ops::Range<usize>) -> u64 {
 mod tests {
     use super::*;
 
-    fn set(n: usize, pos: &[usize]) -> Bitset {
-        let mut b = Bitset::new(n);
-        pos.iter().for_each(|&p| b.set(p));
-        b
+    fn set(n: usize, pos: &[u32]) -> Bitset {
+        Bitset::from_positions(n, pos.to_vec())
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct LoadStatus {
     pub loaded_at: u64,
     /// Milliseconds the last successful build took.
     pub build_ms: u64,
+    /// Bytes its posting lists hold.
+    pub postings_bytes: usize,
     /// Successful reloads after the first load.
     pub reloads: u64,
     /// Refused loads.
@@ -67,6 +69,13 @@ impl LoadStatus {
             "gauge",
             "Time the last successful index build took.",
             self.build_ms,
+        );
+        single(
+            out,
+            "adshard_index_postings_bytes",
+            "gauge",
+            "Bytes the posting lists of the index in service hold.",
+            self.postings_bytes,
         );
         single(
             out,
@@ -156,6 +165,7 @@ pub fn start(
         source: origin,
         loaded_at: now_secs(),
         build_ms: t0.elapsed().as_millis() as u64,
+        postings_bytes: first.postings_bytes(),
         ..Default::default()
     };
     tracing::info!(campaigns = first.len(), source = %status.source, "campaign index loaded");
@@ -261,6 +271,7 @@ fn run(
             match loaded {
                 Ok(ix) => {
                     let n = ix.len();
+                    let postings_bytes = ix.postings_bytes();
                     let old = current.swap(Arc::new(ix));
                     retired.push(old);
                     let mut st = LoadStatus::clone(&status.load());
@@ -269,6 +280,7 @@ fn run(
                     st.source = origin;
                     st.loaded_at = now_secs();
                     st.build_ms = t0.elapsed().as_millis() as u64;
+                    st.postings_bytes = postings_bytes;
                     st.reloads += 1;
                     st.last_error = None;
                     tracing::info!(version, campaigns = n, build_ms = st.build_ms, source = %st.source, "campaign index reloaded");

@@ -17,7 +17,7 @@ pub mod model;
 pub mod order;
 pub mod synth;
 
-pub use bitset::Bitset;
+pub use bitset::{Bitset, Builder};
 pub use brief::{Brief, Briefs};
 pub use model::*;
 use std::borrow::Cow;
@@ -38,14 +38,6 @@ impl Dim {
             by: HashMap::new(),
         }
     }
-    fn add(&mut self, n: usize, pos: usize, values: &[String], norm: fn(&str) -> Cow<'_, str>) {
-        if values.is_empty() {
-            self.any.set(pos);
-        }
-        for v in values {
-            post(&mut self.by, n, &norm(v), pos);
-        }
-    }
     /// Campaigns that do not target this dimension.
     pub fn any(&self) -> &Bitset {
         &self.any
@@ -58,20 +50,33 @@ impl Dim {
     pub fn untargeted(&self) -> bool {
         self.by.is_empty()
     }
-    /// `out &= (any | by[k] for each k)`; `tmp` is scratch of the same size.
-    pub fn restrict<'k>(
-        &self,
-        keys: impl IntoIterator<Item = &'k str>,
-        out: &mut Bitset,
-        tmp: &mut Bitset,
-    ) {
-        tmp.copy_from(&self.any);
-        for k in keys {
-            if let Some(b) = self.by.get(k) {
-                tmp.or(b);
-            }
+    /// Bytes its lists hold on the heap.
+    fn heap_bytes(&self) -> usize {
+        self.any.heap_bytes() + lists_bytes(&self.by)
+    }
+}
+
+/// A dimension's lists while the index is built.
+#[derive(Debug, Default)]
+struct DimBuilder {
+    any: Builder,
+    by: HashMap<String, Builder>,
+}
+
+impl DimBuilder {
+    fn add(&mut self, pos: usize, values: &[String], norm: fn(&str) -> Cow<'_, str>) {
+        if values.is_empty() {
+            self.any.set(pos);
         }
-        out.and(tmp);
+        for v in values {
+            post(&mut self.by, &norm(v), pos);
+        }
+    }
+    fn build(self, n: usize) -> Dim {
+        Dim {
+            any: self.any.build(n),
+            by: built(self.by, n),
+        }
     }
 }
 
@@ -279,16 +284,82 @@ fn same(s: &str) -> Cow<'_, str> {
     Cow::Borrowed(s)
 }
 
-/// Adds `pos` to the posting list of `key` in `m` (a list over `n`
-/// positions, made on the key's first posting). Allocates the key only then.
-fn post(m: &mut HashMap<String, Bitset>, n: usize, key: &str, pos: usize) {
+/// Adds `pos` to the posting list of `key` in `m` (made on the key's
+/// first posting). Allocates the key only then.
+fn post(m: &mut HashMap<String, Builder>, key: &str, pos: usize) {
     match m.get_mut(key) {
         Some(b) => b.set(pos),
         None => {
-            let mut b = Bitset::new(n);
+            let mut b = Builder::default();
             b.set(pos);
             m.insert(key.to_string(), b);
         }
+    }
+}
+
+/// The lists of `m`, built over `n` positions.
+fn built<K: Eq + std::hash::Hash>(m: HashMap<K, Builder>, n: usize) -> HashMap<K, Bitset> {
+    m.into_iter().map(|(k, b)| (k, b.build(n))).collect()
+}
+
+/// Bytes the lists of `m` hold on the heap.
+fn lists_bytes<K>(m: &HashMap<K, Bitset>) -> usize {
+    m.values().map(Bitset::heap_bytes).sum()
+}
+
+/// The index's posting lists while it is built, as [`Index`] names them.
+#[derive(Debug, Default)]
+struct Lists {
+    format_sets: HashMap<FormatKey, Builder>,
+    open: Builder,
+    deals: HashMap<String, Builder>,
+    country: DimBuilder,
+    region: DimBuilder,
+    device_type: DimBuilder,
+    os: DimBuilder,
+    domain: DimBuilder,
+    bundle: DimBuilder,
+    category: DimBuilder,
+    segment: DimBuilder,
+    on_site: Builder,
+    on_app: Builder,
+    no_segments: Builder,
+    cat_block: HashMap<String, Builder>,
+    cattax: HashMap<u16, Builder>,
+    adomain: HashMap<String, Builder>,
+    app_bundle: HashMap<String, Builder>,
+    seat: HashMap<String, Builder>,
+    schain_required: Option<Builder>,
+    seller_block: HashMap<String, Builder>,
+    seller_domain_block: HashMap<String, Builder>,
+}
+
+impl Lists {
+    /// Builds every list into `ix`.
+    fn build_into(self, ix: &mut Index) {
+        let n = ix.hot.len();
+        ix.format_sets = built(self.format_sets, n);
+        ix.open = self.open.build(n);
+        ix.deals = built(self.deals, n);
+        ix.country = self.country.build(n);
+        ix.region = self.region.build(n);
+        ix.device_type = self.device_type.build(n);
+        ix.os = self.os.build(n);
+        ix.domain = self.domain.build(n);
+        ix.bundle = self.bundle.build(n);
+        ix.category = self.category.build(n);
+        ix.segment = self.segment.build(n);
+        ix.on_site = self.on_site.build(n);
+        ix.on_app = self.on_app.build(n);
+        ix.no_segments = self.no_segments.build(n);
+        ix.cat_block = built(self.cat_block, n);
+        ix.cattax = built(self.cattax, n);
+        ix.adomain = built(self.adomain, n);
+        ix.app_bundle = built(self.app_bundle, n);
+        ix.seat = built(self.seat, n);
+        ix.schain_required = self.schain_required.map(|b| b.build(n));
+        ix.seller_block = built(self.seller_block, n);
+        ix.seller_domain_block = built(self.seller_domain_block, n);
     }
 }
 
@@ -372,6 +443,7 @@ impl Index {
             .collect();
         // The creative briefs (a pass over every creative, mostly waiting
         // on memory) are built on a second thread beside the postings.
+        let mut l = Lists::default();
         ix.briefs = std::thread::scope(|s| -> Result<Briefs, IndexError> {
             let briefs = s.spawn(|| Briefs::build(&file.campaign, &rank));
             for (i, c) in file.campaign.iter().enumerate() {
@@ -388,71 +460,66 @@ impl Index {
                     continue;
                 }
                 for k in &c.cat {
-                    post(&mut ix.cat_block, n, k, pos);
+                    post(&mut l.cat_block, k, pos);
                     if let Some((parent, _)) = k.split_once('-') {
-                        post(&mut ix.cat_block, n, parent, pos);
+                        post(&mut l.cat_block, parent, pos);
                     }
                 }
                 for d in &c.adomain {
-                    post(&mut ix.adomain, n, &norm_lower(d), pos);
+                    post(&mut l.adomain, &norm_lower(d), pos);
                 }
                 if let Some(b) = &c.bundle {
-                    post(&mut ix.app_bundle, n, b, pos);
+                    post(&mut l.app_bundle, b, pos);
                 }
-                post(&mut ix.seat, n, &c.seat, pos);
+                post(&mut l.seat, &c.seat, pos);
                 if t.require_complete_schain {
-                    ix.schain_required
-                        .get_or_insert_with(|| Bitset::new(n))
+                    l.schain_required
+                        .get_or_insert_with(Builder::default)
                         .set(pos);
                 }
                 for s in &t.blocked_sellers {
-                    post(&mut ix.seller_block, n, &seller_key(s), pos);
+                    post(&mut l.seller_block, &seller_key(s), pos);
                 }
                 for d in &t.blocked_seller_domains {
-                    post(&mut ix.seller_domain_block, n, &norm_domain(d), pos);
+                    post(&mut l.seller_domain_block, &norm_domain(d), pos);
                 }
-                ix.cattax
-                    .entry(c.cattax)
-                    .or_insert_with(|| Bitset::new(n))
-                    .set(pos);
+                l.cattax.entry(c.cattax).or_default().set(pos);
                 for (k, cr) in c.creatives.iter().enumerate() {
                     let key = cr.format_key();
                     ix.formats
                         .entry(key)
                         .or_default()
                         .push((pos as u32, k as u32));
-                    ix.format_sets
-                        .entry(key)
-                        .or_insert_with(|| Bitset::new(n))
-                        .set(pos);
+                    l.format_sets.entry(key).or_default().set(pos);
                 }
                 if t.deals.is_empty() {
-                    ix.open.set(pos);
+                    l.open.set(pos);
                 }
                 for d in &t.deals {
-                    post(&mut ix.deals, n, d, pos);
+                    post(&mut l.deals, d, pos);
                 }
-                ix.country.add(n, pos, &t.countries, norm_upper);
-                ix.region.add(n, pos, &t.regions, norm_upper);
+                l.country.add(pos, &t.countries, norm_upper);
+                l.region.add(pos, &t.regions, norm_upper);
                 let dts: Vec<String> = t.device_types.iter().map(|d| d.to_string()).collect();
-                ix.device_type.add(n, pos, &dts, same);
-                ix.os.add(n, pos, &t.os, norm_lower);
-                ix.domain.add(n, pos, &t.domains, norm_domain);
-                ix.bundle.add(n, pos, &t.bundles, norm_lower);
-                ix.category.add(n, pos, &t.categories, same);
-                ix.segment.add(n, pos, &t.segments, same);
+                l.device_type.add(pos, &dts, same);
+                l.os.add(pos, &t.os, norm_lower);
+                l.domain.add(pos, &t.domains, norm_domain);
+                l.bundle.add(pos, &t.bundles, norm_lower);
+                l.category.add(pos, &t.categories, same);
+                l.segment.add(pos, &t.segments, same);
                 if t.segments.is_empty() {
-                    ix.no_segments.set(pos);
+                    l.no_segments.set(pos);
                 }
                 if t.inventory != Inventory::App {
-                    ix.on_site.set(pos);
+                    l.on_site.set(pos);
                 }
                 if t.inventory != Inventory::Site {
-                    ix.on_app.set(pos);
+                    l.on_app.set(pos);
                 }
             }
             briefs.join().map_err(|e| std::panic::resume_unwind(e))
         })?;
+        l.build_into(&mut ix);
         ix.by_id = by_id;
         let parts: Vec<(f64, f64)> = at
             .iter()
@@ -463,6 +530,33 @@ impl Index {
         ix.rule_start = rule_start;
         ix.campaigns = file.campaign;
         Ok(ix)
+    }
+
+    /// Bytes the posting lists hold on the heap.
+    pub fn postings_bytes(&self) -> usize {
+        let dims = [
+            &self.country,
+            &self.region,
+            &self.device_type,
+            &self.os,
+            &self.domain,
+            &self.bundle,
+            &self.category,
+            &self.segment,
+        ];
+        let sets = [&self.open, &self.on_site, &self.on_app, &self.no_segments];
+        dims.iter().map(|d| d.heap_bytes()).sum::<usize>()
+            + sets.iter().map(|b| b.heap_bytes()).sum::<usize>()
+            + self.schain_required.as_ref().map_or(0, Bitset::heap_bytes)
+            + lists_bytes(&self.format_sets)
+            + lists_bytes(&self.deals)
+            + lists_bytes(&self.cat_block)
+            + lists_bytes(&self.cattax)
+            + lists_bytes(&self.adomain)
+            + lists_bytes(&self.app_bundle)
+            + lists_bytes(&self.seat)
+            + lists_bytes(&self.seller_block)
+            + lists_bytes(&self.seller_domain_block)
     }
 
     /// Parses and builds in one step.

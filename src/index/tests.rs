@@ -41,15 +41,14 @@ fn builds_posting_lists() {
     assert!(ix.open.get(0) && !ix.open.get(1));
     assert!(ix.deals["D1"].get(1));
     assert!(ix.format_sets[&FormatKey::Banner(300, 250)].get(0));
-    let mut out = Bitset::full(2);
-    let mut tmp = Bitset::new(2);
-    ix.country.restrict(["USA"], &mut out, &mut tmp);
-    assert_eq!(out.iter().collect::<Vec<_>>(), vec![0, 1]);
-    let mut out = Bitset::full(2);
-    ix.country.restrict(["FRA"], &mut out, &mut tmp);
-    assert_eq!(out.iter().collect::<Vec<_>>(), vec![1]);
-    ix.os.restrict(["ios"], &mut out, &mut tmp);
-    assert_eq!(out.iter().collect::<Vec<_>>(), vec![1]);
+    // Campaign 1 targets the USA and iOS; campaign 2 targets neither.
+    let listed = |b: Option<&Bitset>| b.map(|b| b.iter().collect::<Vec<_>>());
+    assert_eq!(listed(ix.country.by("USA")), Some(vec![0]));
+    assert_eq!(listed(ix.country.by("FRA")), None);
+    assert_eq!(listed(Some(ix.country.any())), Some(vec![1]));
+    assert_eq!(listed(ix.os.by("ios")), Some(vec![0]));
+    assert!(ix.region.untargeted() && !ix.os.untargeted());
+    assert!(ix.postings_bytes() > 0);
     assert_eq!(ix.to_usd(10.0, "EUR"), Some(11.0));
     assert_eq!(ix.to_usd(10.0, "JPY"), None);
 }
@@ -80,14 +79,10 @@ fn bad_files_are_refused_with_reason() {
 
 #[test]
 fn bitset_iter() {
-    let mut b = Bitset::new(200);
-    for i in [0, 63, 64, 199] {
-        b.set(i);
-    }
+    let b = Bitset::from_positions(200, vec![199, 0, 64, 63]);
     assert_eq!(b.iter().collect::<Vec<_>>(), vec![0, 63, 64, 199]);
     assert!(!b.is_empty());
-    b.clear();
-    assert!(b.is_empty());
+    assert!(Bitset::new(200).is_empty());
 }
 
 #[test]
