@@ -11,8 +11,9 @@
 //! half a gigabyte at a million. [`Builder`] collects positions in any
 //! order while an index is built.
 
-/// An immutable set of campaign positions in `0..n`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An immutable set of campaign positions in `0..n`. The default is the
+/// empty set over no positions (it allocates nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bitset {
     /// Words (64 positions each) the set spans: `n.div_ceil(64)`.
     span: usize,
@@ -99,11 +100,6 @@ impl Bitset {
         self.words.is_empty()
     }
 
-    /// Number of positions in the set.
-    pub fn len(&self) -> usize {
-        self.words.iter().map(|w| w.count_ones() as usize).sum()
-    }
-
     /// Bytes held on the heap.
     pub fn heap_bytes(&self) -> usize {
         self.index.capacity() * std::mem::size_of::<(u64, u32)>()
@@ -187,7 +183,7 @@ mod tests {
             a.iter().collect::<Vec<_>>(),
             vec![0, 63, 64, 4095, 4096, 9_999]
         );
-        assert_eq!(a.len(), 6);
+        assert_eq!(a.iter().count(), 6);
         assert!(a.get(4095) && !a.get(4094) && !a.get(20_000));
         assert_eq!(a.summary(3), 0, "past the end");
         assert_eq!(a.word(157), 0, "past the end");

@@ -18,7 +18,8 @@ pub mod order;
 mod postings;
 pub mod synth;
 
-pub use bitset::{Bitset, Builder};
+pub use bitset::Bitset;
+use bitset::Builder;
 pub use brief::{Brief, Briefs};
 pub use model::*;
 pub use postings::Dim;
@@ -262,25 +263,27 @@ impl Index {
                 });
             }
         }
+        // The posting lists, `hot` and `briefs` start empty (allocating
+        // nothing) and are filled below: `Lists::build_into` builds the lists.
         let mut ix = Index {
             version,
             by_id: HashMap::new(),
             currencies,
             formats: HashMap::new(),
             format_sets: HashMap::new(),
-            open: Bitset::new(n),
+            open: Bitset::default(),
             deals: HashMap::new(),
-            country: Dim::new(n),
-            region: Dim::new(n),
-            device_type: Dim::new(n),
-            os: Dim::new(n),
-            domain: Dim::new(n),
-            bundle: Dim::new(n),
-            category: Dim::new(n),
-            segment: Dim::new(n),
-            on_site: Bitset::new(n),
-            on_app: Bitset::new(n),
-            no_segments: Bitset::new(n),
+            country: Dim::default(),
+            region: Dim::default(),
+            device_type: Dim::default(),
+            os: Dim::default(),
+            domain: Dim::default(),
+            bundle: Dim::default(),
+            category: Dim::default(),
+            segment: Dim::default(),
+            on_site: Bitset::default(),
+            on_app: Bitset::default(),
+            no_segments: Bitset::default(),
             cat_block: HashMap::new(),
             cattax: HashMap::new(),
             adomain: HashMap::new(),
@@ -289,7 +292,7 @@ impl Index {
             schain_required: None,
             seller_block: HashMap::new(),
             seller_domain_block: HashMap::new(),
-            hot: Vec::with_capacity(n),
+            hot: Vec::new(),
             briefs: Briefs::default(),
             campaigns: Vec::new(),
             at: Vec::new(),

@@ -6,19 +6,13 @@ use super::*;
 
 /// One targeting dimension: campaigns per value, plus those that do not
 /// target the dimension at all.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Dim {
     any: Bitset,
     by: HashMap<String, Bitset>,
 }
 
 impl Dim {
-    pub(super) fn new(n: usize) -> Self {
-        Dim {
-            any: Bitset::new(n),
-            by: HashMap::new(),
-        }
-    }
     /// Campaigns that do not target this dimension.
     pub fn any(&self) -> &Bitset {
         &self.any
