@@ -326,22 +326,31 @@ fn helper_threads_run_off_the_shards_cores() {
             ("ADSHARD__ADMIN__TOKEN", "helper-test-token-0123456789"),
         ],
     );
-    // Its address is logged as the listeners are bound, before the shards start.
-    let t = Instant::now();
-    let threads = loop {
-        let threads = thread_cores(server.0.id());
-        if threads.iter().any(|(n, _)| n.starts_with("shard-0"))
-            || t.elapsed() > Duration::from_secs(10)
-        {
-            break threads;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
     let helpers: Vec<usize> = allowed
         .iter()
         .copied()
         .filter(|&c| c != shard_core)
         .collect();
+    // Its address is logged as the listeners are bound, before the shards
+    // start; a thread carries its name a moment before it pins itself, so
+    // wait until the shard is pinned and every helper is placed (10 s at
+    // most), then check that snapshot.
+    let t = Instant::now();
+    let threads = loop {
+        let threads = thread_cores(server.0.id());
+        let pinned = threads
+            .iter()
+            .any(|(n, c)| n.starts_with("shard-0") && c.as_slice() == [shard_core]);
+        let placed = ["index-loader", "spool-0", "admin"].iter().all(|h| {
+            threads
+                .iter()
+                .any(|(n, c)| n.starts_with(h) && c == &helpers)
+        });
+        if (pinned && placed) || t.elapsed() > Duration::from_secs(10) {
+            break threads;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let named = |prefix: &str| -> Vec<&Vec<usize>> {
         threads
             .iter()
