@@ -13,6 +13,10 @@
 # count's server, all started beforehand; the table gives medians: adshard
 # req/s, bids per request (impressions bid, from /metrics), nginx req/s, and
 # of each round's ratios adshard / nginx and adshard / adshard at the first count.
+# Beside each req/s: how busy the server's core was during the run (from
+# /proc/stat) and its CPU time per request. nginx below 100% busy means wrk,
+# not nginx, set nginx's rate: the ratio is then against the client's ceiling,
+# and the us/req columns compare the two servers' cost per request.
 # Needs: wrk, nginx (Debian: wrk nginx-light), taskset; installs them if missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,9 +40,16 @@ TMP=$(mktemp -d)
 trap bench_cleanup EXIT
 start_nginx "$N_PORT" /openrtb2/bid "$SERVER_CPU"
 
-run() { # port -> req/s
+core_jiffies() { # the server core's busy and total jiffies since boot
+  awk -v c="cpu$SERVER_CPU" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
+}
+run() { # port -> req/s; the server core's busy share during the run -> $TMP/busy
+  local j0 j1
+  j0=$(core_jiffies)
   taskset -c "$CLIENT_CPU" wrk -t1 "-c$CONNS" "-d${DURATION}s" -s benches/scripts/bid.lua \
     "http://127.0.0.1:$1/openrtb2/bid" >"$TMP/wrk.out"
+  j1=$(core_jiffies)
+  awk -v a="$j0" -v b="$j1" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; print (t > 0 ? (y[1] - x[1]) / t : 0)}' >"$TMP/busy"
   grep -q "Non-2xx" "$TMP/wrk.out" && { echo "non-2xx responses on port $1:" >&2; cat "$TMP/wrk.out" >&2; exit 1; }
   awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out"
 }
@@ -71,21 +82,22 @@ for i in "${!COUNTS[@]}"; do
 done
 DURATION=2 run "$N_PORT" >/dev/null
 
-declare -A as req0 bid0
-ns=(); firsts=()
+declare -A as busy req0 bid0
+ns=(); nbusy=(); firsts=()
 for i in "${!COUNTS[@]}"; do
   req0[$i]=$(metric "${ports[$i]}" 'adshard_http_requests_total{shard="0",route="bid"')
   bid0[$i]=$(metric "${ports[$i]}" 'adshard_events_total{shard="0",kind="bid"')
 done
 for r in $(seq "$ROUNDS"); do
-  g=$(run "$N_PORT"); echo "  round $r nginx $g req/s" >&2; ns+=("$g")
+  g=$(run "$N_PORT"); b=$(cat "$TMP/busy"); echo "  round $r nginx $g req/s, core busy $b" >&2
+  ns+=("$g"); nbusy+=("$b")
   order=("${!COUNTS[@]}")
   # Odd rounds go up the counts, even rounds down (ABBA), so that no count
   # always runs right after nginx or last in a round.
   [ $((r % 2)) = 1 ] || order=($(printf '%s\n' "${order[@]}" | sort -rn))
   for i in "${order[@]}"; do
-    v=$(run "${ports[$i]}"); echo "  round $r ${COUNTS[$i]} $v req/s" >&2
-    as[$i]="${as[$i]:-} $v"
+    v=$(run "${ports[$i]}"); b=$(cat "$TMP/busy"); echo "  round $r ${COUNTS[$i]} $v req/s, core busy $b" >&2
+    as[$i]="${as[$i]:-} $v"; busy[$i]="${busy[$i]:-} $b"
     [ "$i" != 0 ] || firsts+=("$v")
   done
 done
@@ -95,17 +107,25 @@ pair() { # a-list b-list -> median of a[k]/b[k]
   for k in "${!a[@]}"; do q+=("$(awk -v x="${a[$k]}" -v y="${b[$k]}" 'BEGIN {print x / y}')"); done
   median "${q[@]}"
 }
+percpu() { # req/s-list busy-list -> median core us per request
+  local -a a=($1) b=($2) q=()
+  for k in "${!a[@]}"; do q+=("$(awk -v x="${a[$k]}" -v y="${b[$k]}" 'BEGIN {print y * 1e6 / x}')"); done
+  median "${q[@]}"
+}
 rows=()
 mn=$(median "${ns[@]}")
+nb=$(median "${nbusy[@]}"); nu=$(percpu "${ns[*]}" "${nbusy[*]}")
 for i in "${!COUNTS[@]}"; do
   req1=$(metric "${ports[$i]}" 'adshard_http_requests_total{shard="0",route="bid"')
   bid1=$(metric "${ports[$i]}" 'adshard_events_total{shard="0",kind="bid"')
   ma=$(median ${as[$i]})
   rg=$(pair "${as[$i]}" "${ns[*]}"); rf=$(pair "${as[$i]}" "${firsts[*]}")
+  ab=$(median ${busy[$i]}); au=$(percpu "${as[$i]}" "${busy[$i]}")
   rows+=("$(awk -v n="${COUNTS[$i]}" -v a="$ma" -v g="$mn" -v rg="$rg" -v rf="$rf" -v r="$((req1 - req0[$i]))" -v b="$((bid1 - bid0[$i]))" \
-    'BEGIN {printf "| %s | %.1fk | %.2f | %.1fk | %.3f | %.3f |", n, a/1000, r ? b/r : 0, g/1000, rg, rf}')")
+    -v ab="$ab" -v au="$au" -v nb="$nb" -v nu="$nu" \
+    'BEGIN {printf "| %s | %.1fk | %.2f | %.0f%% | %.1f | %.1fk | %.0f%% | %.1f | %.3f | %.3f |", n, a/1000, r ? b/r : 0, ab*100, au, g/1000, nb*100, nu, rg, rf}')")
 done
 echo "scoring=$SCORING conns=$CONNS duration=${DURATION}s rounds=$ROUNDS server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU"
-echo "| campaigns | adshard req/s | bids/req | nginx req/s | ratio | vs ${COUNTS[0]} |"
-echo "|---|---|---|---|---|---|"
+echo "| campaigns | adshard req/s | bids/req | core busy | core us/req | nginx req/s | nginx core busy | nginx core us/req | ratio | vs ${COUNTS[0]} |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
