@@ -40,16 +40,13 @@ TMP=$(mktemp -d)
 trap bench_cleanup EXIT
 start_nginx "$N_PORT" /openrtb2/bid "$SERVER_CPU"
 
-core_jiffies() { # the server core's busy and total jiffies since boot
-  awk -v c="cpu$SERVER_CPU" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
-}
 run() { # port -> req/s; the server core's busy share during the run -> $TMP/busy
   local j0 j1
-  j0=$(core_jiffies)
+  j0=$(core_jiffies "$SERVER_CPU")
   taskset -c "$CLIENT_CPU" wrk -t1 "-c$CONNS" "-d${DURATION}s" -s benches/scripts/bid.lua \
     "http://127.0.0.1:$1/openrtb2/bid" >"$TMP/wrk.out"
-  j1=$(core_jiffies)
-  awk -v a="$j0" -v b="$j1" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; print (t > 0 ? (y[1] - x[1]) / t : 0)}' >"$TMP/busy"
+  j1=$(core_jiffies "$SERVER_CPU")
+  busy_share "$j0" "$j1" >"$TMP/busy"
   grep -q "Non-2xx" "$TMP/wrk.out" && { echo "non-2xx responses on port $1:" >&2; cat "$TMP/wrk.out" >&2; exit 1; }
   awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out"
 }

@@ -98,5 +98,19 @@ NGX
   taskset -c "$3" nginx -c "$TMP/nginx.conf" -e "$TMP/nginx.err"
 }
 
+# core_jiffies CPU: that core's busy and total jiffies since boot (busy:
+# user, nice, system, irq, softirq, steal; io_uring waits count as iowait,
+# which is idle here). It counts whatever ran on the core, not one process:
+# keep the machine otherwise quiet.
+core_jiffies() {
+  awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
+}
+
+# busy_share "BUSY TOTAL" "BUSY TOTAL": the core's busy share between two
+# core_jiffies readings.
+busy_share() {
+  awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; print (t > 0 ? (y[1] - x[1]) / t : 0)}'
+}
+
 # median N...: the median of the numbers given.
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
