@@ -51,11 +51,18 @@ tool() {
 }
 PROFDATA=$(tool llvm-profdata llvm)
 
+# RUSTFLAGS replaces the flags of .cargo/config.toml: name its x86-64 CPU
+# level again (the config sets it for x86_64 targets only).
+CPU=""
+case $TRIPLE in
+  x86_64-*) CPU=$(grep -o -- '-Ctarget-cpu=[A-Za-z0-9_-]*' .cargo/config.toml 2>/dev/null | head -1 || true) ;;
+esac
+
 RAW=$PWD/target/pgo/raw
 rm -rf "$RAW"
 mkdir -p "$RAW" target/pgo
 echo "pgo: instrumented build" >&2
-RUSTFLAGS="-Cprofile-generate=$RAW" cargo build --release --locked --quiet \
+RUSTFLAGS="$CPU -Cprofile-generate=$RAW" cargo build --release --locked --quiet \
   --target "$TRIPLE" --target-dir target/pgo-gen
 GEN=target/pgo-gen/$TRIPLE/release/adshard
 
@@ -103,7 +110,7 @@ mv "$TMP/adshard.profdata" "$PROFILE"
 echo "pgo: optimised build" >&2
 RELOCS=""
 [ "$BOLT" = 1 ] && RELOCS=" -Clink-arg=-Wl,--emit-relocs"
-RUSTFLAGS="-Cprofile-use=$PROFILE$RELOCS" \
+RUSTFLAGS="$CPU -Cprofile-use=$PROFILE$RELOCS" \
   cargo build --release --locked --quiet --target "$TRIPLE" --target-dir target/pgo-use
 USE=target/pgo-use/$TRIPLE/release/adshard
 
