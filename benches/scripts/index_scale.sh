@@ -41,12 +41,11 @@ trap bench_cleanup EXIT
 start_nginx "$N_PORT" /openrtb2/bid "$SERVER_CPU"
 
 run() { # port -> req/s; the server core's busy share during the run -> $TMP/busy
-  local j0 j1
+  local j0
   j0=$(core_jiffies "$SERVER_CPU")
   taskset -c "$CLIENT_CPU" wrk -t1 "-c$CONNS" "-d${DURATION}s" -s benches/scripts/bid.lua \
     "http://127.0.0.1:$1/openrtb2/bid" >"$TMP/wrk.out"
-  j1=$(core_jiffies "$SERVER_CPU")
-  busy_share "$j0" "$j1" >"$TMP/busy"
+  busy_share "$j0" "$(core_jiffies "$SERVER_CPU")" >"$TMP/busy"
   grep -q "Non-2xx" "$TMP/wrk.out" && { echo "non-2xx responses on port $1:" >&2; cat "$TMP/wrk.out" >&2; exit 1; }
   awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out"
 }
@@ -104,23 +103,19 @@ pair() { # a-list b-list -> median of a[k]/b[k]
   for k in "${!a[@]}"; do q+=("$(awk -v x="${a[$k]}" -v y="${b[$k]}" 'BEGIN {print x / y}')"); done
   median "${q[@]}"
 }
-percpu() { # req/s-list busy-list -> median core us per request
-  local -a a=($1) b=($2) q=()
-  for k in "${!a[@]}"; do q+=("$(awk -v x="${a[$k]}" -v y="${b[$k]}" 'BEGIN {print y * 1e6 / x}')"); done
-  median "${q[@]}"
-}
 rows=()
 mn=$(median "${ns[@]}")
-nb=$(median "${nbusy[@]}"); nu=$(percpu "${ns[*]}" "${nbusy[*]}")
+# Core us per request: 1e6 x the median of each run's busy share / req/s.
+nb=$(median "${nbusy[@]}"); nu=$(pair "${nbusy[*]}" "${ns[*]}")
 for i in "${!COUNTS[@]}"; do
   req1=$(metric "${ports[$i]}" 'adshard_http_requests_total{shard="0",route="bid"')
   bid1=$(metric "${ports[$i]}" 'adshard_events_total{shard="0",kind="bid"')
   ma=$(median ${as[$i]})
   rg=$(pair "${as[$i]}" "${ns[*]}"); rf=$(pair "${as[$i]}" "${firsts[*]}")
-  ab=$(median ${busy[$i]}); au=$(percpu "${as[$i]}" "${busy[$i]}")
+  ab=$(median ${busy[$i]}); au=$(pair "${busy[$i]}" "${as[$i]}")
   rows+=("$(awk -v n="${COUNTS[$i]}" -v a="$ma" -v g="$mn" -v rg="$rg" -v rf="$rf" -v r="$((req1 - req0[$i]))" -v b="$((bid1 - bid0[$i]))" \
     -v ab="$ab" -v au="$au" -v nb="$nb" -v nu="$nu" \
-    'BEGIN {printf "| %s | %.1fk | %.2f | %.0f%% | %.1f | %.1fk | %.0f%% | %.1f | %.3f | %.3f |", n, a/1000, r ? b/r : 0, ab*100, au, g/1000, nb*100, nu, rg, rf}')")
+    'BEGIN {printf "| %s | %.1fk | %.2f | %.0f%% | %.1f | %.1fk | %.0f%% | %.1f | %.3f | %.3f |", n, a/1000, r ? b/r : 0, ab*100, au*1e6, g/1000, nb*100, nu*1e6, rg, rf}')")
 done
 echo "scoring=$SCORING conns=$CONNS duration=${DURATION}s rounds=$ROUNDS server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU"
 echo "| campaigns | adshard req/s | bids/req | core busy | core us/req | nginx req/s | nginx core busy | nginx core us/req | ratio | vs ${COUNTS[0]} |"
