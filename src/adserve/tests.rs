@@ -396,6 +396,10 @@ fn tmax_and_sizes() {
     assert!(run(&ix(), &mut st(), &banner(r#","tmax":120"#))
         .response
         .is_some());
+    // 0 sets no limit (and is what Cap'n Proto sends for none).
+    assert!(run(&ix(), &mut st(), &banner(r#","tmax":0"#))
+        .response
+        .is_some());
     let json = r#"{"id":"r","imp":[{"id":"1","banner":{"format":[{"w":728,"h":90},{"w":300,"h":250}]}}],"site":{}}"#;
     assert_eq!(winner(&run(&ix(), &mut st(), json)).unwrap().0, "1");
     let json = r#"{"id":"r","imp":[{"id":"1","banner":{"w":728,"h":90}}],"site":{}}"#;

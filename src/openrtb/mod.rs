@@ -366,7 +366,7 @@ impl BidRequest<'_> {
     /// used (noted in [`lenient`]'s log): an impression without an id, with
     /// an id already seen, or offering no banner, video, audio or native;
     /// a deal without an id; `app` beside `site` (the site is kept: the
-    /// page is what was offered). An unknown auction type (below 500) is
+    /// page is what was offered). `tmax` 0 reads as not set. An unknown auction type (below 500) is
     /// taken as first price (we pay at most what we bid). Refused (400): no
     /// id, or no impressions at all.
     pub fn sanitize(&mut self) -> Result<(), RequestError> {
@@ -379,6 +379,11 @@ impl BidRequest<'_> {
                 "imp",
                 "required, must hold at least one impression",
             ));
+        }
+        // `tmax` 0 sets no limit (Prebid Server reads it so; the Cap'n
+        // Proto transport cannot tell 0 from absent): not a zero budget.
+        if self.tmax == Some(0) {
+            self.tmax = None;
         }
         if self.site.is_some() && self.app.is_some() {
             note(X::App);
