@@ -1,12 +1,13 @@
-//! Property tests over well-formed JSON with hostile values: one or two
-//! values anywhere in an IAB example request (an object member, an array
-//! element, a whole object) replaced by an extreme or wrongly typed one.
-//! Byte mutations (tests/fuzz.rs) mostly break the JSON and stop at the
-//! decoder; these reach the auction. Whatever decodes must decode the same
-//! with both decoders, be decided (alone, with a CTR model, in a batch) and
-//! rendered without panicking, and bid only at or above its floor; whatever
-//! does not decode must name a field. Failing cases are kept by proptest in
-//! tests/fuzz_values.proptest-regressions.
+//! Property tests over well-formed JSON with hostile values: values anywhere
+//! in an IAB example or corpus request (an object member, an array element,
+//! a whole object) replaced by an extreme or wrongly typed one, or members
+//! added where the request has none. Byte mutations (tests/fuzz.rs) mostly
+//! break the JSON and stop at the decoder; these reach the auction.
+//! Whatever decodes must decode the same with both decoders, be decided the
+//! same when it comes over Cap'n Proto, be decided (alone, with a CTR
+//! model, in a batch) and rendered without panicking, and bid only at or
+//! above its floor; whatever does not decode must name a field. Failing
+//! cases are kept by proptest in tests/fuzz_values.proptest-regressions.
 #![allow(clippy::unwrap_used)]
 
 use adshard::adserve::{bid_response, decide, decide_batch, decide_with, Now, ShardState};
@@ -160,7 +161,9 @@ const NAMES: [&str; 44] = [
 ];
 
 struct World {
+    /// The IAB examples (swept) and then the corpus (the property test's too).
     fixtures: Vec<(Value, Vec<Vec<Step>>)>,
+    iab: usize,
     embedded: Index,
     synthetic: Index,
 }
@@ -168,9 +171,20 @@ struct World {
 fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
-        let fixtures = adshard::testkit::fixtures::bid_requests()
+        let iab = adshard::testkit::fixtures::bid_requests();
+        let n = iab.len();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
+        let mut corpus: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.ends_with("expect.json"))
+            .collect();
+        corpus.sort();
+        let fixtures = iab
             .into_iter()
-            .map(|(_, body)| {
+            .map(|(_, body)| body)
+            .chain(corpus.iter().map(|p| std::fs::read(p).unwrap()))
+            .map(|body| {
                 let v: Value = serde_json::from_slice(&body).unwrap();
                 let mut out = Vec::new();
                 places(&v, &mut Vec::new(), &mut out);
@@ -181,6 +195,7 @@ fn world() -> &'static World {
         // fixtures' often enough to bid; the embedded one is the default.
         World {
             fixtures,
+            iab: n,
             embedded: Index::load(adshard::api::EMBEDDED_CAMPAIGNS, "embedded", 1).unwrap(),
             synthetic: Index::build(synth::campaigns(3_000, 11), 2).unwrap(),
         }
@@ -192,12 +207,15 @@ fn world() -> &'static World {
 struct Outcome {
     decoded: bool,
     bids: usize,
+    /// Candidates the model scored.
+    scored: u32,
 }
 
 fn seen_nothing() -> Outcome {
     Outcome {
         decoded: true,
         bids: 0,
+        scored: 0,
     }
 }
 
@@ -260,10 +278,7 @@ fn exercise(body: &[u8]) -> Result<Outcome, TestCaseError> {
         format!("{w:?} {:?} {}", d.no_bids, d.cur)
     };
     let keys = adshard::adserve::signing::NoticeKeys::new(&[[1u8; 32]], 3600);
-    let mut seen = Outcome {
-        decoded: true,
-        bids: 0,
-    };
+    let mut seen = seen_nothing();
     for ix in [&w.embedded, &w.synthetic] {
         let now = Now::wall();
         let mut st = ShardState::new(0, 1, &cfg);
@@ -271,12 +286,19 @@ fn exercise(body: &[u8]) -> Result<Outcome, TestCaseError> {
         let mut model = Rowwise;
         let scored = decide_with(ix, &mut st, &req, &cfg, now, Some(&mut model));
         let batch = decide_batch(ix, &mut st, &[&req, &req], &cfg, now, Some(&mut model));
-        let mut st2 = ShardState::new(0, 1, &cfg);
-        let by_json = decide(ix, &mut ShardState::new(0, 1, &cfg), &req, &cfg, now);
-        prop_assert_eq!(
-            gist(&by_json),
-            gist(&decide(ix, &mut st2, &twin, &cfg, now))
-        );
+        // Twin shard states, with the model too (its rows read the request).
+        for scoring in [false, true] {
+            let mut m = (Rowwise, Rowwise);
+            let (m1, m2): (Option<&mut dyn CtrModel>, Option<&mut dyn CtrModel>) = if scoring {
+                (Some(&mut m.0), Some(&mut m.1))
+            } else {
+                (None, None)
+            };
+            let by_json = decide_with(ix, &mut ShardState::new(0, 1, &cfg), &req, &cfg, now, m1);
+            let by_capnp = decide_with(ix, &mut ShardState::new(0, 1, &cfg), &twin, &cfg, now, m2);
+            prop_assert_eq!(gist(&by_json), gist(&by_capnp), "scoring {}", scoring);
+        }
+        seen.scored += scored.scored;
         for d in [&plain, &scored].into_iter().chain(batch.iter()) {
             if let Some(resp) = bid_response(ix, &req, d, &cfg, &keys) {
                 let mut out = Vec::new();
@@ -363,8 +385,8 @@ proptest! {
 fn every_single_replacement_decides_or_fails_cleanly() {
     let w = world();
     let values = hostile();
-    let (mut cases, mut decoded, mut bidding) = (0usize, 0usize, 0usize);
-    for (v, paths) in &w.fixtures {
+    let (mut cases, mut decoded, mut bidding, mut scored) = (0usize, 0usize, 0usize, 0usize);
+    for (v, paths) in &w.fixtures[..w.iab] {
         for path in paths {
             for x in &values {
                 let mut v = v.clone();
@@ -375,11 +397,16 @@ fn every_single_replacement_decides_or_fails_cleanly() {
                 cases += 1;
                 decoded += usize::from(o.decoded);
                 bidding += usize::from(o.bids > 0);
+                scored += usize::from(o.scored > 0);
             }
         }
     }
-    eprintln!("{cases} requests: {decoded} decoded, {bidding} bid");
+    eprintln!("{cases} requests: {decoded} decoded, {bidding} bid, {scored} scored");
     assert!(cases > 10_000, "{cases}");
     assert!(decoded * 2 > cases, "{decoded} of {cases} decoded");
     assert!(bidding * 4 > cases, "{bidding} of {cases} bid");
+    assert!(
+        scored * 4 > cases,
+        "{scored} of {cases} scored by the model"
+    );
 }
