@@ -187,7 +187,14 @@ fn capnp_requests_get_capnp_responses() {
 fn unanswerable_requests_get_400_naming_the_field() {
     let app = start_api("");
     let mut r = Reader::new(connect(app.local_addr()));
+    // An auction id longer than any exchange's (it would ride in every
+    // event the request makes).
+    let long = format!(
+        r#"{{"id":"{}","imp":[{{"id":"1","banner":{{"w":300,"h":250}}}}]}}"#,
+        "a".repeat(2000)
+    );
     for (body, field) in [
+        (long.as_bytes(), "id"),
         (&b"{\"imp\":[{\"id\":\"1\",\"banner\":{}}]}"[..], "id"),
         (b"{\"id\":\"x\"}", "imp"),
         (b"{\"id\":\"x\",\"imp\":null}", "imp"),

@@ -57,6 +57,7 @@ fn hostile() -> Vec<Value> {
         json!("EUR"),
         json!("ZZZ"),
         json!("x".repeat(5000)),
+        json!("y".repeat(70_000)),
         json!("\u{0}\u{1f}\"\\</script>"),
         json!("é\u{2028}😀"),
         json!("1e999"),
@@ -300,6 +301,23 @@ fn exercise(body: &[u8]) -> Result<Outcome, TestCaseError> {
         }
         seen.scored += scored.scored;
         for d in [&plain, &scored].into_iter().chain(batch.iter()) {
+            // Its events survive the spool: each frame reads back as written.
+            for ev in &d.events {
+                let mut frame = Vec::new();
+                adshard::events::record::encode(ev, &mut frame);
+                match adshard::events::record::decode(&frame) {
+                    Ok(adshard::events::record::Decoded::Event(back, n)) => {
+                        prop_assert_eq!(&back, ev);
+                        prop_assert_eq!(n, frame.len());
+                    }
+                    other => prop_assert!(
+                        false,
+                        "event frame of {} bytes: {:?}",
+                        frame.len(),
+                        other.map(|_| ())
+                    ),
+                }
+            }
             if let Some(resp) = bid_response(ix, &req, d, &cfg, &keys) {
                 let mut out = Vec::new();
                 adshard::openrtb::encode_json(&resp, &mut out);

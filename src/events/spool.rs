@@ -221,7 +221,16 @@ impl SpoolWriter {
                         buf.clear();
                         record::encode(&ev, &mut buf);
                         let spilled = ack.is_none();
-                        match out.as_mut().map(|o| o.write_all(&buf)) {
+                        // A frame the reader refuses would read back as
+                        // damage and lose every event after it: never
+                        // written (its ack fails, it counts as dropped).
+                        // Ids are bounded where they come in, so this
+                        // guards against a path that forgets.
+                        let fits = buf.len() <= record::MAX_FRAME_BYTES;
+                        if !fits {
+                            tracing::error!(bytes = buf.len(), auction = %ev.auction_id.get(..64).unwrap_or(""), "event frame over the spool's limit: not written");
+                        }
+                        match out.as_mut().filter(|_| fits).map(|o| o.write_all(&buf)) {
                             Some(Ok(())) => {
                                 n += 1;
                                 size += buf.len() as u64;

@@ -50,6 +50,29 @@ fn every_event_is_spooled_or_counted_dropped() {
 }
 
 #[test]
+fn an_event_too_large_to_read_back_is_dropped_not_written() {
+    let dir = temp_dir("oversized");
+    let st = Store::start(&events_cfg(&dir, 16), 1).unwrap();
+    let mut big = ev(2);
+    big.auction_id = "a".repeat(record::MAX_FRAME_BYTES);
+    for e in [ev(1), big, ev(3)] {
+        st.sinks[0].push(e);
+    }
+    drop(st.sinks);
+    st.store.join();
+    assert_eq!(st.spool[0].spooled.load(Relaxed), 2);
+    assert_eq!(st.spool[0].dropped.load(Relaxed), 1);
+    // The segment reads back whole: the event after it is not lost.
+    let segs = list_segments(&dir).unwrap();
+    let (evs, tail) = read_spool(&std::fs::read(&segs[0].path).unwrap()).unwrap();
+    assert_eq!(
+        evs.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ev(1).id, ev(3).id]
+    );
+    assert_eq!(tail, 0);
+}
+
+#[test]
 fn segments_rotate_on_request_and_continue_after_restart() {
     let dir = temp_dir("rotate");
     let cfg = events_cfg(&dir, 1024);

@@ -385,6 +385,10 @@ impl Index {
     }
 }
 
+/// Longest creative id taken, in bytes: it travels in every event of its
+/// bids (a spool frame holds at most 64 KiB) and in notice URLs.
+pub const MAX_CREATIVE_ID_BYTES: usize = 1024;
+
 fn validate(c: &Campaign) -> Result<(), IndexError> {
     let bad = |m: &str| {
         Err(IndexError::Invalid {
@@ -433,6 +437,11 @@ fn validate(c: &Campaign) -> Result<(), IndexError> {
         }
     }
     for cr in &c.creatives {
+        if cr.id.len() > MAX_CREATIVE_ID_BYTES {
+            return bad(&format!(
+                "creative id longer than {MAX_CREATIVE_ID_BYTES} bytes"
+            ));
+        }
         if !(cr.landing_url.starts_with("https://") || cr.landing_url.starts_with("http://")) {
             return Err(IndexError::Invalid {
                 id: c.id,

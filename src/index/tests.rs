@@ -71,6 +71,17 @@ fn bad_files_are_refused_with_reason() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("creative b1"), "{e}");
+    // A creative id travels in every event of its bids: bounded.
+    let long = format!("id = \"{}\"", "c".repeat(MAX_CREATIVE_ID_BYTES + 1));
+    let e = Index::load(&SMALL.replace("id = \"b1\"", &long), "x.toml", 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("campaign 2") && e.contains("creative id longer than 1024"),
+        "{e}"
+    );
+    let ok = format!("id = \"{}\"", "c".repeat(MAX_CREATIVE_ID_BYTES));
+    assert!(Index::load(&SMALL.replace("id = \"b1\"", &ok), "x.toml", 1).is_ok());
     let e = Index::load("{\"campaign\":[{\"id\":\"x\"}]}", "x.json", 1)
         .unwrap_err()
         .to_string();

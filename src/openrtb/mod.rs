@@ -361,18 +361,31 @@ impl RequestError {
     }
 }
 
+/// Longest request or impression id taken, in bytes. Ids travel in every
+/// event the request makes (a spool frame holds at most 64 KiB, and one
+/// over it would read back as damage, losing the events after it), in
+/// notice URLs and in the answer. Exchanges send UUIDs (36) or hex (40).
+pub const MAX_ID_BYTES: usize = 1024;
+
 impl BidRequest<'_> {
     /// Checks what the spec requires beyond types, dropping what cannot be
     /// used (noted in [`lenient`]'s log): an impression without an id, with
-    /// an id already seen, or offering no banner, video, audio or native;
+    /// an id already seen or longer than [`MAX_ID_BYTES`], or offering no
+    /// banner, video, audio or native;
     /// a deal without an id; `app` beside `site` (the site is kept: the
     /// page is what was offered). `tmax` 0 reads as not set. An unknown auction type (below 500) is
     /// taken as first price (we pay at most what we bid). Refused (400): no
-    /// id, or no impressions at all.
+    /// id or one too long, or no impressions at all.
     pub fn sanitize(&mut self) -> Result<(), RequestError> {
         use lenient::{note, Dropped as X};
         if self.id.is_empty() {
             return Err(RequestError::new("id", "required, must be non-empty"));
+        }
+        if self.id.len() > MAX_ID_BYTES {
+            return Err(RequestError::new(
+                "id",
+                format!("longer than {MAX_ID_BYTES} bytes"),
+            ));
         }
         if self.imp.is_empty() && !lenient::any() {
             return Err(RequestError::new(
@@ -396,7 +409,10 @@ impl BidRequest<'_> {
         let mut i = 0;
         while i < self.imp.len() {
             let imp = &self.imp[i];
-            let why = if imp.id.is_empty() || self.imp[..i].iter().any(|o| o.id == imp.id) {
+            let why = if imp.id.is_empty()
+                || imp.id.len() > MAX_ID_BYTES
+                || self.imp[..i].iter().any(|o| o.id == imp.id)
+            {
                 Some(X::ImpId)
             } else if imp.banner.is_none()
                 && imp.video.is_none()

@@ -42,6 +42,20 @@ fn only_unanswerable_requests_are_errors_naming_the_field() {
         "body"
     );
     assert!(err("{}").to_json().contains("\"field\":\"id\""));
+    // An id travels in every event the request makes: bounded.
+    let long = "a".repeat(MAX_ID_BYTES + 1);
+    let e = err(&format!(
+        r#"{{"id":"{long}","imp":[{{"id":"1","banner":{{}}}}]}}"#
+    ));
+    assert_eq!(
+        (e.field.as_str(), e.reason.as_str()),
+        ("id", "longer than 1024 bytes")
+    );
+    let most = "a".repeat(MAX_ID_BYTES);
+    assert!(decode_json(
+        format!(r#"{{"id":"{most}","imp":[{{"id":"1","banner":{{}}}}]}}"#).as_bytes()
+    )
+    .is_ok());
 }
 
 /// Decodes `json` with both decoders (simd-json and serde_json); the
@@ -103,6 +117,9 @@ fn unusable_values_are_dropped_not_the_request() {
     assert_eq!(r.imp[1].tagid, "7");
     // A bad impression drops the impression: no id, a duplicate id, no media.
     let (r, log) = lenient(&imp(r#""video":{},"id":"1""#).replacen(r#""id":"2","#, "", 1));
+    assert_eq!((r.imp.len(), log), (1, vec!["imp.id"]));
+    let long = format!(r#""video":{{}},"id":"{}""#, "i".repeat(MAX_ID_BYTES + 1));
+    let (r, log) = lenient(&imp(&long).replacen(r#""id":"2","#, "", 1));
     assert_eq!((r.imp.len(), log), (1, vec!["imp.id"]));
     let (r, log) = lenient(&imp(r#""bidfloor":1"#));
     assert_eq!(
