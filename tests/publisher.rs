@@ -169,4 +169,23 @@ fn publisher_ad_requests() {
         );
     }
     app.stop();
+    // A slot is an impression id, bounded as a bid request's are (here under
+    // a head limit that lets the URL through).
+    let app = start_api("[limits]\nmax_header_bytes = 8192");
+    let resp = get(
+        app.local_addr(),
+        &format!("/ad?w=300&h=250&slot={}", "s".repeat(1025)),
+    );
+    assert_eq!(resp.status, 400);
+    assert!(
+        resp.text().contains("\"param\":\"slot\""),
+        "{}",
+        resp.text()
+    );
+    let resp = get(
+        app.local_addr(),
+        &format!("/ad?w=300&h=250&slot={}", "s".repeat(1024)),
+    );
+    assert_eq!(resp.status, 200);
+    app.stop();
 }

@@ -118,8 +118,17 @@ fn ad_request(
         req.header(h)
             .map(|v| String::from_utf8_lossy(v).into_owned())
     };
+    let slot = get("slot").unwrap_or_else(|| "1".into());
+    // The slot is the impression id: it rides in the events (as a request's
+    // impression ids do, bounded alike).
+    if slot.len() > crate::openrtb::MAX_ID_BYTES {
+        return Err((
+            "slot",
+            format!("longer than {} bytes", crate::openrtb::MAX_ID_BYTES),
+        ));
+    }
     let mut imp = Imp {
-        id: Cow::Owned(get("slot").unwrap_or_else(|| "1".into())),
+        id: Cow::Owned(slot),
         ..Default::default()
     };
     imp.tagid = imp.id.clone();
