@@ -3,7 +3,8 @@
 //! a whole object) replaced by an extreme or wrongly typed one, or members
 //! added where the request has none. Byte mutations (tests/fuzz.rs) mostly
 //! break the JSON and stop at the decoder; these reach the auction.
-//! Whatever decodes must decode the same with both decoders, be decided the
+//! Whatever decodes must decode the same with both decoders, pass the
+//! invalid-traffic screen or be refused by it, be decided the
 //! same when it comes over Cap'n Proto, be decided (alone, with a CTR
 //! model, in a batch) and rendered without panicking, and bid only at or
 //! above its floor; whatever does not decode must name a field. Failing
@@ -167,6 +168,7 @@ struct World {
     iab: usize,
     embedded: Index,
     synthetic: Index,
+    lists: adshard::quality::Lists,
 }
 
 fn world() -> &'static World {
@@ -199,6 +201,7 @@ fn world() -> &'static World {
             iab: n,
             embedded: Index::load(adshard::api::EMBEDDED_CAMPAIGNS, "embedded", 1).unwrap(),
             synthetic: Index::build(synth::campaigns(3_000, 11), 2).unwrap(),
+            lists: adshard::quality::Lists::shipped(),
         }
     })
 }
@@ -244,6 +247,12 @@ fn exercise(body: &[u8]) -> Result<Outcome, TestCaseError> {
     };
     let w = world();
     let cfg = BidderConfig::default();
+    // The invalid-traffic screen reads the device and user fields first.
+    thread_local! {
+        static IVT: std::cell::RefCell<adshard::quality::Checker> =
+            std::cell::RefCell::new(adshard::quality::Checker::new(&Default::default()));
+    }
+    IVT.with(|c| c.borrow_mut().check(&w.lists, &req, 1_800_000_000_000));
     // The same request over Cap'n Proto (the binary transport) decodes and
     // is decided alike: same winners, creatives, deals, prices, reasons.
     let mut wire = Vec::new();
