@@ -142,7 +142,7 @@ impl ShardState {
                 .by_id
                 .get(&campaign)
                 .and_then(|&p| ix.hot[p as usize].cap);
-            if let Some(cap) = cap.filter(|c| secs + c.window_secs > now) {
+            if let Some(cap) = cap.filter(|c| secs.saturating_add(c.window_secs) > now) {
                 self.freq_add(key, cap.window_secs, secs);
             }
         }
@@ -288,7 +288,7 @@ impl ShardState {
         // A capped campaign cannot honour its cap for an unknown user.
         let Some(u) = user else { return false };
         match self.freq.get(&Self::freq_key(u, h.id)) {
-            Some(&(start, n)) if now.secs < start + cap.window_secs => n < cap.max,
+            Some(&(start, n)) if now.secs < start.saturating_add(cap.window_secs) => n < cap.max,
             _ => true,
         }
     }
@@ -325,7 +325,7 @@ impl ShardState {
             self.freq_order.push_back(key);
         }
         let e = self.freq.entry(key).or_insert((secs, 0));
-        if secs >= e.0 + window {
+        if secs >= e.0.saturating_add(window) {
             *e = (secs, 0);
         }
         e.1 += 1;

@@ -385,6 +385,10 @@ impl Index {
     }
 }
 
+/// Longest frequency-cap window, seconds: 20 years, the longest a stored
+/// count is kept (its database TTL).
+pub const MAX_CAP_WINDOW_SECS: u64 = 630_720_000;
+
 /// Longest creative id taken, in bytes: it travels in every event of its
 /// bids (a spool frame holds at most 64 KiB) and in notice URLs.
 pub const MAX_CREATIVE_ID_BYTES: usize = 1024;
@@ -421,6 +425,11 @@ fn validate(c: &Campaign) -> Result<(), IndexError> {
     if let Some(f) = c.frequency_cap {
         if f.max == 0 || f.window_secs == 0 {
             return bad("frequency_cap.max and window_secs must be positive");
+        }
+        if f.window_secs > MAX_CAP_WINDOW_SECS {
+            return bad(&format!(
+                "frequency_cap.window_secs is at most {MAX_CAP_WINDOW_SECS} (20 years)"
+            ));
         }
     }
     if let Some(s) = c.targeting.blocked_sellers.iter().find(|s| {

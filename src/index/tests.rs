@@ -71,6 +71,19 @@ fn bad_files_are_refused_with_reason() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("creative b1"), "{e}");
+    // A cap's window past what a stored count outlives is refused, not
+    // left to overflow into a cap that never holds.
+    let capped = SMALL.replace(
+        "name = \"a\"\n",
+        "name = \"a\"\nfrequency_cap = { max = 1, window_secs = 9223372036854775807 }\n",
+    );
+    let e = Index::load(&capped, "x.toml", 1).unwrap_err().to_string();
+    assert!(
+        e.contains("campaign 1") && e.contains("window_secs is at most"),
+        "{e}"
+    );
+    let capped = capped.replace("9223372036854775807", "630720000");
+    assert!(Index::load(&capped, "x.toml", 1).is_ok());
     // A creative id travels in every event of its bids: bounded.
     let long = format!("id = \"{}\"", "c".repeat(MAX_CREATIVE_ID_BYTES + 1));
     let e = Index::load(&SMALL.replace("id = \"b1\"", &long), "x.toml", 1)
