@@ -126,6 +126,13 @@ fn hostile_campaign_values_load_or_fail_cleanly() {
                             ),
                         };
                         assert!(p <= most * (1.0 + 1e-9), "{path:?}: {p} over {most}");
+                        // One impression at the bid price fits the budgets.
+                        let cost = p / 1000.0;
+                        assert!(
+                            cost <= c.budget.daily && cost <= c.budget.lifetime,
+                            "{path:?}: an impression at {p} CPM over budget {:?}",
+                            c.budget
+                        );
                     }
                 }
             }

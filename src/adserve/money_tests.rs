@@ -291,8 +291,7 @@ fn a_bid_holds_its_price_against_the_budget_until_its_notice() {
         "campaign 1's slice is held by its bids in flight"
     );
     // A loss frees its bid's price; a win charges its clearing price instead
-    // of the bid's (a bid starting below the slice may end past it: here
-    // they meet exactly).
+    // of the bid's (here they meet the slice exactly).
     let o = send(&ix, &mut s, &dd, NoticeKind::Loss, &q(&bids[0].2, "3"), now).unwrap();
     s.settle(&ix, o.settles.as_deref().unwrap());
     let o = send(&ix, &mut s, &dd, NoticeKind::Win, &q(&bids[1].1, "2"), now).unwrap();
@@ -316,6 +315,34 @@ fn a_bid_holds_its_price_against_the_budget_until_its_notice() {
     // Test traffic holds nothing.
     urls(&ix, &mut s, &banner(r#","test":1"#), later);
     assert_eq!(s.holds(), 1);
+}
+
+/// A bid never starts below its budget and ends past it: with less left in
+/// the slice than one impression at the campaign's price, it does not bid.
+#[test]
+fn a_bid_that_would_end_past_the_budget_is_not_made() {
+    let (ix, now) = (ix(), Now::at(NOON));
+    let bidder = |left: i64| {
+        let mut s = ShardState::new(0, 4, &cfg());
+        s.sync(&ix);
+        // Campaign 1 bids 2 USD CPM (2,000 micro-USD an impression) from
+        // a 25,000,000 slice.
+        s.charge(&ix, 1, 25_000_000 - left, now);
+        let text = banner("");
+        let req = decode_json(text.as_bytes()).unwrap();
+        let d = decide(&ix, &mut s, &req, &cfg(), now);
+        bid_response(&ix, &req, &d, &cfg(), &keys()).map(|r| r.seatbid[0].bid[0].cid.clone())
+    };
+    assert_eq!(
+        bidder(2_000).as_deref(),
+        Some("1"),
+        "exactly one impression left"
+    );
+    assert_eq!(
+        bidder(1_999).as_deref(),
+        Some("2"),
+        "not quite one: the next campaign"
+    );
 }
 
 /// A model that answers a fixed pCTR with a given training base rate.

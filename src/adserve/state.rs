@@ -256,18 +256,32 @@ impl ShardState {
         self.holds.len()
     }
 
-    pub(super) fn budget_ok(&self, h: &Hot, pos: usize, now: Now) -> bool {
+    /// Whether the campaign at `pos` may bid `most_cpm` (USD, the most its
+    /// bid can be): one impression at that price, on top of what it spent
+    /// and what its bids awaiting a notice hold, stays within this shard's
+    /// share of its daily (paced) and lifetime budgets. So a bid never
+    /// starts below the budget and ends past it.
+    pub(super) fn budget_ok(&self, h: &Hot, pos: usize, most_cpm: f64, now: Now) -> bool {
         let row = &self.spend.rows[pos];
         let (today, total) = row.get(now.day());
-        // What the shard's bids awaiting a notice may still cost counts as spent.
+        // What the shard's bids awaiting a notice may still cost counts as
+        // spent, and this bid's impression as well (micro-USD, rounded as
+        // its hold will be).
+        let cost = (most_cpm * 1000.0).round();
+        if !(cost.is_finite() && cost >= 0.0) {
+            return false;
+        }
         let (today, total) = (today + row.held(), total + row.held());
         if let Some(s) = &self.slices {
             // A fleet: the caps already split what the fleet may still spend.
+            let cost = cost as i64;
             return s
                 .cap(self.version, pos, h.id, self.shard, now)
-                .is_some_and(|(d, t)| today < d && total < t);
+                .is_some_and(|(d, t)| {
+                    today.saturating_add(cost) <= d && total.saturating_add(cost) <= t
+                });
         }
-        let (today, total) = (today as f64 / 1e6, total as f64 / 1e6);
+        let (today, total) = ((today as f64 + cost) / 1e6, (total as f64 + cost) / 1e6);
         let shards = f64::from(self.shards);
         let daily = h.daily / shards;
         // Even: the elapsed share of the day plus one hour of headroom.
@@ -276,7 +290,7 @@ impl ShardState {
         } else {
             daily
         };
-        today < allowed && total < h.lifetime / shards
+        today <= allowed && total <= h.lifetime / shards
     }
 
     fn freq_key(user: u64, campaign: u64) -> u64 {

@@ -38,8 +38,8 @@
 //! nothing on the request path waits on the database. A shard counts a
 //! bid's price against its cap from the moment it bids (`bidder.hold_ms`,
 //! see `ShardState::hold`), so wins whose notices are still on their way
-//! cannot carry it past. Overspend is bounded by one bid per shard (the one
-//! that starts below its cap and ends past it), wins notified later than
+//! cannot carry it past, and bids only while one more impression at its
+//! most fits the cap. Overspend is bounded by wins notified later than
 //! `hold_ms`, plus, only when a node has died or restarted, its spend that
 //! had not reached the ledger (its spool is replayed when it restarts).
 //!
