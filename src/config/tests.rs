@@ -52,6 +52,15 @@ fn invalid_values_are_named() {
             "bidder.batch_budget_us",
         ),
         ("[bidder]\nmax_scored = 0", "bidder.max_scored"),
+        // Sizes allocated at start: an absurd one is an error, not an abort.
+        (
+            "[bidder]\ndedupe_slots = 9223372036854775807",
+            "bidder.dedupe_slots",
+        ),
+        (
+            "[events]\nqueue_capacity = 100000000000",
+            "events.queue_capacity",
+        ),
         ("[[shard]]\ncore = 0\n[[shard]]\ncore = 0", "shard[1].core"),
         (
             "[overload]\nstanding_window_ms = 0",

@@ -4,6 +4,12 @@ use super::sections::MIN_NOTICE_KEY_BYTES;
 use super::{invalid, is_cql_identifier, Config, ConfigError, MAX_HEADERS_CEILING};
 use std::net::SocketAddr;
 
+/// Most notice de-duplication slots (`bidder.dedupe_slots`, 8 bytes each).
+const MAX_DEDUPE_SLOTS: usize = 1 << 31;
+/// Most events a shard's queue holds (`events.queue_capacity`): its slots
+/// are allocated at start.
+const MAX_QUEUE_CAPACITY: usize = 1 << 24;
+
 impl Config {
     /// Checks values that are well-typed but out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -69,6 +75,14 @@ impl Config {
             return Err(invalid(
                 "bidder.dedupe_slots",
                 "must be at least 1024 (and max_tracked_users > 0)",
+            ));
+        }
+        // Allocated at start (8 bytes a slot): a typo must not become an
+        // abort for want of memory.
+        if b.dedupe_slots > MAX_DEDUPE_SLOTS {
+            return Err(invalid(
+                "bidder.dedupe_slots",
+                format!("at most {MAX_DEDUPE_SLOTS} (16 GiB)"),
             ));
         }
         if b.notice_ttl_secs().is_none() {
@@ -184,8 +198,11 @@ impl Config {
         if self.events.segment_max_bytes < 4096 {
             return Err(invalid("events.segment_max_bytes", "at least 4096"));
         }
-        if self.events.queue_capacity == 0 {
-            return Err(invalid("events.queue_capacity", "must be greater than 0"));
+        if self.events.queue_capacity == 0 || self.events.queue_capacity > MAX_QUEUE_CAPACITY {
+            return Err(invalid(
+                "events.queue_capacity",
+                format!("must be between 1 and {MAX_QUEUE_CAPACITY}"),
+            ));
         }
         if !(0.0..=1.0).contains(&self.campaigns.max_shrink) {
             return Err(invalid("campaigns.max_shrink", "must be between 0 and 1"));
