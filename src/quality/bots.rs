@@ -218,4 +218,61 @@ mod tests {
             BotsError::Empty
         );
     }
+
+    /// Pieces of patterns: literals of either case, anchors, classes,
+    /// repetitions, groups, alternations, flags, escapes.
+    const PATTERN_PIECES: [&str; 30] = [
+        "bot", "Crawl", "SPIDER", "http", "s?://", "^", "$", "(?:", "(", ")", "|", ".", "*", "+",
+        "?", "{2}", "[a-c]", "[^x]", "\\d", "\\b", "(?-i)", "(?i)", "(?m)", "\\x41", "-", "/", " ",
+        "é", "K", "\\.",
+    ];
+    /// Pieces of user agents: the same letters in other cases and runs.
+    const UA_PIECES: [&str; 18] = [
+        "bot",
+        "BOT",
+        "bOt",
+        "crawl",
+        "CRAWLER",
+        "spider",
+        "http",
+        "https://",
+        "Mozilla/5.0 ",
+        "a",
+        "b",
+        "c",
+        "1",
+        "A",
+        " ",
+        "/",
+        "é",
+        "\u{212a}",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+
+        /// Whatever the list, the filter in front of the automaton never
+        /// changes its verdict (it only skips runs it proved would fail).
+        #[test]
+        fn the_filter_never_changes_a_verdict_for_any_list(
+            lines in proptest::collection::vec(proptest::collection::vec(0..PATTERN_PIECES.len(), 1..7), 1..5),
+            uas in proptest::collection::vec(
+                (proptest::collection::vec(0..UA_PIECES.len(), 0..8), proptest::collection::vec(proptest::num::u8::ANY, 0..3)),
+                1..12,
+            ),
+        ) {
+            let list: Vec<String> = lines
+                .iter()
+                .map(|l| l.iter().map(|&i| PATTERN_PIECES[i]).collect())
+                .collect();
+            let Ok(b) = Bots::new(&list.join("\n")) else {
+                return Ok(());
+            };
+            for (pieces, noise) in &uas {
+                let mut ua: String = pieces.iter().map(|&i| UA_PIECES[i]).collect();
+                ua.push_str(&String::from_utf8_lossy(noise));
+                proptest::prop_assert_eq!(b.is_bot(&ua), b.unfiltered(&ua), "{:?} on {:?}", list, ua);
+            }
+        }
+    }
 }
