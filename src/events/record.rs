@@ -1,15 +1,32 @@
 //! The event record and its framed Cap'n Proto encoding (schema/events.capnp),
 //! the format of the spool segments.
 //!
+//! A frame is checked: a 16-byte header (a marker word, the message's
+//! length, the xxh3 of the message) and the capnp message (stream framing).
+//! A byte changed on disk (a bit flip, a sector of stale or zeroed data
+//! after a crash) is damage, never a different event: without the sum a
+//! changed `spendMicros` would replay as a charge nobody made. Frames
+//! written before the header existed (a bare capnp message, whose first
+//! word, a segment count less one, is never the marker) still read.
+//!
 //! Decoding treats its input as untrusted: `ReaderOptions` bound traversal and
 //! nesting, a frame larger than [`MAX_FRAME_BYTES`] is refused, and a frame
 //! cut short is [`Decoded::Partial`] (read more), not an error.
 
 use super::Kind;
 use crate::schema::events_capnp::{event, EventKind};
+use xxhash_rust::xxh3::xxh3_64;
 
-/// Largest frame accepted from a spool file.
+/// Largest frame accepted from a spool file, header included.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// First word of a checked frame: as a capnp stream's first word it would
+/// claim 2^32 segments, which no message has.
+const CHECKED: u32 = u32::MAX;
+
+/// Bytes of a checked frame's header: marker, message length, xxh3 (keeps
+/// the message 8-byte aligned, as the flat-slice reader wants).
+const HEADER: usize = 16;
 
 /// One event, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +77,12 @@ pub enum EventError {
     /// Frame over [`MAX_FRAME_BYTES`].
     #[error("event frame of {0} bytes exceeds the limit")]
     TooLarge(usize),
+    /// A checked frame whose message does not match its sum (or length).
+    #[error("event frame does not match its checksum")]
+    Checksum,
+    /// A message with an empty first segment (zeroed bytes): no event.
+    #[error("empty event frame (zeroed bytes?)")]
+    Empty,
 }
 
 /// Result of decoding from the front of a byte slice.
@@ -100,8 +123,20 @@ fn kind_from_capnp(k: EventKind) -> Kind {
 /// The first segment of an encoded event's message, in 8-byte words.
 const FIRST_SEGMENT_WORDS: u32 = 64;
 
-/// Appends `ev` as one framed message.
+/// Appends `ev` as one checked frame.
 pub fn encode(ev: &Event, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    encode_message(ev, out);
+    let len = (out.len() - at - HEADER) as u32;
+    let sum = xxh3_64(&out[at + HEADER..]);
+    out[at..at + 4].copy_from_slice(&CHECKED.to_le_bytes());
+    out[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
+    out[at + 8..at + HEADER].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Appends `ev` as a bare capnp message (the frame before checked frames).
+fn encode_message(ev: &Event, out: &mut Vec<u8>) {
     // The default first segment is 8 KB, allocated zeroed for every event;
     // an event takes about 170 bytes (longer ids get a second segment).
     let mut msg = capnp::message::Builder::new(
@@ -177,10 +212,10 @@ pub fn scan_notices(buf: &[u8], mut f: impl FnMut(NoticeRef<'_>)) -> Result<usiz
         .nesting_limit(8);
     let mut at = 0;
     while at < buf.len() {
-        let Some(used) = frame_len(&buf[at..])? else {
+        let Some((body, used)) = frame(&buf[at..])? else {
             break;
         };
-        let mut slice = &buf[at..at + used];
+        let mut slice = &buf[at + body..at + used];
         at += used;
         let msg = capnp::serialize::read_message_from_flat_slice(&mut slice, opts)?;
         let r = msg.get_root::<event::Reader>()?;
@@ -213,11 +248,11 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
     let opts = *capnp::message::ReaderOptions::new()
         .traversal_limit_in_words(Some(MAX_FRAME_BYTES / 8))
         .nesting_limit(8);
-    let used = match frame_len(buf)? {
-        Some(n) => n,
+    let (body, used) = match frame(buf)? {
+        Some(f) => f,
         None => return Ok(Decoded::Partial),
     };
-    let mut slice = &buf[..used];
+    let mut slice = &buf[body..used];
     let msg = capnp::serialize::read_message(&mut slice, opts)?;
     let r = msg.get_root::<event::Reader>()?;
     let kind = r
@@ -250,8 +285,41 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
     ))
 }
 
-/// Length of the frame at the front of `buf` from its segment table (capnp
-/// stream framing), `None` while the table or body is incomplete.
+/// The frame at the front of `buf`: where its message starts and the bytes
+/// the frame takes; `None` while it is incomplete. A checked frame's sum
+/// is verified here.
+fn frame(buf: &[u8]) -> Result<Option<(usize, usize)>, EventError> {
+    let word = |i: usize| -> Option<u32> {
+        buf.get(i * 4..i * 4 + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if word(0) != Some(CHECKED) {
+        return Ok(frame_len(buf)?.map(|n| (0, n)));
+    }
+    let (Some(len), Some(lo), Some(hi)) = (word(1), word(2), word(3)) else {
+        return Ok(None);
+    };
+    let used = HEADER + len as usize;
+    if used > MAX_FRAME_BYTES {
+        return Err(EventError::TooLarge(used));
+    }
+    let Some(msg) = buf.get(HEADER..used) else {
+        return Ok(None);
+    };
+    if xxh3_64(msg) != (u64::from(hi) << 32 | u64::from(lo)) {
+        return Err(EventError::Checksum);
+    }
+    // The message fills the frame exactly.
+    if frame_len(msg)? != Some(msg.len()) {
+        return Err(EventError::Checksum);
+    }
+    Ok(Some((HEADER, used)))
+}
+
+/// Length of the bare capnp message at the front of `buf` from its segment
+/// table (stream framing), `None` while the table or body is incomplete.
+/// A first segment of no words (what a zeroed region reads as) is refused:
+/// every event has a root.
 fn frame_len(buf: &[u8]) -> Result<Option<usize>, EventError> {
     let word = |i: usize| -> Option<u32> {
         buf.get(i * 4..i * 4 + 4)
@@ -269,6 +337,9 @@ fn frame_len(buf: &[u8]) -> Result<Option<usize>, EventError> {
         let Some(words) = word(1 + i) else {
             return Ok(None);
         };
+        if i == 0 && words == 0 {
+            return Err(EventError::Empty);
+        }
         total = total.saturating_add(words as usize * 8);
         if total > MAX_FRAME_BYTES {
             return Err(EventError::TooLarge(total));
@@ -315,7 +386,12 @@ mod tests {
         let mut buf = Vec::new();
         encode(&ev, &mut buf);
         assert!(
-            u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) >= 1,
+            u32::from_le_bytes([
+                buf[HEADER],
+                buf[HEADER + 1],
+                buf[HEADER + 2],
+                buf[HEADER + 3]
+            ]) >= 1,
             "one segment only"
         );
         match decode(&buf).unwrap() {
@@ -343,6 +419,59 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_changed_byte_is_damage_never_another_event() {
+        // Two frames: any byte of the first changed reads as an error (or,
+        // in its length, as a frame still to come), never as an event.
+        let mut buf = Vec::new();
+        encode(&sample(1), &mut buf);
+        let first = buf.len();
+        encode(&sample(2), &mut buf);
+        for i in 0..first {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = buf.clone();
+                bad[i] ^= flip;
+                match decode(&bad) {
+                    Ok(Decoded::Event(ev, _)) => panic!("byte {i} ^ {flip:#x} read as {ev:?}"),
+                    Ok(Decoded::Partial) | Err(_) => {}
+                }
+                assert!(
+                    scan_notices(&bad, |_| {}).map_or(true, |tail| tail > 0),
+                    "byte {i}"
+                );
+            }
+        }
+        // A region of zeros (stale blocks after a crash) is damage too.
+        let mut zeroed = buf.clone();
+        zeroed.extend_from_slice(&[0; 64]);
+        let s = crate::events::salvage_spool(&zeroed);
+        assert_eq!(s.events, [sample(1), sample(2)]);
+        assert!(
+            matches!(s.damage, Some((at, EventError::Empty)) if at == buf.len()),
+            "{:?}",
+            s.damage
+        );
+    }
+
+    #[test]
+    fn frames_written_before_the_checksum_still_read() {
+        // A spool written by an older build: bare messages, then (after an
+        // upgrade) checked frames in the same directory or segment.
+        let mut buf = Vec::new();
+        encode_message(&sample(1), &mut buf);
+        encode(&sample(2), &mut buf);
+        encode_message(&sample(3), &mut buf);
+        let s = crate::events::salvage_spool(&buf);
+        assert!(s.damage.is_none(), "{:?}", s.damage);
+        assert_eq!(s.events, [sample(1), sample(2), sample(3)]);
+        let mut bids = Vec::new();
+        assert_eq!(
+            scan_notices(&buf, |n| bids.push(n.bid_id.to_string())).unwrap(),
+            0
+        );
+        assert_eq!(bids.len(), 3);
     }
 
     #[test]
