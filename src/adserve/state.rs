@@ -281,16 +281,18 @@ impl ShardState {
                     today.saturating_add(cost) <= d && total.saturating_add(cost) <= t
                 });
         }
-        let (today, total) = ((today as f64 + cost) / 1e6, (total as f64 + cost) / 1e6);
-        let shards = f64::from(self.shards);
-        let daily = h.daily / shards;
+        // In micro-USD, with one division (this runs for every candidate
+        // the auction weighs).
+        let (today, total) = (today as f64 + cost, total as f64 + cost);
+        let share = 1e6 / f64::from(self.shards);
+        let daily = h.daily * share;
         // Even: the elapsed share of the day plus one hour of headroom.
         let allowed = if h.even {
-            daily * ((now.sec_of_day() + 3600) as f64 / 86400.0).min(1.0)
+            daily * ((now.sec_of_day() + 3600) as f64 * (1.0 / 86400.0)).min(1.0)
         } else {
             daily
         };
-        today <= allowed && total <= h.lifetime / shards
+        today <= allowed && total <= h.lifetime * share
     }
 
     fn freq_key(user: u64, campaign: u64) -> u64 {
