@@ -80,6 +80,7 @@ impl Ranges {
     /// Parses a ranges file.
     pub fn parse(text: &str) -> Result<Ranges, RangesError> {
         let mut tags: Vec<String> = Vec::new();
+        let mut tag_ix: std::collections::HashMap<String, usize> = Default::default();
         let mut raw: Vec<(u128, u128, u16)> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or_default().trim();
@@ -90,10 +91,18 @@ impl Ranges {
                 line: i + 1,
                 message,
             })?;
-            let t = match tags.iter().position(|x| x == tag) {
-                Some(t) => t,
+            let t = match tag_ix.get(tag) {
+                Some(&t) => t,
+                None if tags.len() > usize::from(u16::MAX) => {
+                    // Spans name their tag in 16 bits.
+                    return Err(RangesError {
+                        line: i + 1,
+                        message: format!("more than {} distinct tags", u32::from(u16::MAX) + 1),
+                    });
+                }
                 None => {
                     tags.push(tag.to_string());
+                    tag_ix.insert(tag.to_string(), tags.len() - 1);
                     tags.len() - 1
                 }
             };
@@ -277,6 +286,34 @@ mod tests {
             tagged += usize::from(general.is_some());
         }
         assert!(tagged > 1000);
+    }
+
+    #[test]
+    fn a_file_of_many_tags_is_read_fast_and_more_than_65536_refused() {
+        // Tags are looked up by hash (a linear search made this file
+        // quadratic), and a span names its tag in 16 bits.
+        let lines = |n: u32| -> String {
+            (0..n)
+                .map(|i| {
+                    format!(
+                        "{}.{}.{}.0/24 t{i}\n",
+                        1 + i / 65536,
+                        (i / 256) % 256,
+                        i % 256
+                    )
+                })
+                .collect()
+        };
+        let r = Ranges::parse(&lines(65_536)).unwrap();
+        assert_eq!(tag(&r, "2.0.0.1"), None);
+        assert_eq!(tag(&r, "1.255.255.9"), Some("t65535"));
+        let e = Ranges::parse(&lines(65_537)).unwrap_err();
+        assert_eq!(e.line, 65_537);
+        assert!(
+            e.message.contains("more than 65536 distinct tags"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
