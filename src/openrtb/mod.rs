@@ -361,6 +361,12 @@ impl RequestError {
     }
 }
 
+/// Most impressions auctioned in one request; the rest are dropped (noted
+/// as `imp`). Exchanges send one to a few dozen (a 2.6 video pod included);
+/// a 1 MiB body holds 24,000, whose auctions and answer held a shard for
+/// 0.9 s.
+pub const MAX_IMPS: usize = 128;
+
 /// Longest request or impression id taken, in bytes. Ids travel in every
 /// event the request makes (a spool frame holds at most 64 KiB, and one
 /// over it would read back as damage, losing the events after it), in
@@ -369,9 +375,9 @@ pub const MAX_ID_BYTES: usize = 1024;
 
 impl BidRequest<'_> {
     /// Checks what the spec requires beyond types, dropping what cannot be
-    /// used (noted in [`lenient`]'s log): an impression without an id, with
-    /// an id already seen or longer than [`MAX_ID_BYTES`], or offering no
-    /// banner, video, audio or native;
+    /// used (noted in [`lenient`]'s log): impressions past [`MAX_IMPS`]; an
+    /// impression without an id, with an id already seen or longer than
+    /// [`MAX_ID_BYTES`], or offering no banner, video, audio or native;
     /// a deal without an id; `app` beside `site` (the site is kept: the
     /// page is what was offered). `tmax` 0 reads as not set. An unknown auction type (below 500) is
     /// taken as first price (we pay at most what we bid). Refused (400): no
@@ -392,6 +398,10 @@ impl BidRequest<'_> {
                 "imp",
                 "required, must hold at least one impression",
             ));
+        }
+        if self.imp.len() > MAX_IMPS {
+            note(X::Imp);
+            self.imp.truncate(MAX_IMPS);
         }
         // `tmax` 0 sets no limit (Prebid Server reads it so; the Cap'n
         // Proto transport cannot tell 0 from absent): not a zero budget.

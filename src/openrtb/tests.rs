@@ -118,6 +118,13 @@ fn unusable_values_are_dropped_not_the_request() {
     // A bad impression drops the impression: no id, a duplicate id, no media.
     let (r, log) = lenient(&imp(r#""video":{},"id":"1""#).replacen(r#""id":"2","#, "", 1));
     assert_eq!((r.imp.len(), log), (1, vec!["imp.id"]));
+    // Impressions past MAX_IMPS are dropped (noted once); the first are kept.
+    let many: Vec<String> = (0..MAX_IMPS + 72)
+        .map(|i| format!(r#"{{"id":"{i}","banner":{{"w":1,"h":1}}}}"#))
+        .collect();
+    let (r, log) = lenient(&format!(r#"{{"id":"a","imp":[{}]}}"#, many.join(",")));
+    assert_eq!((r.imp.len(), log), (MAX_IMPS, vec!["imp"]));
+    assert_eq!(r.imp[MAX_IMPS - 1].id, (MAX_IMPS - 1).to_string());
     let long = format!(r#""video":{{}},"id":"{}""#, "i".repeat(MAX_ID_BYTES + 1));
     let (r, log) = lenient(&imp(&long).replacen(r#""id":"2","#, "", 1));
     assert_eq!((r.imp.len(), log), (1, vec!["imp.id"]));
