@@ -489,7 +489,7 @@ fn restore_from_spool(
             }
         });
         if let Err(e) = scanned {
-            tracing::error!(path = %seg.path.display(), error = %e, "spool segment unreadable; its notices and spend are not restored");
+            tracing::error!(path = %seg.path.display(), error = %e, "spool segment damaged: its notices and spend before the damage are restored, none after it");
         }
     }
     if bytes > 0 {
