@@ -105,19 +105,19 @@ pub fn request_row(req: &BidRequest<'_>, imp: &Imp<'_>, hour: u32) -> [i64; FEAT
     for (i, v) in text.iter().enumerate() {
         row[i] = bucket(FEATURE_NAMES[i], v);
     }
-    row[7] = bucket_num(
-        FEATURE_NAMES[7],
-        dev.and_then(|d| d.devicetype).map(u64::from),
-        1,
-    );
+    // A device type, connection type or ad position not given is 0, the
+    // lists' "unknown" (the Cap'n Proto transport cannot tell 0 from
+    // absent; Avazu's columns hold 0 for it too).
+    let known = |v: Option<u8>| Some(u64::from(v.unwrap_or(0)));
+    row[7] = bucket_num(FEATURE_NAMES[7], known(dev.and_then(|d| d.devicetype)), 1);
     row[8] = bucket_num(
         FEATURE_NAMES[8],
-        dev.and_then(|d| d.connectiontype).map(u64::from),
+        known(dev.and_then(|d| d.connectiontype)),
         1,
     );
     row[9] = bucket_num(
         FEATURE_NAMES[9],
-        imp.banner.as_ref().and_then(|b| b.pos).map(u64::from),
+        known(imp.banner.as_ref().and_then(|b| b.pos)),
         1,
     );
     // Avazu's hour column is two digits.
