@@ -11,27 +11,9 @@ use adshard::adserve::{decide_batch, decide_exhaustive, decide_with, Decision, N
 use adshard::config::BidderConfig;
 use adshard::index::synth::{self, Rng};
 use adshard::index::Index;
-use adshard::scoring::{CtrModel, FEATURES};
 use adshard::testkit::fixtures;
+use adshard::testkit::models::Hashed;
 use serde_json::json;
-
-/// pCTR from a hash of the row: deterministic, spread over [0.001, 0.5).
-struct Hashed;
-
-impl CtrModel for Hashed {
-    fn predict(&mut self, rows: &[[i64; FEATURES]], out: &mut Vec<f32>) -> bool {
-        out.clear();
-        for r in rows {
-            let bytes: Vec<u8> = r.iter().flat_map(|v| v.to_le_bytes()).collect();
-            let h = xxhash_rust::xxh3::xxh3_64(&bytes);
-            out.push(0.001 + (h % 499) as f32 / 1000.0);
-        }
-        true
-    }
-    fn base_rate(&self) -> f64 {
-        0.17
-    }
-}
 
 const COUNTRIES: [&str; 11] = [
     "USA", "CAN", "GBR", "DEU", "FRA", "JPN", "BRA", "IND", "AUS", "MEX", "NZL",

@@ -11,72 +11,14 @@
 use adshard::adserve::{bid_response, decide_with, Now, ShardState};
 use adshard::config::BidderConfig;
 use adshard::index::{BidModel, CampaignFile, Index};
-use adshard::scoring::{CtrModel, FEATURES};
-use serde_json::{json, Value};
-
-/// pCTR near the top of its range: CPC bids reach their caps.
-struct High;
-
-impl CtrModel for High {
-    fn predict(&mut self, rows: &[[i64; FEATURES]], out: &mut Vec<f32>) -> bool {
-        out.clear();
-        out.extend(rows.iter().map(|_| 0.9));
-        true
-    }
-    fn base_rate(&self) -> f64 {
-        0.17
-    }
-}
-
-fn hostile() -> Vec<Value> {
-    vec![
-        json!(null),
-        json!(0),
-        json!(-1),
-        json!(1),
-        json!(0.5),
-        json!(1e-300),
-        json!(1e300),
-        json!(-1e300),
-        json!(4294967296u64),
-        json!(u64::MAX),
-        json!(""),
-        json!("x".repeat(2000)),
-        json!("\u{0}\"</script>"),
-        json!(true),
-        json!([]),
-        json!([""]),
-        json!({}),
-    ]
-}
-
-fn places(v: &Value, at: &mut Vec<Value>, out: &mut Vec<Vec<Value>>) {
-    let mut go = |step: Value, x: &Value| {
-        at.push(step);
-        out.push(at.clone());
-        places(x, at, out);
-        at.pop();
-    };
-    match v {
-        Value::Object(m) => m.iter().for_each(|(k, x)| go(json!(k), x)),
-        Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| go(json!(i), x)),
-        _ => {}
-    }
-}
-
-fn slot<'v>(v: &'v mut Value, path: &[Value]) -> &'v mut Value {
-    path.iter().fold(v, |v, s| match s {
-        Value::String(k) => &mut v[k.as_str()],
-        _ => &mut v[s.as_u64().unwrap() as usize],
-    })
-}
+use adshard::scoring::CtrModel;
+use adshard::testkit::{hostile, models::Fixed};
 
 #[test]
 fn hostile_campaign_values_load_or_fail_cleanly() {
     let file: CampaignFile = toml::from_str(adshard::api::EMBEDDED_CAMPAIGNS).unwrap();
     let base = serde_json::to_value(&file).unwrap();
-    let mut paths = Vec::new();
-    places(&base, &mut Vec::new(), &mut paths);
+    let paths = hostile::places(&base);
     let requests: Vec<_> = adshard::testkit::fixtures::bid_requests()
         .into_iter()
         .map(|(_, body)| body)
@@ -85,9 +27,9 @@ fn hostile_campaign_values_load_or_fail_cleanly() {
     let keys = adshard::adserve::signing::NoticeKeys::new(&[[1u8; 32]], 3600);
     let (mut files, mut refused, mut bids) = (0usize, 0usize, 0usize);
     for path in &paths {
-        for x in hostile() {
+        for x in hostile::values() {
             let mut v = base.clone();
-            *slot(&mut v, path) = x;
+            *hostile::slot(&mut v, path).unwrap() = x;
             let text = serde_json::to_string(&v).unwrap();
             files += 1;
             let ix = match Index::load(&text, "hostile.json", 1) {
@@ -106,7 +48,7 @@ fn hostile_campaign_values_load_or_fail_cleanly() {
                 let req = adshard::openrtb::decode_json(body).unwrap();
                 for scoring in [false, true] {
                     let mut st = ShardState::new(0, 1, &cfg);
-                    let mut m = High;
+                    let mut m = Fixed(0.9);
                     let model = scoring.then_some(&mut m as &mut dyn CtrModel);
                     let d = decide_with(&ix, &mut st, &req, &cfg, Now::wall(), model);
                     let _ = bid_response(&ix, &req, &d, &cfg, &keys);

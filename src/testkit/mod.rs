@@ -9,6 +9,8 @@
 //! - [`events`]: event builders.
 //! - [`process`]: `adshard serve` as a child process.
 //! - [`tcf`]: TCF v2 consent strings with chosen purposes and vendors.
+//! - [`models`]: deterministic CTR models (no ONNX Runtime).
+//! - [`hostile`]: hostile JSON values and the places they go.
 //! - [`scratch`]: temp directories under one root per test process.
 //! - here: scraping `/metrics`, waiting for a condition, the clock.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
@@ -16,6 +18,8 @@
 pub mod cassandra;
 pub mod events;
 pub mod fixtures;
+pub mod hostile;
+pub mod models;
 pub mod process;
 pub mod scratch;
 pub mod tcf;
