@@ -164,8 +164,7 @@ impl Gathered<'_, '_> {
         let multiple = self.ctx.cfg.cpc_cap_multiple;
         let best = self.best.map(|b| b.value);
         self.scored.retain(|c| {
-            let h = &ix.hot[c.pos];
-            let cap = h.cpc.map_or(h.value_cpm, |cpc| cpc_cap(h, cpc, multiple));
+            let cap = most_cpm(&ix.hot[c.pos], multiple);
             cap >= c.floor && best.is_none_or(|b| cap >= b)
         });
         let k = self.ctx.cfg.max_scored.max(1);
@@ -506,6 +505,12 @@ impl<'a> Gathered<'_, 'a> {
             self.consider(pos, deal, floor, st);
         }
     }
+}
+
+/// The most any campaign bids: its rule value (a CPM campaign's bid), or a
+/// CPC campaign's cap.
+pub(super) fn most_cpm(h: &Hot, multiple: f64) -> f64 {
+    h.cpc.map_or(h.value_cpm, |cpc| cpc_cap(h, cpc, multiple))
 }
 
 /// The most a CPC campaign bids: its `max_cpm`, or where unset `multiple`

@@ -233,10 +233,7 @@ fn apply_schain<'a>(ix: &'a Index, req: &BidRequest<'_>, plan: &mut Plan<'a>) {
 pub(super) fn eligible(ctx: &Ctx<'_, '_>, pos: usize, st: &ShardState) -> bool {
     let (ix, now) = (ctx.ix, ctx.now);
     let h = &ix.hot[pos];
-    // The most it can bid: its rule value, or a CPC campaign's cap.
-    let most = h.cpc.map_or(h.value_cpm, |cpc| {
-        super::auction::cpc_cap(h, cpc, ctx.cfg.cpc_cap_multiple)
-    });
+    let most = super::auction::most_cpm(h, ctx.cfg.cpc_cap_multiple);
     (!h.dayparts || daypart_ok(ix.at(pos), now))
         && st.budget_ok(h, pos, most, now)
         && st.freq_ok(h, ctx.user, now)
