@@ -285,14 +285,17 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, EventError> {
     ))
 }
 
+/// The little-endian `u32` at word `i` of `buf`, if `buf` holds it.
+fn word(buf: &[u8], i: usize) -> Option<u32> {
+    buf.get(i * 4..i * 4 + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// The frame at the front of `buf`: where its message starts and the bytes
 /// the frame takes; `None` while it is incomplete. A checked frame's sum
 /// is verified here.
 fn frame(buf: &[u8]) -> Result<Option<(usize, usize)>, EventError> {
-    let word = |i: usize| -> Option<u32> {
-        buf.get(i * 4..i * 4 + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
+    let word = |i: usize| word(buf, i);
     if word(0) != Some(CHECKED) {
         return Ok(frame_len(buf)?.map(|n| (0, n)));
     }
@@ -321,10 +324,7 @@ fn frame(buf: &[u8]) -> Result<Option<(usize, usize)>, EventError> {
 /// A first segment of no words (what a zeroed region reads as) is refused:
 /// every event has a root.
 fn frame_len(buf: &[u8]) -> Result<Option<usize>, EventError> {
-    let word = |i: usize| -> Option<u32> {
-        buf.get(i * 4..i * 4 + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
+    let word = |i: usize| word(buf, i);
     let Some(n) = word(0) else { return Ok(None) };
     let segments = n as usize + 1;
     // Table: one u32 count, one u32 per segment, padded to 8 bytes.
