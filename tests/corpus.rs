@@ -11,7 +11,7 @@
 use adshard::testkit::*;
 use serde_json::Value;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
+const DIR: &str = fixtures::CORPUS_DIR;
 
 /// The native request of an impression, as an object.
 fn native_request(imp: &Value) -> Option<Value> {
@@ -130,12 +130,8 @@ fn check_vast(name: &str, adm: &str, e: &Value) {
 fn every_corpus_request_gets_the_answer_it_should() {
     let expect: serde_json::Map<String, Value> =
         serde_json::from_slice(&std::fs::read(format!("{DIR}/expect.json")).unwrap()).unwrap();
-    let mut files: Vec<String> = std::fs::read_dir(DIR)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json") && n != "expect.json")
-        .collect();
-    files.sort();
+    let requests = fixtures::corpus_requests();
+    let files: Vec<String> = requests.iter().map(|(n, _)| n.clone()).collect();
     assert_eq!(
         files,
         expect.keys().cloned().collect::<Vec<_>>(),
@@ -144,11 +140,10 @@ fn every_corpus_request_gets_the_answer_it_should() {
     assert!(files.len() >= 20);
     let app = start_api("[bidder]\nsecure_url = \"https://ads.adshard.example\"\n");
     let mut r = Reader::new(connect(app.local_addr()));
-    for name in &files {
+    for (name, body) in &requests {
         let e = &expect[name];
-        let body = std::fs::read(format!("{DIR}/{name}")).unwrap();
-        let req: Value = serde_json::from_slice(&body).unwrap();
-        let resp = post(&mut r, "/openrtb2/bid", "application/json", "", &body);
+        let req: Value = serde_json::from_slice(body).unwrap();
+        let resp = post(&mut r, "/openrtb2/bid", "application/json", "", body);
         assert_eq!(
             u64::from(resp.status),
             e["status"].as_u64().unwrap(),

@@ -113,18 +113,10 @@ fn world() -> &'static World {
     W.get_or_init(|| {
         let iab = adshard::testkit::fixtures::bid_requests();
         let n = iab.len();
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
-        let mut corpus: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.ends_with("expect.json"))
-            .collect();
-        corpus.sort();
         let fixtures = iab
             .into_iter()
-            .map(|(_, body)| body)
-            .chain(corpus.iter().map(|p| std::fs::read(p).unwrap()))
-            .map(|body| {
+            .chain(adshard::testkit::fixtures::corpus_requests())
+            .map(|(_, body)| {
                 let v: Value = serde_json::from_slice(&body).unwrap();
                 let out = hostile::places(&v);
                 (v, out)

@@ -31,13 +31,28 @@ pub fn read(name: &str) -> Vec<u8> {
     std::fs::read(format!("{DIR}/{name}")).unwrap()
 }
 
+/// Where the request corpus is (its requests, `expect.json`, a README).
+pub const CORPUS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
+
 /// One request of the corpus (tests/fixtures/corpus) by file name.
 pub fn corpus(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/fixtures/corpus/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    std::fs::read(format!("{CORPUS_DIR}/{name}")).unwrap()
+}
+
+/// Every request of the corpus as (file name, bytes), sorted by name
+/// (`expect.json`, the expected answers, left out).
+pub fn corpus_requests() -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(CORPUS_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && n != "expect.json")
+        .map(|n| {
+            let body = corpus(&n);
+            (n, body)
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// The simple banner request (2.5), the one most wire tests send.

@@ -30,15 +30,8 @@ fn request_roundtrips_through_capnp() {
 
 #[test]
 fn corpus_media_and_supply_chain_roundtrip() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/corpus");
     let mut n = 0;
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        if name == "expect.json" || !name.ends_with(".json") {
-            continue;
-        }
-        let body = std::fs::read(&p).unwrap();
+    for (name, body) in crate::testkit::fixtures::corpus_requests() {
         let a = decode_json(&body).unwrap();
         let mut wire = Vec::new();
         encode_request(&a, &mut wire);
