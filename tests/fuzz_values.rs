@@ -226,15 +226,17 @@ fn exercise(body: &[u8]) -> Result<Outcome, TestCaseError> {
         let batch = decide_batch(ix, &mut st, &[&req, &req], &cfg, now, Some(&mut model));
         // Twin shard states, with the model too (its rows read the request).
         for scoring in [false, true] {
-            let mut m = (Hashed, Hashed);
-            let (m1, m2): (Option<&mut dyn CtrModel>, Option<&mut dyn CtrModel>) = if scoring {
-                (Some(&mut m.0), Some(&mut m.1))
-            } else {
-                (None, None)
+            let fresh = |r: &adshard::openrtb::BidRequest<'_>| {
+                let mut m = Hashed;
+                let model = scoring.then_some(&mut m as &mut dyn CtrModel);
+                decide_with(ix, &mut ShardState::new(0, 1, &cfg), r, &cfg, now, model)
             };
-            let by_json = decide_with(ix, &mut ShardState::new(0, 1, &cfg), &req, &cfg, now, m1);
-            let by_capnp = decide_with(ix, &mut ShardState::new(0, 1, &cfg), &twin, &cfg, now, m2);
-            prop_assert_eq!(gist(&by_json), gist(&by_capnp), "scoring {}", scoring);
+            prop_assert_eq!(
+                gist(&fresh(&req)),
+                gist(&fresh(&twin)),
+                "scoring {}",
+                scoring
+            );
         }
         seen.scored += scored.scored;
         for d in [&plain, &scored].into_iter().chain(batch.iter()) {
